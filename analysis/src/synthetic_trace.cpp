@@ -1,0 +1,165 @@
+#include "hnf/analysis/synthetic_trace.h"
+
+#include <cmath>
+#include <cstring>
+#include <numbers>
+#include <string>
+#include <vector>
+
+#include "hnf/analysis/trace.h"
+#include "hnf/proofs/error.h"
+#include "hnf/proofs/float16.h"
+
+namespace hnf::analysis {
+namespace {
+
+using proofs::Dtype;
+
+// SplitMix64: a small, portable, fully specified generator, so the same spec gives the same
+// bytes on every machine with the same libm.
+class SplitMix64 {
+ public:
+  explicit SplitMix64(std::uint64_t seed) : state_(seed) {}
+  std::uint64_t next() noexcept {
+    std::uint64_t z = (state_ += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+  }
+  // Uniform in (0, 1).
+  double uniform() noexcept { return (static_cast<double>(next() >> 11) + 0.5) * 0x1p-53; }
+  // Standard normal (Box-Muller).
+  double normal() noexcept {
+    const double r = std::sqrt(-2.0 * std::log(uniform()));
+    return r * std::cos(2.0 * std::numbers::pi * uniform());
+  }
+
+ private:
+  std::uint64_t state_;
+};
+
+enum class Stream : std::uint64_t { kQuery = 1, kKey = 2, kValue = 3 };
+
+std::uint64_t stream_seed(std::uint64_t seed, std::int64_t layer, Stream stream, std::int64_t head) {
+  SplitMix64 mix(seed ^ (static_cast<std::uint64_t>(layer) << 40) ^ (static_cast<std::uint64_t>(stream) << 32) ^
+                 static_cast<std::uint64_t>(head));
+  return mix.next();
+}
+
+// Keys of real models have a few outlier channels; mimic that so formats see the shape.
+float channel_scale(std::int64_t channel) { return channel % 16 == 3 ? 4.0f : 1.0f; }
+
+void append_block(proofs::SafetensorsWriter& writer, const std::string& name, Dtype dtype,
+                  const std::vector<float>& values, std::vector<std::byte>& scratch) {
+  const std::size_t element = proofs::dtype_size(dtype);
+  scratch.resize(values.size() * element);
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    if (dtype == Dtype::kF32) {
+      std::memcpy(scratch.data() + 4 * i, &values[i], 4);
+    } else {
+      const std::uint16_t h = dtype == Dtype::kF16 ? proofs::float_to_half_bits(values[i])
+                                                   : proofs::float_to_bf16_bits(values[i]);
+      std::memcpy(scratch.data() + 2 * i, &h, 2);
+    }
+  }
+  writer.append(name, scratch);
+}
+
+void check_spec(const std::filesystem::path& out, const SyntheticTraceSpec& s) {
+  auto fail = [&](const std::string& problem) { return proofs::bad_input(out.string(), problem); };
+  if (s.num_layers < 1 || s.num_heads < 1 || s.num_kv_heads < 1 || s.num_tokens < 1 || s.head_dim < 2 ||
+      s.query_stride < 1)
+    throw fail("synthetic trace needs layers, heads, kv heads, tokens, query stride >= 1 and head_dim >= 2");
+  if (s.num_heads % s.num_kv_heads != 0) throw fail("heads must be a multiple of kv heads");
+  if (s.head_dim % 2 != 0) throw fail("head_dim must be even for rotary embedding");
+  if (!proofs::is_floating(s.dtype)) throw fail("synthetic trace dtype must be F32, F16 or BF16");
+  if (!(s.rope_theta > 0.0)) throw fail("rope_theta must be positive");
+}
+
+}  // namespace
+
+void apply_rope(float* x, std::int64_t head_dim, std::int64_t position, double theta) noexcept {
+  const std::int64_t half = head_dim / 2;
+  for (std::int64_t i = 0; i < half; ++i) {
+    const double inv_freq = std::pow(theta, -2.0 * static_cast<double>(i) / static_cast<double>(head_dim));
+    const double angle = static_cast<double>(position) * inv_freq;
+    const double c = std::cos(angle);
+    const double s = std::sin(angle);
+    const double a = x[i];
+    const double b = x[i + half];
+    x[i] = static_cast<float>(a * c - b * s);
+    x[i + half] = static_cast<float>(b * c + a * s);
+  }
+}
+
+void write_synthetic_trace(const std::filesystem::path& out, const SyntheticTraceSpec& s,
+                           const std::function<void(std::int64_t)>& on_layer) {
+  check_spec(out, s);
+  std::vector<std::int64_t> positions;
+  for (std::int64_t p = (s.num_tokens - 1) % s.query_stride; p < s.num_tokens; p += s.query_stride) positions.push_back(p);
+  const auto num_queries = static_cast<std::int64_t>(positions.size());
+
+  std::vector<proofs::TensorSpec> specs;
+  for (std::int64_t l = 0; l < s.num_layers; ++l) {
+    const std::string prefix = "layers." + std::to_string(l) + ".";
+    specs.push_back({prefix + "q", s.dtype, {s.num_heads, num_queries, s.head_dim}});
+    specs.push_back({prefix + "k", s.dtype, {s.num_kv_heads, s.num_tokens, s.head_dim}});
+    specs.push_back({prefix + "k_pre_rope", s.dtype, {s.num_kv_heads, s.num_tokens, s.head_dim}});
+    specs.push_back({prefix + "v", s.dtype, {s.num_kv_heads, s.num_tokens, s.head_dim}});
+  }
+  const bool record_positions = num_queries != s.num_tokens;
+  if (record_positions) specs.push_back({"query_positions", Dtype::kI64, {num_queries}});
+
+  char theta[64];
+  std::snprintf(theta, sizeof theta, "%.17g", s.rope_theta);
+  const proofs::Metadata metadata{
+      {"format", std::string(kTraceFormatName)},
+      {"format_version", std::string(kTraceFormatVersion)},
+      {"model_id", "synthetic"},
+      {"model_sha256", "none"},
+      {"tokenizer", "none"},
+      {"text_source", "synthetic (seed " + std::to_string(s.seed) + "; not model data)"},
+      {"text_sha256", "none"},
+      {"num_tokens", std::to_string(s.num_tokens)},
+      {"num_layers", std::to_string(s.num_layers)},
+      {"dtype", std::string(proofs::dtype_name(s.dtype))},
+      {"rope", "llama"},
+      {"rope_theta", theta},
+  };
+  proofs::SafetensorsWriter writer(out, std::move(specs), metadata);
+
+  const auto d = static_cast<std::size_t>(s.head_dim);
+  std::vector<float> block;
+  std::vector<std::byte> scratch;
+  for (std::int64_t l = 0; l < s.num_layers; ++l) {
+    const std::string prefix = "layers." + std::to_string(l) + ".";
+    for (std::int64_t h = 0; h < s.num_heads; ++h) {
+      SplitMix64 rng(stream_seed(s.seed, l, Stream::kQuery, h));
+      block.resize(positions.size() * d);
+      for (std::size_t i = 0; i < positions.size(); ++i) {
+        float* row = block.data() + i * d;
+        for (std::size_t c = 0; c < d; ++c) row[c] = static_cast<float>(rng.normal());
+        apply_rope(row, s.head_dim, positions[i], s.rope_theta);
+      }
+      append_block(writer, prefix + "q", s.dtype, block, scratch);
+    }
+    for (std::int64_t h = 0; h < s.num_kv_heads; ++h) {
+      SplitMix64 key_rng(stream_seed(s.seed, l, Stream::kKey, h));
+      block.resize(static_cast<std::size_t>(s.num_tokens) * d);
+      for (std::size_t i = 0; i < block.size(); ++i)
+        block[i] = static_cast<float>(key_rng.normal()) * channel_scale(static_cast<std::int64_t>(i % d));
+      append_block(writer, prefix + "k_pre_rope", s.dtype, block, scratch);
+      for (std::int64_t t = 0; t < s.num_tokens; ++t) apply_rope(block.data() + static_cast<std::size_t>(t) * d, s.head_dim, t, s.rope_theta);
+      append_block(writer, prefix + "k", s.dtype, block, scratch);
+
+      SplitMix64 value_rng(stream_seed(s.seed, l, Stream::kValue, h));
+      for (float& x : block) x = static_cast<float>(value_rng.normal());
+      append_block(writer, prefix + "v", s.dtype, block, scratch);
+    }
+    if (on_layer) on_layer(l);
+  }
+  if (record_positions) writer.append("query_positions", std::as_bytes(std::span(positions)));
+  writer.finish();
+}
+
+}  // namespace hnf::analysis

@@ -1,0 +1,31 @@
+# Third-party libraries, all from Debian 12 packages (scripts/setup.sh installs them).
+find_package(PkgConfig REQUIRED)
+find_package(nlohmann_json 3.10 REQUIRED)
+find_package(fmt REQUIRED)
+find_package(CLI11 REQUIRED)
+pkg_check_modules(MPFR REQUIRED IMPORTED_TARGET mpfr)
+pkg_check_modules(GMP REQUIRED IMPORTED_TARGET gmp)
+if(HNF_ENABLE_Z3)
+  # Debian's Z3 ships no CMake config.
+  pkg_check_modules(Z3 REQUIRED IMPORTED_TARGET z3)
+endif()
+if(HNF_BUILD_TESTS)
+  find_package(doctest REQUIRED)
+endif()
+
+# CUDA: AUTO enables it where a CUDA compiler is found. enable_language(CUDA) happens in
+# runtime/cuda/CMakeLists.txt only.
+set(HNF_HAVE_CUDA OFF)
+if(HNF_ENABLE_CUDA STREQUAL "AUTO" OR HNF_ENABLE_CUDA)
+  if(NOT CMAKE_CUDA_COMPILER AND EXISTS /usr/local/cuda/bin/nvcc)
+    set(CMAKE_CUDA_COMPILER /usr/local/cuda/bin/nvcc)
+  endif()
+  include(CheckLanguage)
+  check_language(CUDA)
+  if(CMAKE_CUDA_COMPILER)
+    set(HNF_HAVE_CUDA ON)
+  elseif(NOT HNF_ENABLE_CUDA STREQUAL "AUTO")
+    message(FATAL_ERROR "HNF_ENABLE_CUDA=ON but no CUDA compiler was found")
+  endif()
+endif()
+message(STATUS "HNF: Z3 ${HNF_ENABLE_Z3}, CUDA ${HNF_HAVE_CUDA}")

@@ -1,0 +1,13 @@
+// hnf-verify subcommands. Each register_* adds its subcommand to the app; the subcommand's
+// callback runs the command and stores its exit code in *exit_code. Library errors
+// (proofs::Error) propagate to main(), which prints them and maps them to exit codes.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+namespace hnf::verify::cli {
+
+void register_inspect(CLI::App& app, int* exit_code);
+void register_synth_trace(CLI::App& app, int* exit_code);
+
+}  // namespace hnf::verify::cli

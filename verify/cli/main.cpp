@@ -1,0 +1,53 @@
+// hnf-verify: the command-line front end. Exit codes (docs/architecture.md):
+// 0 success/certified, 1 refuted, 2 unknown or timeout, 3 bad input or usage, 4 internal error.
+#include <cstdio>
+#include <exception>
+
+#include <CLI/CLI.hpp>
+
+#include "commands.h"
+#include "hnf/proofs/error.h"
+
+#ifndef HNF_VERSION
+#error "HNF_VERSION must be defined by the build"
+#endif
+
+namespace {
+
+constexpr int code(hnf::proofs::ExitCode c) { return static_cast<int>(c); }
+
+int run(int argc, char** argv) {
+  CLI::App app{"hnf-verify: certify and inspect quantized transformer KV caches"};
+  app.set_version_flag("--version", "hnf-verify " HNF_VERSION);
+  app.require_subcommand(1);
+  int exit_code = code(hnf::proofs::ExitCode::kSuccess);
+  hnf::verify::cli::register_inspect(app, &exit_code);
+  hnf::verify::cli::register_synth_trace(app, &exit_code);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::CallForHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForAllHelp& e) {
+    return app.exit(e);
+  } catch (const CLI::CallForVersion& e) {
+    return app.exit(e);
+  } catch (const CLI::ParseError& e) {
+    std::fprintf(stderr, "hnf-verify: %s (see --help)\n", e.what());
+    return code(hnf::proofs::ExitCode::kBadInput);
+  }
+  return exit_code;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    return run(argc, argv);
+  } catch (const hnf::proofs::Error& e) {
+    std::fprintf(stderr, "hnf-verify: %s\n", e.what());
+    return static_cast<int>(e.exit_code());
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "hnf-verify: internal error: %s\n", e.what());
+    return code(hnf::proofs::ExitCode::kInternal);
+  }
+}

@@ -1,0 +1,29 @@
+// Progress line on stderr for long runs: shown only when stderr is a terminal and the run has
+// lasted over half a second, redrawn at most 10 times a second, erased when done.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+namespace hnf::verify::cli {
+
+class Progress {
+ public:
+  Progress(std::string label, std::uint64_t total);
+  ~Progress();
+  Progress(const Progress&) = delete;
+  Progress& operator=(const Progress&) = delete;
+
+  void update(std::uint64_t done);
+
+ private:
+  std::string label_;
+  std::uint64_t total_;
+  bool enabled_;
+  bool drawn_ = false;
+  std::chrono::steady_clock::time_point start_;
+  std::chrono::steady_clock::time_point last_draw_;
+};
+
+}  // namespace hnf::verify::cli

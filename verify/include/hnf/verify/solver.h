@@ -1,0 +1,51 @@
+// The Z3 seam. z3++.h stays inside verify/src; callers see only these types.
+//
+// An obligation is a closed statement over exact rationals. The solver is asked whether its
+// negation is satisfiable: unsat means proved, sat means refuted (with an example), and
+// unknown or a timeout is reported as such, never as proved.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace hnf::verify {
+
+enum class Answer { kProved, kRefuted, kUnknown, kTimeout, kError };
+[[nodiscard]] std::string_view answer_name(Answer answer) noexcept;
+
+// sum(terms) <= bound, every value an exact rational written "p" or "p/q" (decimal integers,
+// q > 0). Decimal fractions are rejected on purpose: printed doubles are not exact.
+struct RationalSumLe {
+  std::string name;  // names the query in answers and SMT-LIB files, e.g. "layer3_sufficiency"
+  std::vector<std::string> terms;
+  std::string bound;
+};
+
+struct QueryResult {
+  std::string name;
+  Answer answer = Answer::kError;
+  std::string example;  // for kRefuted: "Example: sum = 59/60, bound = 49/100"
+  std::string reason;   // for kUnknown / kTimeout / kError: the solver's reason
+};
+
+class Solver {
+ public:
+  // Every query runs under `timeout_ms` milliseconds (>= 1).
+  explicit Solver(unsigned timeout_ms);
+  ~Solver();
+  Solver(const Solver&) = delete;
+  Solver& operator=(const Solver&) = delete;
+
+  // Throws proofs::Error(kBadInput) for a malformed rational.
+  [[nodiscard]] QueryResult check(const RationalSumLe& obligation);
+  // The negated obligation as a self-contained SMT-LIB2 script (answer "unsat" = proved).
+  [[nodiscard]] std::string smtlib(const RationalSumLe& obligation) const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace hnf::verify
