@@ -28,14 +28,23 @@ class SplitMix64 {
   }
   // Uniform in (0, 1).
   double uniform() noexcept { return (static_cast<double>(next() >> 11) + 0.5) * 0x1p-53; }
-  // Standard normal (Box-Muller).
+  // Standard normal (Box-Muller; each pair of uniforms gives two normals).
   double normal() noexcept {
+    if (has_spare_) {
+      has_spare_ = false;
+      return spare_;
+    }
     const double r = std::sqrt(-2.0 * std::log(uniform()));
-    return r * std::cos(2.0 * std::numbers::pi * uniform());
+    const double angle = 2.0 * std::numbers::pi * uniform();
+    spare_ = r * std::sin(angle);
+    has_spare_ = true;
+    return r * std::cos(angle);
   }
 
  private:
   std::uint64_t state_;
+  double spare_ = 0.0;
+  bool has_spare_ = false;
 };
 
 enum class Stream : std::uint64_t { kQuery = 1, kKey = 2, kValue = 3 };
@@ -79,10 +88,20 @@ void check_spec(const std::filesystem::path& out, const SyntheticTraceSpec& s) {
 }  // namespace
 
 void apply_rope(float* x, std::int64_t head_dim, std::int64_t position, double theta) noexcept {
+  // The frequencies depend only on (head_dim, theta): computed once per pair of them.
+  thread_local std::vector<double> inv_freq;
+  thread_local std::int64_t cached_dim = 0;
+  thread_local double cached_theta = 0.0;
   const std::int64_t half = head_dim / 2;
+  if (cached_dim != head_dim || cached_theta != theta) {
+    inv_freq.resize(static_cast<std::size_t>(half));
+    for (std::int64_t i = 0; i < half; ++i)
+      inv_freq[static_cast<std::size_t>(i)] = std::pow(theta, -2.0 * static_cast<double>(i) / static_cast<double>(head_dim));
+    cached_dim = head_dim;
+    cached_theta = theta;
+  }
   for (std::int64_t i = 0; i < half; ++i) {
-    const double inv_freq = std::pow(theta, -2.0 * static_cast<double>(i) / static_cast<double>(head_dim));
-    const double angle = static_cast<double>(position) * inv_freq;
+    const double angle = static_cast<double>(position) * inv_freq[static_cast<std::size_t>(i)];
     const double c = std::cos(angle);
     const double s = std::sin(angle);
     const double a = x[i];

@@ -2,17 +2,30 @@
 
 #include <z3++.h>
 
-#include <regex>
+#include <algorithm>
+#include <cctype>
 
 #include "hnf/proofs/error.h"
 
 namespace hnf::verify {
 namespace {
 
-const std::regex kRationalPattern("-?[0-9]+(/[0-9]*[1-9][0-9]*)?");
+bool all_digits(std::string_view s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)); });
+}
+
+// "-?[0-9]+(/[0-9]+)?" with a non-zero denominator.
+bool is_exact_rational(std::string_view s) {
+  if (s.starts_with('-')) s.remove_prefix(1);
+  const auto slash = s.find('/');
+  if (slash == std::string_view::npos) return all_digits(s);
+  const std::string_view denominator = s.substr(slash + 1);
+  return all_digits(s.substr(0, slash)) && all_digits(denominator) &&
+         denominator.find_first_not_of('0') != std::string_view::npos;
+}
 
 void check_rational(const RationalSumLe& obligation, const std::string& value) {
-  if (!std::regex_match(value, kRationalPattern)) {
+  if (!is_exact_rational(value)) {
     throw proofs::bad_input(obligation.name, "'" + value + "' is not an exact rational p or p/q with q > 0");
   }
 }
@@ -61,12 +74,13 @@ QueryResult Solver::check(const RationalSumLe& obligation) {
       case z3::unsat:
         result.answer = Answer::kProved;
         break;
-      case z3::sat:
+      case z3::sat: {
         result.answer = Answer::kRefuted;
-        result.example = "Example: sum = " + solver.get_model().eval(sum, true).get_decimal_string(0) +
-                         ", bound = " + obligation.bound;
-        // get_decimal_string(0) prints an exact rational as p/q.
+        const z3::expr value = solver.get_model().eval(sum, true);
+        // Z3_get_numeral_string prints the exact rational as p/q.
+        result.example = "Example: sum = " + std::string(Z3_get_numeral_string(ctx, value)) + ", bound = " + obligation.bound;
         break;
+      }
       case z3::unknown: {
         result.reason = solver.reason_unknown();
         const bool timed_out = result.reason.find("timeout") != std::string::npos ||

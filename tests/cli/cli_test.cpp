@@ -1,0 +1,204 @@
+// The hnf-verify binary as a user runs it: exit codes, one-line errors, no partial output.
+#include <doctest/doctest.h>
+
+#include <sys/wait.h>
+
+#include <cmath>
+#include <nlohmann/json.hpp>
+
+#include "hnf/analysis/tensor_stats.h"
+#include "hnf/analysis/trace.h"
+#include "test_files.h"
+
+using hnf::testing::raw_safetensors;
+using hnf::testing::read_file;
+using hnf::testing::SmallTrace;
+using hnf::testing::TempDir;
+using hnf::testing::write_file;
+
+namespace {
+
+struct Run {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+
+Run hnf_verify(const std::string& args) {
+  TempDir dir;
+  const std::string command = std::string("'") + HNF_VERIFY_BIN + "' " + args + " >'" + (dir / "out").string() +
+                              "' 2>'" + (dir / "err").string() + "' </dev/null";
+  const int status = std::system(command.c_str());
+  Run run;
+  run.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  run.out = read_file(dir / "out");
+  run.err = read_file(dir / "err");
+  return run;
+}
+
+std::string quote(const std::filesystem::path& p) { return "'" + p.string() + "'"; }
+bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
+std::size_t line_count(const std::string& text) { return static_cast<std::size_t>(std::count(text.begin(), text.end(), '\n')); }
+
+const std::filesystem::path kExample = std::filesystem::path(HNF_SOURCE_DIR) / "examples" / "tiny-trace.safetensors";
+
+// A bad input: exit 3, nothing on stdout, exactly one line on stderr naming file and problem.
+void expect_bad_input(const Run& run, const std::string& file, const std::string& problem) {
+  CHECK(run.exit_code == 3);
+  CHECK(run.out.empty());
+  CHECK(line_count(run.err) == 1);
+  CHECK_MESSAGE(contains(run.err, file + ": "), run.err);
+  CHECK_MESSAGE(contains(run.err, problem), run.err);
+}
+
+}  // namespace
+
+TEST_CASE("help exists for the tool and every subcommand") {
+  for (const char* args : {"--help", "inspect --help", "synth-trace --help"}) {
+    CAPTURE(args);
+    const Run run = hnf_verify(args);
+    CHECK(run.exit_code == 0);
+    CHECK(contains(run.out, "Usage:"));
+  }
+  CHECK(contains(hnf_verify("--version").out, "hnf-verify "));
+}
+
+TEST_CASE("usage errors exit 3") {
+  CHECK(hnf_verify("").exit_code == 3);
+  CHECK(hnf_verify("frobnicate").exit_code == 3);
+  CHECK(hnf_verify("inspect").exit_code == 3);
+  const Run run = hnf_verify("inspect --bogus " + quote(kExample));
+  CHECK(run.exit_code == 3);
+  CHECK(contains(run.err, "--bogus"));
+}
+
+TEST_CASE("inspect summarises the bundled example") {
+  const Run run = hnf_verify("inspect " + quote(kExample));
+  REQUIRE(run.exit_code == 0);
+  CHECK(run.err.empty());
+  CHECK(contains(run.out, "shape      2 layers, 4 heads, 2 kv heads, 32 tokens, 8 queries, head_dim 64"));
+  CHECK(contains(run.out, "layers.1.k_pre_rope"));
+  CHECK(contains(run.out, "query_positions"));
+}
+
+TEST_CASE("inspect --json reports the same statistics the library computes") {
+  const Run run = hnf_verify("inspect --json " + quote(kExample));
+  REQUIRE(run.exit_code == 0);
+  const auto j = nlohmann::json::parse(run.out);
+  CHECK(j["kind"] == "trace");
+  CHECK(j["shape"]["layers"] == 2);
+  CHECK(j["shape"]["queries"] == 8);
+  CHECK(j["dtype"] == "F16");
+  CHECK(j["metadata"]["format"] == "hnf-trace");
+  const auto trace = hnf::analysis::Trace::open(kExample);
+  REQUIRE(j["tensors"].size() == trace.file().tensors().size());
+  for (const auto& t : j["tensors"]) {
+    const auto* info = trace.file().find(t["name"].get<std::string>());
+    REQUIRE(info != nullptr);
+    const auto stats = hnf::analysis::compute_stats(trace.file(), *info);
+    CHECK(t["max_abs"].get<double>() == stats.max_abs);
+    CHECK(t["mean_abs"].get<double>() == stats.mean_abs);
+    CHECK(t["nan"] == 0);
+  }
+}
+
+TEST_CASE("every bad input gives exit 3 and one line naming the file and the problem") {
+  TempDir dir;
+  const auto path = dir / "bad.safetensors";
+  const std::string tensor8 = R"({"t":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})";
+  auto inspect_raw = [&](const std::string& bytes) {
+    write_file(path, bytes);
+    return hnf_verify("inspect --raw " + quote(path));
+  };
+  SUBCASE("missing file") { expect_bad_input(hnf_verify("inspect " + quote(dir / "nope.safetensors")), (dir / "nope.safetensors").string(), "cannot open"); }
+  SUBCASE("empty file") { expect_bad_input(inspect_raw(""), path.string(), "file is empty"); }
+  SUBCASE("header length larger than the file") {
+    expect_bad_input(inspect_raw(raw_safetensors(tensor8, std::string(8, '\0'), 1 << 20)), path.string(), "is larger than the");
+  }
+  SUBCASE("header not JSON") { expect_bad_input(inspect_raw(raw_safetensors("{\"t\": [", "")), path.string(), "header is not valid JSON"); }
+  SUBCASE("unknown dtype") {
+    expect_bad_input(inspect_raw(raw_safetensors(R"({"t":{"dtype":"Q4","shape":[2],"data_offsets":[0,8]}})", std::string(8, '\0'))),
+                     path.string(), "unsupported dtype 'Q4'");
+  }
+  SUBCASE("shape size does not match data_offsets") {
+    expect_bad_input(inspect_raw(raw_safetensors(R"({"t":{"dtype":"F16","shape":[2,3],"data_offsets":[0,8]}})", std::string(8, '\0'))),
+                     path.string(), "needs 12 bytes but data_offsets [0, 8] span 8");
+  }
+  SUBCASE("overlapping offsets") {
+    expect_bad_input(inspect_raw(raw_safetensors(R"({"a":{"dtype":"U8","shape":[6],"data_offsets":[0,6]},"b":{"dtype":"U8","shape":[4],"data_offsets":[4,8]}})", std::string(8, '\0'))),
+                     path.string(), "overlap");
+  }
+  SUBCASE("out-of-range offsets") {
+    expect_bad_input(inspect_raw(raw_safetensors(R"({"t":{"dtype":"U8","shape":[9],"data_offsets":[0,9]}})", std::string(8, '\0'))),
+                     path.string(), "beyond the data section of 8 bytes");
+  }
+  SUBCASE("header over 100 MB") {
+    expect_bad_input(inspect_raw(raw_safetensors(tensor8, std::string(8, '\0'), 150'000'000)), path.string(),
+                     "header length 150000000 bytes exceeds the limit of 100000000 bytes");
+  }
+  SUBCASE("trace missing a layer") {
+    SmallTrace s;
+    s.layers = 3;
+    s.skip = [](const std::string& n) { return n.starts_with("layers.2."); };
+    hnf::testing::write_small_trace(path, s);
+    expect_bad_input(hnf_verify("inspect " + quote(path)), path.string(), "trace is missing layer 2");
+  }
+  SUBCASE("trace with mismatched head counts") {
+    SmallTrace s;
+    s.reshape = [](const std::string& n, std::vector<std::int64_t> shape) {
+      if (n == "layers.1.q") shape[0] = 2;
+      return shape;
+    };
+    hnf::testing::write_small_trace(path, s);
+    expect_bad_input(hnf_verify("inspect " + quote(path)), path.string(), "layer 1 has 2 query heads but layer 0 has 4");
+  }
+  SUBCASE("a model checkpoint is not a trace") {
+    write_file(path, raw_safetensors(tensor8, std::string(8, '\0')));
+    expect_bad_input(hnf_verify("inspect " + quote(path)), path.string(), "not an hnf trace");
+  }
+}
+
+TEST_CASE("NaN or Inf in a trace is an error with --strict and a warning otherwise") {
+  TempDir dir;
+  const auto path = dir / "nan.safetensors";
+  SmallTrace s;
+  s.value = [](const std::string& name, std::uint64_t i) {
+    if (name == "layers.1.k" && i == 2) return NAN;
+    if (name == "layers.1.k" && i == 9) return INFINITY;
+    return 1.0f;
+  };
+  hnf::testing::write_small_trace(path, s);
+  expect_bad_input(hnf_verify("inspect --strict " + quote(path)), path.string(),
+                   "tensor 'layers.1.k' has 1 NaN and 1 Inf values (--strict)");
+  const Run lenient = hnf_verify("inspect " + quote(path));
+  CHECK(lenient.exit_code == 0);
+  CHECK(line_count(lenient.err) == 1);
+  CHECK(contains(lenient.err, "warning: " + path.string() + ": tensor 'layers.1.k' has 1 NaN and 1 Inf values"));
+  const Run json = hnf_verify("inspect --json " + quote(path));
+  CHECK(json.exit_code == 0);
+  CHECK(nlohmann::json::parse(json.out)["warnings"].size() == 1);
+}
+
+TEST_CASE("synth-trace writes a valid trace atomically and refuses bad arguments") {
+  TempDir dir;
+  const auto out = dir / "s.safetensors";
+  CHECK(hnf_verify("synth-trace --out " + quote(out) + " --layers 3 --tokens 17 --query-stride 5").exit_code == 0);
+  const Run inspected = hnf_verify("inspect --strict --json " + quote(out));
+  REQUIRE(inspected.exit_code == 0);
+  const auto j = nlohmann::json::parse(inspected.out);
+  CHECK(j["shape"]["layers"] == 3);
+  CHECK(j["shape"]["tokens"] == 17);
+  CHECK(j["shape"]["queries"] == 4);  // positions 1, 6, 11, 16
+
+  const auto missing = dir / "no-dir" / "s.safetensors";
+  expect_bad_input(hnf_verify("synth-trace --out " + quote(missing)), missing.string(), "cannot create");
+  CHECK(!std::filesystem::exists(missing.parent_path()));
+  const Run bad_dtype = hnf_verify("synth-trace --dtype I8 --out " + quote(dir / "x.safetensors"));
+  expect_bad_input(bad_dtype, "--dtype", "'I8' is not F32, F16 or BF16");
+  const Run bad_heads = hnf_verify("synth-trace --heads 3 --kv-heads 2 --out " + quote(dir / "x.safetensors"));
+  expect_bad_input(bad_heads, (dir / "x.safetensors").string(), "heads must be a multiple of kv heads");
+  const auto entries = std::distance(std::filesystem::directory_iterator(dir.path()), {});
+  CHECK(entries == 1);  // s.safetensors only: failed runs left nothing behind
+  CHECK(!std::filesystem::exists(dir / "x.safetensors"));
+  CHECK(!std::filesystem::exists(dir / "x.safetensors.partial"));
+}
