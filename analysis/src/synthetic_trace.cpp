@@ -129,22 +129,17 @@ void write_synthetic_trace(const std::filesystem::path& out, const SyntheticTrac
   const bool record_positions = num_queries != s.num_tokens;
   if (record_positions) specs.push_back({"query_positions", Dtype::kI64, {num_queries}});
 
-  char theta[64];
-  std::snprintf(theta, sizeof theta, "%.17g", s.rope_theta);
-  const proofs::Metadata metadata{
-      {"format", std::string(kTraceFormatName)},
-      {"format_version", std::string(kTraceFormatVersion)},
-      {"model_id", "synthetic"},
-      {"model_sha256", "none"},
-      {"tokenizer", "none"},
-      {"text_source", "synthetic (seed " + std::to_string(s.seed) + "; not model data)"},
-      {"text_sha256", "none"},
-      {"num_tokens", std::to_string(s.num_tokens)},
-      {"num_layers", std::to_string(s.num_layers)},
-      {"dtype", std::string(proofs::dtype_name(s.dtype))},
-      {"rope", "llama"},
-      {"rope_theta", theta},
-  };
+  const proofs::Metadata metadata = make_trace_metadata({
+      .model_id = "synthetic",
+      .model_sha256 = "none",
+      .tokenizer = "none",
+      .text_source = "synthetic (seed " + std::to_string(s.seed) + "; not model data)",
+      .text_sha256 = "none",
+      .num_tokens = s.num_tokens,
+      .num_layers = s.num_layers,
+      .dtype = s.dtype,
+      .rope_theta = s.rope_theta,
+  });
   proofs::SafetensorsWriter writer(out, std::move(specs), metadata);
 
   const auto d = static_cast<std::size_t>(s.head_dim);

@@ -1,6 +1,7 @@
 #include "hnf/analysis/trace.h"
 
 #include <charconv>
+#include <cstdio>
 #include <cstring>
 #include <optional>
 
@@ -35,6 +36,28 @@ std::optional<std::pair<std::int64_t, std::string_view>> split_layer_name(std::s
 }
 
 }  // namespace
+
+proofs::Metadata make_trace_metadata(const TraceProvenance& p) {
+  proofs::Metadata metadata{
+      {"format", std::string(kTraceFormatName)},
+      {"format_version", std::string(kTraceFormatVersion)},
+      {"model_id", p.model_id},
+      {"model_sha256", p.model_sha256},
+      {"tokenizer", p.tokenizer},
+      {"text_source", p.text_source},
+      {"text_sha256", p.text_sha256},
+      {"num_tokens", std::to_string(p.num_tokens)},
+      {"num_layers", std::to_string(p.num_layers)},
+      {"dtype", std::string(proofs::dtype_name(p.dtype))},
+      {"rope", p.rope_theta ? "llama" : "none"},
+  };
+  if (p.rope_theta) {
+    char theta[32];
+    std::snprintf(theta, sizeof theta, "%.17g", *p.rope_theta);  // round-trips the double exactly
+    metadata.emplace("rope_theta", theta);
+  }
+  return metadata;
+}
 
 float load_float(Dtype dtype, const std::byte* data, std::uint64_t i) noexcept {
   switch (dtype) {

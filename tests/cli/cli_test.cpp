@@ -8,11 +8,13 @@
 
 #include "hnf/analysis/tensor_stats.h"
 #include "hnf/analysis/trace.h"
+#include "small_trace.h"
 #include "test_files.h"
 
 using hnf::testing::raw_safetensors;
 using hnf::testing::read_file;
 using hnf::testing::SmallTrace;
+using hnf::testing::contains;
 using hnf::testing::TempDir;
 using hnf::testing::write_file;
 
@@ -37,7 +39,6 @@ Run hnf_verify(const std::string& args) {
 }
 
 std::string quote(const std::filesystem::path& p) { return "'" + p.string() + "'"; }
-bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 std::size_t line_count(const std::string& text) { return static_cast<std::size_t>(std::count(text.begin(), text.end(), '\n')); }
 
 const std::filesystem::path kExample = std::filesystem::path(HNF_SOURCE_DIR) / "examples" / "tiny-trace.safetensors";

@@ -8,10 +8,12 @@
 #include "hnf/analysis/trace.h"
 #include "hnf/proofs/error.h"
 #include "hnf/proofs/float16.h"
+#include "small_trace.h"
 #include "test_files.h"
 
 using namespace hnf;
 using hnf::testing::SmallTrace;
+using hnf::testing::contains;
 using hnf::testing::TempDir;
 using hnf::testing::write_small_trace;
 
@@ -28,7 +30,6 @@ std::string trace_error(const std::filesystem::path& path) {
   return "";
 }
 
-bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
 }  // namespace
 
@@ -149,9 +150,9 @@ TEST_CASE("schema violations name exactly what is wrong") {
 TEST_CASE("unexpected tensors are rejected") {
   TempDir dir;
   const auto path = dir / "extra.safetensors";
-  proofs::Metadata meta{{"format", "hnf-trace"}, {"format_version", "1"}, {"model_id", "m"},   {"model_sha256", "-"},
-                        {"tokenizer", "-"},      {"text_source", "-"},    {"text_sha256", "-"}, {"num_tokens", "1"},
-                        {"num_layers", "1"},     {"dtype", "F32"},        {"rope", "none"}};
+  const proofs::Metadata meta = analysis::make_trace_metadata({.model_id = "m", .model_sha256 = "-", .tokenizer = "-",
+                                                               .text_source = "-", .text_sha256 = "-", .num_tokens = 1,
+                                                               .num_layers = 1, .dtype = proofs::Dtype::kF32, .rope_theta = std::nullopt});
   proofs::SafetensorsWriter w(path, {{"layers.0.q", proofs::Dtype::kF32, {1, 1, 2}},
                                      {"layers.0.k", proofs::Dtype::kF32, {1, 1, 2}},
                                      {"layers.0.v", proofs::Dtype::kF32, {1, 1, 2}},
@@ -251,10 +252,9 @@ TEST_CASE("a 128K-token trace of the reference shape round-trips bit-exactly") {
   {
     std::vector<proofs::TensorSpec> specs;
     for (const auto& [name, heads] : tensors) specs.push_back({name, proofs::Dtype::kF16, {heads, kTokens, kDim}});
-    proofs::Metadata meta{{"format", "hnf-trace"}, {"format_version", "1"}, {"model_id", "m"}, {"model_sha256", "-"},
-                          {"tokenizer", "-"}, {"text_source", "-"}, {"text_sha256", "-"},
-                          {"num_tokens", std::to_string(kTokens)}, {"num_layers", "1"}, {"dtype", "F16"},
-                          {"rope", "llama"}, {"rope_theta", "500000"}};
+    const proofs::Metadata meta = analysis::make_trace_metadata(
+        {.model_id = "m", .model_sha256 = "-", .tokenizer = "-", .text_source = "-", .text_sha256 = "-",
+         .num_tokens = kTokens, .num_layers = 1, .dtype = proofs::Dtype::kF16, .rope_theta = 500000.0});
     proofs::SafetensorsWriter writer(path, specs, meta);
     std::vector<std::uint16_t> chunk(1 << 19);
     for (std::size_t t = 0; t < tensors.size(); ++t) {

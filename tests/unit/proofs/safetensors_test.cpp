@@ -9,6 +9,7 @@
 
 using namespace hnf::proofs;
 using hnf::testing::raw_safetensors;
+using hnf::testing::contains;
 using hnf::testing::TempDir;
 using hnf::testing::write_file;
 
@@ -32,7 +33,6 @@ std::string open_error(const std::filesystem::path& path) {
   return "";
 }
 
-bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
 }  // namespace
 

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -66,6 +67,21 @@ class Trace {
   std::vector<TraceLayer> layers_;
   std::vector<std::int64_t> query_positions_;
 };
+
+// What a trace writer knows about the run; make_trace_metadata turns it into the required
+// __metadata__ entries, so every writer spells the schema the same way.
+struct TraceProvenance {
+  std::string model_id;
+  std::string model_sha256;
+  std::string tokenizer;
+  std::string text_source;
+  std::string text_sha256;
+  std::int64_t num_tokens = 0;
+  std::int64_t num_layers = 0;
+  proofs::Dtype dtype = proofs::Dtype::kF32;
+  std::optional<double> rope_theta;  // Llama RoPE base; nullopt for a model without RoPE
+};
+[[nodiscard]] proofs::Metadata make_trace_metadata(const TraceProvenance& provenance);
 
 // Element i of a floating tensor's raw bytes as a float (exact for F32, F16 and BF16).
 [[nodiscard]] float load_float(proofs::Dtype dtype, const std::byte* data, std::uint64_t i) noexcept;
