@@ -3,8 +3,14 @@ find_package(PkgConfig REQUIRED)
 find_package(nlohmann_json 3.10 REQUIRED)
 find_package(fmt REQUIRED)
 find_package(CLI11 REQUIRED)
+find_package(OpenSSL REQUIRED COMPONENTS Crypto)  # SHA-256 of models, texts, traces
 pkg_check_modules(MPFR REQUIRED IMPORTED_TARGET mpfr)
 pkg_check_modules(GMP REQUIRED IMPORTED_TARGET gmp)
+# runtime/: the model runner's matrix products (cblas.h lives in OpenBLAS's include folder,
+# which pkg-config names) and the tokenizer. Debian's sentencepiece.pc also links the trainer
+# library, which the tokenizer tests use.
+pkg_check_modules(OPENBLAS REQUIRED IMPORTED_TARGET openblas)
+pkg_check_modules(SENTENCEPIECE REQUIRED IMPORTED_TARGET sentencepiece)
 if(HNF_ENABLE_Z3)
   # Debian's Z3 ships no CMake config.
   pkg_check_modules(Z3 REQUIRED IMPORTED_TARGET z3)

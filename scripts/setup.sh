@@ -12,6 +12,8 @@ packages=(
   cmake ninja-build pkg-config g++ git time
   libz3-dev libboost-dev libmpfr-dev libgmp-dev
   doctest-dev nlohmann-json3-dev libcli11-dev libfmt-dev
+  libopenblas-dev libsentencepiece-dev libssl-dev
+  libtorch-dev libopenblas0-openmp
 )
 
 install_packages() {

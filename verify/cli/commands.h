@@ -9,5 +9,9 @@ namespace hnf::verify::cli {
 
 void register_inspect(CLI::App& app, int* exit_code);
 void register_synth_trace(CLI::App& app, int* exit_code);
+void register_attention(CLI::App& app, int* exit_code);
+void register_tokenize(CLI::App& app, int* exit_code);
+void register_trace(CLI::App& app, int* exit_code);
+void register_eval(CLI::App& app, int* exit_code);
 
 }  // namespace hnf::verify::cli

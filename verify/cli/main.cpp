@@ -23,6 +23,10 @@ int run(int argc, char** argv) {
   int exit_code = code(hnf::proofs::ExitCode::kSuccess);
   hnf::verify::cli::register_inspect(app, &exit_code);
   hnf::verify::cli::register_synth_trace(app, &exit_code);
+  hnf::verify::cli::register_attention(app, &exit_code);
+  hnf::verify::cli::register_tokenize(app, &exit_code);
+  hnf::verify::cli::register_trace(app, &exit_code);
+  hnf::verify::cli::register_eval(app, &exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

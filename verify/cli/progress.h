@@ -16,6 +16,11 @@ class Progress {
   Progress& operator=(const Progress&) = delete;
 
   void update(std::uint64_t done);
+  // For runs whose total is known only once they have started.
+  void update(std::uint64_t done, std::uint64_t total) {
+    total_ = total;
+    update(done);
+  }
 
  private:
   std::string label_;
