@@ -15,6 +15,11 @@ if(HNF_ENABLE_Z3)
   # Debian's Z3 ships no CMake config.
   pkg_check_modules(Z3 REQUIRED IMPORTED_TARGET z3)
 endif()
+if(HNF_ENABLE_TRAIN)
+  # LibTorch (Debian's libtorch-dev): only train/ and its tests link it. Found at the top level
+  # because its imported targets are directory-scoped.
+  find_package(Torch REQUIRED)
+endif()
 if(HNF_BUILD_TESTS)
   find_package(doctest REQUIRED)
 endif()

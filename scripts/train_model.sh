@@ -29,5 +29,5 @@ export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(nproc)}
 mkdir -p "$out"
 # The settings of the committed model (models/hnf-llama-4m/README.md); later arguments override.
 build/hnf-train --out "$out" --data .cache/tokens --tokenizer .cache/tokenizer/tokenizer.model --vocab 4096 --bos 1 \
-  --steps 1500 --long-steps 150 --long-seq 1024 --batch 8 --seq 512 --lr 1.5e-3 --min-lr 1.5e-4 --warmup 100 \
-  --eval-every 150 --seed 1 "$@" 2>&1 | tee "$out/train_output.txt"
+  --steps 1000 --long-steps 120 --long-seq 1024 --batch 8 --seq 512 --lr 1.5e-3 --min-lr 1.5e-4 --warmup 80 \
+  --eval-every 200 --seed 1 "$@" 2>&1 | tee "$out/train_output.txt"

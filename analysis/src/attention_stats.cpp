@@ -12,7 +12,7 @@ namespace {
 std::vector<float> load_rows(const Trace& trace, const proofs::TensorInfo& tensor) {
   const auto bytes = trace.file().bytes(tensor);
   std::vector<float> out(tensor.numel());
-  for (std::uint64_t i = 0; i < out.size(); ++i) out[i] = load_float(trace.dtype(), bytes.data(), i);
+  for (std::uint64_t i = 0; i < out.size(); ++i) out[i] = proofs::load_float(trace.dtype(), bytes.data(), i);
   trace.file().release(tensor, 0, tensor.nbytes());
   return out;
 }

@@ -18,7 +18,7 @@ double load_as_double(proofs::Dtype dtype, const std::byte* data, std::uint64_t 
     case Dtype::kF32:
     case Dtype::kF16:
     case Dtype::kBF16:
-      return load_float(dtype, data, i);
+      return proofs::load_float(dtype, data, i);
     case Dtype::kI8:
       return static_cast<double>(static_cast<std::int8_t>(data[i]));
     case Dtype::kU8:

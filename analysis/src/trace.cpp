@@ -6,7 +6,6 @@
 #include <optional>
 
 #include "hnf/proofs/error.h"
-#include "hnf/proofs/float16.h"
 
 namespace hnf::analysis {
 namespace {
@@ -57,24 +56,6 @@ proofs::Metadata make_trace_metadata(const TraceProvenance& p) {
     metadata.emplace("rope_theta", theta);
   }
   return metadata;
-}
-
-float load_float(Dtype dtype, const std::byte* data, std::uint64_t i) noexcept {
-  switch (dtype) {
-    case Dtype::kF32: {
-      float f;
-      std::memcpy(&f, data + 4 * i, 4);
-      return f;
-    }
-    case Dtype::kF16:
-    case Dtype::kBF16: {
-      std::uint16_t h;
-      std::memcpy(&h, data + 2 * i, 2);
-      return dtype == Dtype::kF16 ? proofs::half_bits_to_float(h) : proofs::bf16_bits_to_float(h);
-    }
-    default:
-      return 0.0f;  // callers only pass floating dtypes (checked by Trace::validate)
-  }
 }
 
 Trace Trace::open(const std::filesystem::path& path) {

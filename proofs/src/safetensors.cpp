@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "hnf/proofs/error.h"
+#include "hnf/proofs/float16.h"
 
 namespace hnf::proofs {
 namespace {
@@ -176,6 +177,24 @@ std::optional<Dtype> parse_dtype(std::string_view name) noexcept {
   for (const auto& e : kDtypes)
     if (e.name == name) return e.dtype;
   return std::nullopt;
+}
+
+float load_float(Dtype dtype, const std::byte* data, std::uint64_t i) noexcept {
+  switch (dtype) {
+    case Dtype::kF32: {
+      float f;
+      std::memcpy(&f, data + 4 * i, 4);
+      return f;
+    }
+    case Dtype::kF16:
+    case Dtype::kBF16: {
+      std::uint16_t h;
+      std::memcpy(&h, data + 2 * i, 2);
+      return dtype == Dtype::kF16 ? half_bits_to_float(h) : bf16_bits_to_float(h);
+    }
+    default:
+      return 0.0f;
+  }
 }
 
 std::uint64_t TensorInfo::numel() const noexcept { return checked_numel(shape).value_or(0); }

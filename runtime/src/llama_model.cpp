@@ -7,7 +7,6 @@
 
 #include "blas.h"
 #include "hnf/proofs/error.h"
-#include "hnf/proofs/float16.h"
 #include "hnf/proofs/safetensors.h"
 
 namespace hnf::runtime {
@@ -49,15 +48,7 @@ class WeightReader {
     }
     const auto bytes = file_.bytes(info);
     std::vector<float> values(static_cast<std::size_t>(info.numel()));
-    if (info.dtype == Dtype::kF32) {
-      std::memcpy(values.data(), bytes.data(), bytes.size());
-    } else {
-      for (std::size_t i = 0; i < values.size(); ++i) {
-        std::uint16_t bits;  // memcpy: tensor data need not be 2-byte aligned in the mapping
-        std::memcpy(&bits, bytes.data() + 2 * i, 2);
-        values[i] = info.dtype == Dtype::kF16 ? proofs::half_bits_to_float(bits) : proofs::bf16_bits_to_float(bits);
-      }
-    }
+    for (std::size_t i = 0; i < values.size(); ++i) values[i] = proofs::load_float(info.dtype, bytes.data(), i);
     file_.release(info, 0, info.nbytes());  // converted: the mapped pages are not needed again
     return values;
   }

@@ -213,12 +213,12 @@ TEST_CASE("synthetic traces are deterministic, schema-valid and RoPE-consistent"
   const std::int64_t d = trace.shape().head_dim;
   for (std::int64_t t = 0; t < trace.shape().num_tokens; ++t) {
     std::vector<float> row(static_cast<std::size_t>(d));
-    for (std::int64_t i = 0; i < d; ++i) row[static_cast<std::size_t>(i)] = analysis::load_float(trace.dtype(), pre, static_cast<std::uint64_t>(t * d + i));
+    for (std::int64_t i = 0; i < d; ++i) row[static_cast<std::size_t>(i)] = proofs::load_float(trace.dtype(), pre, static_cast<std::uint64_t>(t * d + i));
     analysis::apply_rope(row.data(), d, t, 10000.0);
     for (std::int64_t i = 0; i < d; ++i) {
-      const float stored = analysis::load_float(trace.dtype(), k, static_cast<std::uint64_t>(t * d + i));
+      const float stored = proofs::load_float(trace.dtype(), k, static_cast<std::uint64_t>(t * d + i));
       REQUIRE(stored == row[static_cast<std::size_t>(i)]);
-      if (t == 0) REQUIRE(stored == analysis::load_float(trace.dtype(), pre, static_cast<std::uint64_t>(i)));
+      if (t == 0) REQUIRE(stored == proofs::load_float(trace.dtype(), pre, static_cast<std::uint64_t>(i)));
     }
   }
 }

@@ -83,7 +83,4 @@ struct TraceProvenance {
 };
 [[nodiscard]] proofs::Metadata make_trace_metadata(const TraceProvenance& provenance);
 
-// Element i of a floating tensor's raw bytes as a float (exact for F32, F16 and BF16).
-[[nodiscard]] float load_float(proofs::Dtype dtype, const std::byte* data, std::uint64_t i) noexcept;
-
 }  // namespace hnf::analysis

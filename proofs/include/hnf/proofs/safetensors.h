@@ -35,6 +35,10 @@ enum class Dtype : std::uint8_t { kF32, kF16, kBF16, kI8, kU8, kI32, kI64 };
 [[nodiscard]] std::optional<Dtype> parse_dtype(std::string_view name) noexcept;
 [[nodiscard]] bool is_floating(Dtype dtype) noexcept;
 
+// Element i of a floating tensor's raw little-endian bytes as a float: exact for F32, F16 and
+// BF16 (data need not be aligned). Other dtypes: 0 (callers check is_floating first).
+[[nodiscard]] float load_float(Dtype dtype, const std::byte* data, std::uint64_t i) noexcept;
+
 // Largest header the reader accepts (the limit of the reference implementation).
 inline constexpr std::uint64_t kMaxHeaderBytes = 100'000'000;
 

@@ -1,0 +1,186 @@
+// The committed reference model through the CLI: trace capture (and its round trip against the
+// runner), cached decode against the uncached forward, eval, and bad model/text inputs.
+#include <doctest/doctest.h>
+
+#include <sys/wait.h>
+
+#include <cmath>
+#include <nlohmann/json.hpp>
+
+#include "hnf/analysis/trace.h"
+#include "hnf/proofs/sha256.h"
+#include "hnf/runtime/dense_kv_cache.h"
+#include "hnf/runtime/model_dir.h"
+#include "test_files.h"
+#include "tiny_llama.h"
+
+using hnf::testing::contains;
+using hnf::testing::read_file;
+using hnf::testing::TempDir;
+using hnf::testing::write_file;
+
+namespace {
+
+const std::filesystem::path kModel = std::filesystem::path(HNF_SOURCE_DIR) / "models" / "hnf-llama-4m";
+
+struct Run {
+  int exit_code = -1;
+  std::string out;
+  std::string err;
+};
+
+Run hnf_verify(const std::string& args) {
+  TempDir dir;
+  const std::string command = std::string("'") + HNF_VERIFY_BIN + "' " + args + " >'" + (dir / "out").string() +
+                              "' 2>'" + (dir / "err").string() + "' </dev/null";
+  const int status = std::system(command.c_str());
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), read_file(dir / "out"), read_file(dir / "err")};
+}
+
+std::string quote(const std::filesystem::path& p) { return "'" + p.string() + "'"; }
+
+// A few paragraphs of plain English prose, enough for a few hundred tokens.
+std::string prose() {
+  std::string text;
+  for (int i = 0; i < 12; ++i) {
+    text += "The river ran through the old town , and the people who lived along its banks built mills "
+            "and bridges . In the spring of " + std::to_string(1850 + i) +
+            " the water rose higher than anyone could remember .\n";
+  }
+  return text;
+}
+
+// Records every layer's tensors as the runner computes them.
+struct Recorder final : hnf::runtime::LayerObserver {
+  std::vector<std::vector<float>> q, k_pre, k, v;
+  std::int64_t q_width = 0, kv_width = 0;
+  void on_layer(int, const float* qs, const float* kp, const float* ks, const float* vs, std::int64_t n,
+                std::int64_t) override {
+    q.emplace_back(qs, qs + n * q_width);
+    k_pre.emplace_back(kp, kp + n * kv_width);
+    k.emplace_back(ks, ks + n * kv_width);
+    v.emplace_back(vs, vs + n * kv_width);
+  }
+};
+
+bool same_floats(const hnf::analysis::Trace& trace, const hnf::proofs::TensorInfo& t, const std::vector<float>& expected) {
+  const auto bytes = trace.file().bytes(t);
+  return bytes.size() == expected.size() * 4 && std::memcmp(bytes.data(), expected.data(), bytes.size()) == 0;
+}
+
+}  // namespace
+
+TEST_CASE("trace records exactly what the runner computes, with provenance") {
+  TempDir dir;
+  write_file(dir / "text.txt", prose());
+  const auto out = dir / "trace.safetensors";
+  const Run run = hnf_verify("trace --model " + quote(kModel) + " --text " + quote(dir / "text.txt") +
+                             " --tokens 96 --out " + quote(out));
+  REQUIRE_MESSAGE(run.exit_code == 0, run.err);
+  CHECK(hnf_verify("inspect --strict " + quote(out)).exit_code == 0);
+
+  const auto trace = hnf::analysis::Trace::open(out);
+  const auto model = hnf::runtime::load_model_dir(kModel);
+  const auto shape = model.model.cache_shape();
+  CHECK(trace.shape().num_layers == shape.num_layers);
+  CHECK(trace.shape().num_heads == shape.num_heads);
+  CHECK(trace.shape().num_kv_heads == shape.num_kv_heads);
+  CHECK(trace.shape().head_dim == shape.head_dim);
+  CHECK(trace.shape().num_tokens == 96);
+  CHECK(trace.metadata().at("model_sha256") == hnf::proofs::sha256_file_hex(kModel / "model.safetensors"));
+  CHECK(trace.metadata().at("text_sha256") == hnf::proofs::sha256_file_hex(dir / "text.txt"));
+  CHECK(trace.metadata().at("rope") == "llama");
+
+  std::vector<std::int32_t> input{model.tokenizer.bos_id()};
+  const auto ids = model.tokenizer.encode(prose(), "prose");
+  input.insert(input.end(), ids.begin(), ids.begin() + 95);
+  Recorder recorder;
+  recorder.q_width = shape.num_heads * shape.head_dim;
+  recorder.kv_width = shape.num_kv_heads * shape.head_dim;
+  hnf::runtime::DenseKvCache cache(shape, 96);
+  model.model.forward(input, cache, nullptr, &recorder);
+  for (std::size_t l = 0; l < trace.layers().size(); ++l) {
+    CAPTURE(l);
+    const auto& layer = trace.layers()[l];
+    CHECK(same_floats(trace, *layer.q, recorder.q[l]));
+    CHECK(same_floats(trace, *layer.k, recorder.k[l]));
+    CHECK(same_floats(trace, *layer.k_pre_rope, recorder.k_pre[l]));
+    CHECK(same_floats(trace, *layer.v, recorder.v[l]));
+  }
+}
+
+TEST_CASE("cached token-by-token decode matches the uncached forward on the committed model") {
+  const auto model = hnf::runtime::load_model_dir(kModel);
+  auto input = model.tokenizer.encode(prose(), "prose");
+  input.resize(48);
+  const auto vocab = static_cast<std::size_t>(model.model.config().vocab_size);
+  std::vector<float> full(input.size() * vocab);
+  hnf::runtime::DenseKvCache all(model.model.cache_shape(), 48);
+  model.model.forward(input, all, full.data());
+  hnf::runtime::DenseKvCache step(model.model.cache_shape(), 48);
+  std::vector<float> row(vocab);
+  double worst = 0.0;
+  for (std::size_t t = 0; t < input.size(); ++t) {
+    model.model.forward(std::span(input).subspan(t, 1), step, row.data());
+    for (std::size_t i = 0; i < vocab; ++i) worst = std::max(worst, std::fabs(static_cast<double>(row[i]) - full[t * vocab + i]));
+  }
+  CHECK(worst <= 1e-4);
+}
+
+TEST_CASE("eval prints perplexity, bits per byte and the unigram baseline") {
+  TempDir dir;
+  write_file(dir / "text.txt", prose());
+  const Run run = hnf_verify("eval --json --ctx 128 --stride 64 --model " + quote(kModel) + " --text " + quote(dir / "text.txt"));
+  REQUIRE_MESSAGE(run.exit_code == 0, run.err);
+  const auto j = nlohmann::json::parse(run.out);
+  CHECK(j["tokens"].get<int>() > 200);
+  CHECK(j["windows"].get<int>() > 1);
+  CHECK(j["perplexity"].get<double>() > 1.0);
+  CHECK(j["bits_per_byte"].get<double>() > 0.0);
+  // The text repeats itself: a trained model with context must beat the unigram by far.
+  CHECK(j["unigram_perplexity"].get<double>() > 3 * j["perplexity"].get<double>());
+  CHECK(j["bytes"].get<double>() == static_cast<double>(prose().size()));
+}
+
+TEST_CASE("bad model folders and texts exit 3 with one line naming the file") {
+  TempDir dir;
+  write_file(dir / "text.txt", prose());
+  SUBCASE("config field missing") {
+    std::filesystem::copy(kModel, dir / "m");
+    auto config = nlohmann::json::parse(read_file(dir / "m" / "config.json"));
+    config.erase("hidden_size");
+    write_file(dir / "m" / "config.json", config.dump());
+    const Run run = hnf_verify("eval --model " + quote(dir / "m") + " --text " + quote(dir / "text.txt"));
+    CHECK(run.exit_code == 3);
+    CHECK(contains(run.err, "config.json: "));
+    CHECK(contains(run.err, "hidden_size"));
+  }
+  SUBCASE("tokenizer does not match vocab_size") {
+    hnf::testing::write_tiny_llama(dir / "tiny", hnf::testing::TinyLlama{});  // vocab 50
+    std::filesystem::copy_file(kModel / "tokenizer.model", dir / "tiny" / "tokenizer.model");
+    const Run run = hnf_verify("trace --model " + quote(dir / "tiny") + " --text " + quote(dir / "text.txt") +
+                               " --tokens 8 --out " + quote(dir / "t.safetensors"));
+    CHECK(run.exit_code == 3);
+    CHECK(contains(run.err, "tokenizer.model: tokenizer has 4096 pieces but config.json vocab_size is 50"));
+    CHECK(!std::filesystem::exists(dir / "t.safetensors"));
+  }
+  SUBCASE("empty text") {
+    write_file(dir / "empty.txt", "");
+    const Run run = hnf_verify("eval --model " + quote(kModel) + " --text " + quote(dir / "empty.txt"));
+    CHECK(run.exit_code == 3);
+    CHECK(contains(run.err, "empty.txt: text is empty"));
+  }
+  SUBCASE("non-UTF-8 text") {
+    write_file(dir / "latin1.txt", "caf\xe9 au lait\n");
+    const Run run = hnf_verify("eval --model " + quote(kModel) + " --text " + quote(dir / "latin1.txt"));
+    CHECK(run.exit_code == 3);
+    CHECK(contains(run.err, "latin1.txt: "));
+  }
+  SUBCASE("text shorter than the trace") {
+    const Run run = hnf_verify("trace --model " + quote(kModel) + " --text " + quote(dir / "text.txt") +
+                               " --tokens 100000 --out " + quote(dir / "t.safetensors"));
+    CHECK(run.exit_code == 3);
+    CHECK(contains(run.err, "fewer than the 99999 requested after BOS"));
+    CHECK(!std::filesystem::exists(dir / "t.safetensors"));
+  }
+}
