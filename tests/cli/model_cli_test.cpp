@@ -137,8 +137,8 @@ TEST_CASE("eval prints perplexity, bits per byte and the unigram baseline") {
   CHECK(j["windows"].get<int>() > 1);
   CHECK(j["perplexity"].get<double>() > 1.0);
   CHECK(j["bits_per_byte"].get<double>() > 0.0);
-  // The text repeats itself: a trained model with context must beat the unigram by far.
-  CHECK(j["unigram_perplexity"].get<double>() > 3 * j["perplexity"].get<double>());
+  // A trained model beats even the unigram fitted on the evaluated text itself.
+  CHECK(j["unigram_perplexity"].get<double>() > j["perplexity"].get<double>());
   CHECK(j["bytes"].get<double>() == static_cast<double>(prose().size()));
 }
 
