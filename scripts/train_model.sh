@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Rebuilds the reference model from nothing: corpora, tokenizer, build, training (not run in CI).
 # Usage: scripts/train_model.sh [OUT_DIR] [extra hnf-train arguments...]
-#   OUT_DIR defaults to models/hnf-llama-4m. Training takes about an hour on a 2-core machine.
+#   OUT_DIR defaults to models/hnf-llama-4m. Training took 44 minutes on a 2-core machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-models/hnf-llama-4m}
