@@ -101,6 +101,9 @@ int main(int argc, char** argv) {
   CLI::App app{"hnf-train: train the reference Llama model (LibTorch) and save it in the Hugging Face layout"};
   Options o;
   std::string out;
+  // scripts/train_model.sh passes the committed model's settings first and the user's after:
+  // the last occurrence of an option wins.
+  app.option_defaults()->multi_option_policy(CLI::MultiOptionPolicy::TakeLast);
   app.add_option("--out,-o", out, "Model folder to write (config.json, model.safetensors, tokenizer.model, train_log.csv)")->required();
   app.add_option("--data", o.data, "Token files <genre>/{train,eval}.safetensors (scripts/train_model.sh makes them)")->capture_default_str();
   app.add_option("--tokenizer", o.tokenizer, "SentencePiece model the token files were made with (copied into --out)")->capture_default_str();
