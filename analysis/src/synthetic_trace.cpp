@@ -118,16 +118,8 @@ void write_synthetic_trace(const std::filesystem::path& out, const SyntheticTrac
   for (std::int64_t p = (s.num_tokens - 1) % s.query_stride; p < s.num_tokens; p += s.query_stride) positions.push_back(p);
   const auto num_queries = static_cast<std::int64_t>(positions.size());
 
-  std::vector<proofs::TensorSpec> specs;
-  for (std::int64_t l = 0; l < s.num_layers; ++l) {
-    const std::string prefix = "layers." + std::to_string(l) + ".";
-    specs.push_back({prefix + "q", s.dtype, {s.num_heads, num_queries, s.head_dim}});
-    specs.push_back({prefix + "k", s.dtype, {s.num_kv_heads, s.num_tokens, s.head_dim}});
-    specs.push_back({prefix + "k_pre_rope", s.dtype, {s.num_kv_heads, s.num_tokens, s.head_dim}});
-    specs.push_back({prefix + "v", s.dtype, {s.num_kv_heads, s.num_tokens, s.head_dim}});
-  }
   const bool record_positions = num_queries != s.num_tokens;
-  if (record_positions) specs.push_back({"query_positions", Dtype::kI64, {num_queries}});
+  auto specs = trace_tensor_specs({s.num_layers, s.num_heads, s.num_kv_heads, s.num_tokens, num_queries, s.head_dim}, s.dtype);
 
   const proofs::Metadata metadata = make_trace_metadata({
       .model_id = "synthetic",

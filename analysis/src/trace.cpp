@@ -58,6 +58,19 @@ proofs::Metadata make_trace_metadata(const TraceProvenance& p) {
   return metadata;
 }
 
+std::vector<proofs::TensorSpec> trace_tensor_specs(const TraceShape& s, proofs::Dtype dtype) {
+  std::vector<proofs::TensorSpec> specs;
+  for (std::int64_t l = 0; l < s.num_layers; ++l) {
+    const std::string prefix = "layers." + std::to_string(l) + ".";
+    specs.push_back({prefix + "q", dtype, {s.num_heads, s.num_queries, s.head_dim}});
+    specs.push_back({prefix + "k", dtype, {s.num_kv_heads, s.num_tokens, s.head_dim}});
+    specs.push_back({prefix + "k_pre_rope", dtype, {s.num_kv_heads, s.num_tokens, s.head_dim}});
+    specs.push_back({prefix + "v", dtype, {s.num_kv_heads, s.num_tokens, s.head_dim}});
+  }
+  if (s.num_queries != s.num_tokens) specs.push_back({"query_positions", Dtype::kI64, {s.num_queries}});
+  return specs;
+}
+
 Trace Trace::open(const std::filesystem::path& path) {
   Trace trace(proofs::SafetensorsFile::open(path));
   trace.validate();

@@ -86,14 +86,8 @@ int run_trace(const TraceOptions& o) {
 
   const auto shape = dir.model.cache_shape();
   const std::int64_t n = o.tokens;
-  std::vector<proofs::TensorSpec> specs;
-  for (std::int64_t l = 0; l < shape.num_layers; ++l) {
-    const std::string prefix = "layers." + std::to_string(l) + ".";
-    specs.push_back({prefix + "q", *dtype, {shape.num_heads, n, shape.head_dim}});
-    specs.push_back({prefix + "k", *dtype, {shape.num_kv_heads, n, shape.head_dim}});
-    specs.push_back({prefix + "k_pre_rope", *dtype, {shape.num_kv_heads, n, shape.head_dim}});
-    specs.push_back({prefix + "v", *dtype, {shape.num_kv_heads, n, shape.head_dim}});
-  }
+  auto specs = analysis::trace_tensor_specs(
+      {shape.num_layers, shape.num_heads, shape.num_kv_heads, n, n, shape.head_dim}, *dtype);
   const std::filesystem::path model_file = std::filesystem::path(o.model) / "model.safetensors";
   const std::filesystem::path tokenizer_file = std::filesystem::path(o.model) / "tokenizer.model";
   auto metadata = analysis::make_trace_metadata({

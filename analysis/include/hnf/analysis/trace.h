@@ -83,4 +83,8 @@ struct TraceProvenance {
 };
 [[nodiscard]] proofs::Metadata make_trace_metadata(const TraceProvenance& provenance);
 
+// The tensors of a trace with keys before and after RoPE, in file order: per layer q, k,
+// k_pre_rope, v; then query_positions when not every position's query is recorded.
+[[nodiscard]] std::vector<proofs::TensorSpec> trace_tensor_specs(const TraceShape& shape, proofs::Dtype dtype);
+
 }  // namespace hnf::analysis
