@@ -1,7 +1,8 @@
 // Bit-exact conversions between float and the 16-bit storage formats IEEE binary16 (F16)
 // and bfloat16 (BF16). Conversions to 16 bits round to nearest, ties to even, independent
 // of the current floating-point rounding mode (integer arithmetic only), so they stay
-// correct inside code that switches rounding modes for interval arithmetic.
+// correct inside code that switches rounding modes for interval arithmetic. Directed
+// roundings (toward -inf / +inf) from double to binary16 serve rigorous bounds.
 #pragma once
 
 #include <bit>
@@ -58,6 +59,72 @@ static_assert(sizeof(float) == 4 && std::numeric_limits<float>::is_iec559,
   if (remainder > halfway || (remainder == halfway && (kept & 1u) != 0)) ++result;
   if (result >= 0x7c00u) result = 0x7c00u;        // rounded past the largest finite half
   return static_cast<std::uint16_t>(sign | result);
+}
+
+namespace detail {
+
+// |value| of a finite double rounded toward zero to a binary16 magnitude (bits 0..0x7bff;
+// anything >= 65504 truncates to 0x7bff), and whether that truncation dropped anything.
+struct HalfTruncation {
+  std::uint16_t magnitude;
+  bool inexact;
+};
+
+[[nodiscard]] constexpr HalfTruncation truncate_to_half_magnitude(std::uint64_t magnitude_bits) noexcept {
+  constexpr std::uint64_t kFractionMask = (std::uint64_t{1} << 52) - 1u;
+  const std::uint64_t exponent = magnitude_bits >> 52;  // biased by 1023
+  const std::uint64_t fraction = magnitude_bits & kFractionMask;
+  if (exponent >= 1023u + 16u) return {0x7bffu, true};  // >= 2^16, beyond the largest half
+  if (exponent >= 1023u - 14u) {                         // [2^-14, 2^16): normal half
+    // Half exponent field in [1, 30]; 30 with a full mantissa is 0x7bff, so no overflow here.
+    const std::uint64_t kept = ((exponent - (1023u - 15u)) << 10) | (fraction >> 42);
+    const bool inexact = (fraction & ((std::uint64_t{1} << 42) - 1u)) != 0;
+    return {static_cast<std::uint16_t>(kept), inexact};
+  }
+  if (exponent == 0) return {0, magnitude_bits != 0};  // zero or a double subnormal (< 2^-1022)
+  // Subnormal half m * 2^-24 with m = floor(|value| / 2^-24), where
+  // |value| = (2^52 + fraction) * 2^(exponent - 1075); the shift is >= 43 here.
+  const std::uint64_t significand = fraction | (std::uint64_t{1} << 52);
+  const std::uint64_t shift = 1051u - exponent;
+  if (shift >= 64) return {0, true};
+  const std::uint64_t kept = significand >> shift;
+  const bool inexact = (significand & ((std::uint64_t{1} << shift) - 1u)) != 0;
+  return {static_cast<std::uint16_t>(kept), inexact};
+}
+
+// IEEE 754 directed rounding of a double to binary16: toward +inf when toward_positive,
+// toward -inf otherwise. Truncate the magnitude, then step one unit away from zero when the
+// truncation was inexact and the direction points away from zero; the step carries into the
+// exponent field and from 0x7bff into 0x7c00 (inf), exactly the IEEE overflow rule.
+[[nodiscard]] constexpr std::uint16_t double_to_half_bits_directed(double value,
+                                                                   bool toward_positive) noexcept {
+  const std::uint64_t bits = std::bit_cast<std::uint64_t>(value);
+  const bool negative = (bits >> 63) != 0;
+  const auto sign = static_cast<std::uint16_t>(negative ? 0x8000u : 0u);
+  const std::uint64_t magnitude = bits & 0x7fffffffffffffffu;
+  if (magnitude >= 0x7ff0000000000000u) {  // inf or NaN
+    if (magnitude == 0x7ff0000000000000u) return static_cast<std::uint16_t>(sign | 0x7c00u);
+    return static_cast<std::uint16_t>(sign | 0x7e00u | ((magnitude >> 42) & 0x3ffu));
+  }
+  HalfTruncation t = truncate_to_half_magnitude(magnitude);
+  if (t.inexact && toward_positive != negative) ++t.magnitude;
+  return static_cast<std::uint16_t>(sign | t.magnitude);
+}
+
+}  // namespace detail
+
+// Directed rounding of a double to binary16, integer arithmetic only, so the result does not
+// depend on the FPU rounding mode. Rounds toward -inf: the largest half <= value. Overflow
+// follows IEEE 754: values above 65504 give 65504, values below -65504 give -inf. Signed zeros
+// as IEEE: +tiny -> +0, -tiny -> -2^-24, -0 -> -0. NaN stays NaN (quiet), inf stays inf.
+[[nodiscard]] constexpr std::uint16_t double_to_half_bits_down(double value) noexcept {
+  return detail::double_to_half_bits_directed(value, false);
+}
+
+// Rounds toward +inf: the smallest half >= value. Values above 65504 give +inf, values below
+// -65504 give -65504; +tiny -> 2^-24, -tiny -> -0. NaN stays NaN (quiet), inf stays inf.
+[[nodiscard]] constexpr std::uint16_t double_to_half_bits_up(double value) noexcept {
+  return detail::double_to_half_bits_directed(value, true);
 }
 
 // Exact.
