@@ -6,6 +6,10 @@ find_package(CLI11 REQUIRED)
 find_package(OpenSSL REQUIRED COMPONENTS Crypto)  # SHA-256 of models, texts, traces
 pkg_check_modules(MPFR REQUIRED IMPORTED_TARGET mpfr)
 pkg_check_modules(GMP REQUIRED IMPORTED_TARGET gmp)
+# Boost.Interval (analysis/ interval engine): header-only, Boost::headers.
+find_package(Boost REQUIRED)
+# OpenMP: the analysis runs its per-query loops on every core.
+find_package(OpenMP REQUIRED)
 # runtime/: the model runner's matrix products (cblas.h lives in OpenBLAS's include folder,
 # which pkg-config names) and the tokenizer. Debian's sentencepiece.pc also links the trainer
 # library, which the tokenizer tests use.

@@ -13,5 +13,6 @@ void register_attention(CLI::App& app, int* exit_code);
 void register_tokenize(CLI::App& app, int* exit_code);
 void register_trace(CLI::App& app, int* exit_code);
 void register_eval(CLI::App& app, int* exit_code);
+void register_analyze(CLI::App& app, int* exit_code);
 
 }  // namespace hnf::verify::cli

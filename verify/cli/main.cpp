@@ -27,6 +27,7 @@ int run(int argc, char** argv) {
   hnf::verify::cli::register_tokenize(app, &exit_code);
   hnf::verify::cli::register_trace(app, &exit_code);
   hnf::verify::cli::register_eval(app, &exit_code);
+  hnf::verify::cli::register_analyze(app, &exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -1,0 +1,65 @@
+// Precision allocation as a multiple-choice problem with one constraint per recorded query:
+//   minimise   sum_u bytes[u][c_u]
+//   subject to sum_u cost[u][c_u][j] <= budget   for every constraint j,
+// where unit u is a block of positions of K or of V of one (layer, kv head) and c_u its
+// format. The costs are the separable S1 sensitivities of proofs/THEORY.md (section
+// "Allocation"). Solved by Lagrangian relaxation: the dual value is a lower bound on the
+// optimum of this model (weak duality), the primal a feasible map, so the gap is a number.
+#pragma once
+
+#include <cstddef>
+#include <vector>
+
+namespace hnf::analysis {
+
+class AllocationProblem {
+ public:
+  explicit AllocationProblem(std::size_t num_constraints) : num_constraints_(num_constraints) {}
+
+  // Adds a unit whose choices have these byte costs; returns its index. Its constraint
+  // costs start at 0 and are filled through cost().
+  std::size_t add_unit(const std::vector<double>& choice_bytes);
+
+  [[nodiscard]] std::size_t num_units() const noexcept { return unit_offset_.size(); }
+  [[nodiscard]] std::size_t num_constraints() const noexcept { return num_constraints_; }
+  [[nodiscard]] std::size_t num_choices(std::size_t unit) const noexcept;
+  [[nodiscard]] double bytes(std::size_t unit, std::size_t choice) const noexcept {
+    return bytes_[unit_offset_[unit] + choice];
+  }
+  // cost[j] of choosing `choice` for `unit`, [num_constraints].
+  [[nodiscard]] double* cost(std::size_t unit, std::size_t choice) noexcept {
+    return costs_.data() + (unit_offset_[unit] + choice) * num_constraints_;
+  }
+  [[nodiscard]] const double* cost(std::size_t unit, std::size_t choice) const noexcept {
+    return costs_.data() + (unit_offset_[unit] + choice) * num_constraints_;
+  }
+
+  // Per constraint, sum over units of the cost of the given choices, [num_constraints].
+  [[nodiscard]] std::vector<double> constraint_totals(const std::vector<std::size_t>& choices) const;
+  [[nodiscard]] double total_bytes(const std::vector<std::size_t>& choices) const;
+
+ private:
+  std::size_t num_constraints_;
+  std::vector<std::size_t> unit_offset_;  // first choice index of each unit
+  std::vector<double> bytes_;             // [total choices]
+  std::vector<double> costs_;             // [total choices, num_constraints]
+};
+
+struct AllocationResult {
+  bool feasible = false;               // a map meeting every constraint was found
+  std::vector<std::size_t> choices;    // [units]; the cheapest-cost map when infeasible
+  double bytes = 0.0;                  // of `choices`
+  double lower_bound = 0.0;            // Lagrangian dual value: no feasible map has fewer bytes
+  double min_feasible_budget = 0.0;    // max_j sum_u min_c cost: no budget below this is feasible
+  std::vector<double> totals;          // constraint_totals(choices)
+};
+
+// Solves the problem for `budget` (> 0). `iterations` subgradient steps on the dual.
+// Every uniform map (the same choice index in every unit, where units share a choice list)
+// is in the search space through `uniform_candidates`: each entry is a full choice vector
+// that the result must not be worse than when feasible.
+[[nodiscard]] AllocationResult allocate(const AllocationProblem& problem, double budget,
+                                        const std::vector<std::vector<std::size_t>>& uniform_candidates,
+                                        int iterations = 60);
+
+}  // namespace hnf::analysis

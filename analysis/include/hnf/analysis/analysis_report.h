@@ -1,0 +1,39 @@
+// analysis.json (docs/analysis-format.md) and the readable summary of an AnalysisResult.
+// Every figure is computed from the result passed in; sharpness compares each bound with
+// the rigorous lower bound of the actual error of the same (layer, head, query).
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "hnf/analysis/analyze.h"
+
+namespace hnf::analysis {
+
+struct RatioStats {
+  std::int64_t count = 0;  // cases with a positive actual error
+  double median = 0.0;
+  double p90 = 0.0;
+  double max = 0.0;
+};
+
+struct AnalysisSummary {
+  RatioStats s1, s2, s3;              // bound / actual error over the recorded queries
+  std::int64_t holdout_total = 0;     // held-out queries at analysed positions
+  std::int64_t holdout_inside = 0;    // ... within the S2 radius of the recorded query
+  RatioStats holdout;                 // S2 bound / actual error of the held-out queries inside
+  double key_bits = 0.0;              // bits per key element of the map (metadata included)
+  double value_bits = 0.0;
+  std::vector<std::pair<std::string, double>> key_format_share;    // format name, share of units
+  std::vector<std::pair<std::string, double>> value_format_share;
+};
+
+[[nodiscard]] RatioStats ratio_stats(std::vector<double> ratios);
+[[nodiscard]] AnalysisSummary summarize(const AnalysisResult& result);
+[[nodiscard]] nlohmann::json analysis_to_json(const AnalysisResult& result);
+[[nodiscard]] std::string summary_text(const AnalysisResult& result);
+
+}  // namespace hnf::analysis

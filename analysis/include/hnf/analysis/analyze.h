@@ -1,0 +1,122 @@
+// The analysis of a trace (proofs/THEORY.md is the reference for every quantity here):
+// per-position attention statistics, curvature, Lipschitz constants, diameter and obstruction
+// bound; a precision map chosen from the format vocabulary; and for that map the S1, S2 and
+// S3 upper bounds of the attention-output error of every (layer, head, recorded query).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "hnf/analysis/trace.h"
+#include "hnf/proofs/format.h"
+
+namespace hnf::analysis {
+
+struct AnalysisOptions {
+  // Exactly one of eps / bits. eps: the budget for the attention output error of every
+  // (layer, query head, recorded query), Euclidean norm over head_dim. bits: average storage
+  // bits per K/V element (metadata included), the same for every (layer, kv head); per head
+  // the map with the smallest separable-model budget at that size is chosen, and the largest
+  // S1 bound over all heads is reported as the achieved epsilon.
+  std::optional<double> eps;
+  std::optional<double> bits;
+  // Recorded-query subset: the `last_queries` newest recorded queries plus every
+  // `query_stride`-th recorded query (0: a stride giving about `last_queries` more).
+  std::int64_t last_queries = 32;
+  std::int64_t query_stride = 0;
+  // Allocation unit in positions (16, 32 or 64); per-channel key formats group this many positions.
+  int block = 16;
+  // S2 radius per head: this quantile of the distance between a recorded query and the query one position earlier.
+  double s2_quantile = 0.5;
+  // Allocation objective per query: "rms" (default) predicts the error as
+  // sqrt(sum_t a_t^2 (delta_t^2 ||v_t - o||^2 + ||dv_t||^2)), the size of a sum of independent
+  // residuals; "bound" is the rigorous separable bound sum_t a_t (|delta_t| ||v_t - o|| + ||dv_t||)
+  // (THEORY.md, Theorem B). Either way the chosen map is certified by its S1 bounds only.
+  std::string model = "rms";
+  // Formats whose score perturbation |q.dk/sqrt(d)| exceeds this (nats) somewhere in a unit
+  // are not offered for that unit (the separable model's factor is e^{2 cap}).
+  double delta_cap = 1.0;
+  // Optional held-out trace of another text with the same shape: S2 coverage and sharpness.
+  std::string holdout_trace;
+  // Instead of allocating, evaluate this map: called per (layer, kv head) with the number of
+  // allocation units, it fills one format per unit for keys and for values (formats must be
+  // offered at this block size). For adversarial and baseline maps; eps then only sets p_min.
+  std::function<void(std::int64_t layer, std::int64_t kv_head, std::size_t units, std::vector<proofs::Format>& keys,
+                     std::vector<proofs::Format>& values)>
+      fixed_map;
+  // Called with a stage name and the fraction done (0..1) of the (layer, kv head) pairs.
+  std::function<void(std::string_view, double)> progress;
+};
+
+// Per position of one (layer, kv head), over the subset's queries of all its query heads.
+// Rounded to nearest (statistics and necessity estimates, not certified bounds).
+struct PositionAnalysis {
+  std::vector<double> max_weight;   // [tokens] largest attention weight a_jt
+  std::vector<double> mean_weight;  // [tokens] mean of a_jt over the queries that see t
+  std::vector<double> kappa;        // [tokens] curvature kappa_t (THEORY.md, Definition 4)
+  std::vector<double> lipschitz_k;  // [tokens] max_j ||d o_j / d k_t||
+  std::vector<double> lipschitz_v;  // [tokens] max_j ||d o_j / d v_t|| = max_j a_jt
+  std::vector<double> diameter;     // [tokens] D_t = max_i k_ti - min_i k_ti
+  std::vector<int> p_min;           // [tokens] obstruction bound (Theorem 5.7) at the layer's epsilon
+};
+
+struct QueryBound {
+  std::int64_t head = 0;      // query head
+  std::int64_t position = 0;  // query position; it attends to positions 0..position
+  double s1 = 0.0;            // certified upper bound (rounded up) of ||o_hat - o|| for this query
+  double actual_lo = 0.0;     // rigorous lower bound of the actual error (for sharpness)
+  double s2 = 0.0;            // upper bound over every query within the head's radius R of this one
+  double model = 0.0;         // allocation model's value for this query (rounded to nearest; 1e30 = outside the cap)
+};
+
+struct HeadAnalysis {
+  std::int64_t layer = 0;
+  std::int64_t kv_head = 0;
+  std::string map_source;                     // "allocated", "uniform K,V" (a baseline won), "given", "fp16 ..."
+  std::vector<proofs::Format> key_formats;    // [units] format of each block of `block` positions
+  std::vector<proofs::Format> value_formats;  // [units]
+  PositionAnalysis positions;
+  std::vector<QueryBound> queries;
+  double s2_radius = 0.0;        // R of this kv head
+  double s3_query_norm = 0.0;    // Q: the largest query norm of the trace for this head's query heads
+  double s3 = 0.0;               // upper bound over every query with ||q|| <= Q at any position
+  double bytes = 0.0;            // of this head's K and V with the map (metadata included)
+  double lower_bound_bytes = 0.0;  // Lagrangian lower bound for the same model and budget
+  double model_budget = 0.0;     // the separable model's budget the map was allocated for
+  double obstruction_bits = 0.0; // mean over positions of max(p_min, 0), keys
+  // S2 on the held-out trace: recorded positions whose held-out query lies within R, and for
+  // those, the S2 bound over the actual error of the held-out query on this cache.
+  std::int64_t holdout_total = 0;
+  std::int64_t holdout_inside = 0;
+  std::vector<double> holdout_ratios;
+};
+
+struct AnalysisResult {
+  std::string trace_path;
+  TraceShape shape;
+  AnalysisOptions options;             // progress callback cleared
+  std::vector<std::int64_t> query_positions;  // the recorded-query subset analysed
+  std::int64_t query_stride = 0;               // the stride used (options.query_stride or the automatic one)
+  double eps = 0.0;                    // the per-layer budget met (given, or achieved for --bits)
+  bool feasible = true;
+  double min_feasible_eps = 0.0;       // the all-fp16 map's largest S1 bound (set when infeasible)
+  std::vector<std::string> infeasible;  // "layer L head H position P: S1 X with fp16 everywhere"
+  std::vector<HeadAnalysis> heads;     // per (layer, kv head)
+  double bits_per_element = 0.0;       // whole map, metadata and the map's own format ids included
+  double lower_bound_bits = 0.0;       // Lagrangian lower bound for the same model
+  double obstruction_bits = 0.0;       // mean obstruction minimum over keys
+  double seconds = 0.0;
+};
+
+// Throws proofs::Error(kBadInput) for invalid options or a trace with NaN/Inf, naming the problem.
+[[nodiscard]] AnalysisResult analyze_trace(const std::string& trace_path, AnalysisOptions options);
+
+// Obstruction bound of Theorem 5.7 (THEORY.md): the smallest p with kappa (D 2^-p)^2 / 8 <= eps,
+// i.e. ceil(log2(kappa D^2 / (8 eps)) / 2), at least 0.
+[[nodiscard]] int obstruction_bits(double kappa, double diameter, double eps);
+
+}  // namespace hnf::analysis

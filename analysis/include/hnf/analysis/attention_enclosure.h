@@ -1,0 +1,69 @@
+// Rigorous enclosures of one attention head's output for one query, fast enough to run over
+// every recorded query of a long trace (proofs/THEORY.md, section "Enclosing attention").
+//
+// The inputs are exact reals stored as doubles (trace values are floats or halves, quantized
+// values are dyadic rationals that a double holds exactly). All arithmetic runs in
+// round-to-nearest; every rounding is accounted for either by a one-ulp step (nextafter) or by
+// the a-priori bound gamma_n * sum |x_i y_i| of a floating-point dot product of length n (any
+// summation order), so the returned intervals contain the exact real attention output.
+#pragma once
+
+#include <cstddef>
+#include <span>
+#include <vector>
+
+namespace hnf::analysis {
+
+// Per component i of the exact output o = sum_t softmax(s)_t v_t: lo[i] <= o_i <= hi[i].
+struct OutputEnclosure {
+  std::vector<double> lo;  // [head_dim], rounded toward -inf
+  std::vector<double> hi;  // [head_dim], rounded toward +inf
+};
+
+// gamma_n = n u / (1 - n u) with u = 2^-53, rounded toward +inf: the relative error bound of a
+// floating-point sum or dot product of n terms in any order (Higham, Accuracy and Stability of Numerical
+// Algorithms, 2nd ed., Lemma 3.1 and eq. (3.5)).
+[[nodiscard]] double gamma_up(std::size_t n);
+
+// Upper bound of the Euclidean norm of each row: rows [n, d] -> out [n], rounded toward +inf.
+[[nodiscard]] std::vector<double> row_norms_up(std::span<const double> rows, std::size_t d);
+
+// Scores s_t = q.k_t / sqrt(d) of the first `num_keys` keys, enclosed: s_lo[t] <= s_t <= s_hi[t].
+// q [d]; keys [>= num_keys, d] row-major; key_norms [>= num_keys] upper bounds of ||k_t||_2
+// (row_norms_up). s_lo, s_hi [>= num_keys].
+void enclose_scores(std::span<const double> q, std::span<const double> keys, std::span<const double> key_norms,
+                    std::size_t d, std::size_t num_keys, std::span<double> s_lo, std::span<double> s_hi);
+
+// The exact output o = sum_{t < num_keys} softmax(s)_t v_t for any scores with
+// s_lo[t] <= s_t <= s_hi[t], enclosed componentwise. values [>= num_keys, d]; scratch space is
+// reused between calls through `exp_scratch` (resized as needed).
+[[nodiscard]] OutputEnclosure enclose_softmax_output(std::span<const double> s_lo, std::span<const double> s_hi,
+                                                     std::span<const double> values, std::size_t d,
+                                                     std::size_t num_keys, std::vector<double>& exp_scratch);
+
+// Convenience: enclose_scores then enclose_softmax_output.
+[[nodiscard]] OutputEnclosure enclose_attention_output(std::span<const double> q, std::span<const double> keys,
+                                                       std::span<const double> key_norms,
+                                                       std::span<const double> values, std::size_t d,
+                                                       std::size_t num_keys);
+
+// The softmax weights a_t = e^{s_t} / sum_u e^{s_u} for any scores with s_lo <= s <= s_hi,
+// enclosed: w_lo[t] <= a_t <= w_hi[t] (t < num_keys). Used by the S2 bound.
+void enclose_softmax_weights(std::span<const double> s_lo, std::span<const double> s_hi, std::size_t num_keys,
+                             std::span<double> w_lo, std::span<double> w_hi);
+
+// Upper bound (rounded toward +inf) of sup ||x - y||_2 over x in a, y in b.
+[[nodiscard]] double difference_norm_up(const OutputEnclosure& a, const OutputEnclosure& b);
+
+// Lower bound (rounded toward -inf) of inf ||x - y||_2 over x in a, y in b: a rigorous lower
+// bound of the actual difference, against which a bound's sharpness is measured.
+[[nodiscard]] double difference_norm_down(const OutputEnclosure& a, const OutputEnclosure& b);
+
+// Upper bound (rounded toward +inf) of sup ||v - x||_2 over x in e; v [d].
+[[nodiscard]] double distance_up(std::span<const double> v, const OutputEnclosure& e);
+
+// Upper bound (rounded toward +inf) of the largest component width of an enclosure: how much
+// of a reported bound is rounding slack rather than quantization error.
+[[nodiscard]] double max_width_up(const OutputEnclosure& e);
+
+}  // namespace hnf::analysis

@@ -1,0 +1,184 @@
+#include "hnf/analysis/allocation.h"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+
+#include "hnf/proofs/error.h"
+
+namespace hnf::analysis {
+
+std::size_t AllocationProblem::add_unit(const std::vector<double>& choice_bytes) {
+  HNF_ASSERT(!choice_bytes.empty(), "a unit needs at least one choice");
+  unit_offset_.push_back(bytes_.size());
+  bytes_.insert(bytes_.end(), choice_bytes.begin(), choice_bytes.end());
+  costs_.resize(bytes_.size() * num_constraints_, 0.0);
+  return unit_offset_.size() - 1;
+}
+
+std::size_t AllocationProblem::num_choices(std::size_t unit) const noexcept {
+  const std::size_t end = unit + 1 < unit_offset_.size() ? unit_offset_[unit + 1] : bytes_.size();
+  return end - unit_offset_[unit];
+}
+
+std::vector<double> AllocationProblem::constraint_totals(const std::vector<std::size_t>& choices) const {
+  std::vector<double> totals(num_constraints_, 0.0);
+  for (std::size_t u = 0; u < num_units(); ++u) {
+    const double* c = cost(u, choices[u]);
+    for (std::size_t j = 0; j < num_constraints_; ++j) totals[j] += c[j];
+  }
+  return totals;
+}
+
+double AllocationProblem::total_bytes(const std::vector<std::size_t>& choices) const {
+  double total = 0.0;
+  for (std::size_t u = 0; u < num_units(); ++u) total += bytes(u, choices[u]);
+  return total;
+}
+
+namespace {
+
+bool meets(const std::vector<double>& totals, double budget) {
+  return std::all_of(totals.begin(), totals.end(), [&](double t) { return t <= budget; });
+}
+
+// argmin_c bytes + lambda.cost per unit, and the Lagrangian value at lambda.
+double relaxed_choices(const AllocationProblem& p, const std::vector<double>& lambda, double budget,
+                       std::vector<std::size_t>& choices) {
+  double value = -budget * std::accumulate(lambda.begin(), lambda.end(), 0.0);
+  choices.resize(p.num_units());
+  for (std::size_t u = 0; u < p.num_units(); ++u) {
+    double best = std::numeric_limits<double>::infinity();
+    for (std::size_t c = 0; c < p.num_choices(u); ++c) {
+      const double* cost = p.cost(u, c);
+      double v = p.bytes(u, c);
+      for (std::size_t j = 0; j < lambda.size(); ++j) v += lambda[j] * cost[j];
+      if (v < best) {
+        best = v;
+        choices[u] = c;
+      }
+    }
+    value += best;
+  }
+  return value;
+}
+
+// Greedy clean-up of a feasible map: per unit in index order, the cheapest choice that keeps
+// every constraint met.
+void downgrade_while_feasible(const AllocationProblem& p, double budget, std::vector<std::size_t>& choices,
+                              std::vector<double>& totals) {
+  std::vector<std::size_t> order(p.num_units());
+  std::iota(order.begin(), order.end(), 0);
+  for (std::size_t u : order) {
+    const double* current = p.cost(u, choices[u]);
+    std::size_t best = choices[u];
+    for (std::size_t c = 0; c < p.num_choices(u); ++c) {
+      if (p.bytes(u, c) >= p.bytes(u, best)) continue;
+      const double* candidate = p.cost(u, c);
+      bool ok = true;
+      for (std::size_t j = 0; j < totals.size() && ok; ++j) ok = totals[j] - current[j] + candidate[j] <= budget;
+      if (ok) best = c;
+    }
+    if (best != choices[u]) {
+      const double* candidate = p.cost(u, best);
+      for (std::size_t j = 0; j < totals.size(); ++j) totals[j] += candidate[j] - current[j];
+      choices[u] = best;
+    }
+  }
+}
+
+}  // namespace
+
+AllocationResult allocate(const AllocationProblem& p, double budget,
+                          const std::vector<std::vector<std::size_t>>& uniform_candidates, int iterations) {
+  HNF_ASSERT(budget > 0.0 && std::isfinite(budget), "allocation budget must be positive and finite");
+  const std::size_t units = p.num_units();
+  const std::size_t m = p.num_constraints();
+  AllocationResult result;
+
+  // The smallest achievable total per constraint (each unit at its least-cost choice for
+  // that constraint): a budget below the largest of them is infeasible for every map.
+  std::vector<double> least(m, 0.0);
+  std::vector<std::size_t> cheapest_cost(units, 0);
+  for (std::size_t u = 0; u < units; ++u) {
+    for (std::size_t j = 0; j < m; ++j) {
+      double best = std::numeric_limits<double>::infinity();
+      for (std::size_t c = 0; c < p.num_choices(u); ++c) best = std::min(best, p.cost(u, c)[j]);
+      least[j] += best;
+    }
+    // The choice with the smallest summed cost (ties: fewer bytes) stands in when infeasible.
+    double best_sum = std::numeric_limits<double>::infinity();
+    for (std::size_t c = 0; c < p.num_choices(u); ++c) {
+      const double* cost = p.cost(u, c);
+      const double sum = std::accumulate(cost, cost + m, 0.0);
+      if (sum < best_sum || (sum == best_sum && p.bytes(u, c) < p.bytes(u, cheapest_cost[u]))) {
+        best_sum = sum;
+        cheapest_cost[u] = c;
+      }
+    }
+  }
+  result.min_feasible_budget = m == 0 ? 0.0 : *std::max_element(least.begin(), least.end());
+
+  std::vector<std::size_t> best_feasible;
+  double best_bytes = std::numeric_limits<double>::infinity();
+  auto consider = [&](std::vector<std::size_t> choices) {
+    auto totals = p.constraint_totals(choices);
+    if (!meets(totals, budget)) return;
+    downgrade_while_feasible(p, budget, choices, totals);
+    const double bytes = p.total_bytes(choices);
+    if (bytes < best_bytes) {
+      best_bytes = bytes;
+      best_feasible = std::move(choices);
+    }
+  };
+  consider(cheapest_cost);
+  for (const auto& uniform : uniform_candidates) consider(uniform);
+
+  // Dual ascent on lambda >= 0 with a Polyak step towards the best primal value.
+  std::vector<double> lambda(m, 0.0);
+  std::vector<std::size_t> choices;
+  double lower = relaxed_choices(p, lambda, budget, choices);  // lambda = 0: every unit at its fewest bytes
+  consider(choices);
+  for (int it = 0; it < iterations && m > 0; ++it) {
+    const double value = relaxed_choices(p, lambda, budget, choices);
+    lower = std::max(lower, value);
+    const auto totals = p.constraint_totals(choices);
+    if (meets(totals, budget)) consider(choices);
+    double norm2 = 0.0;
+    for (std::size_t j = 0; j < m; ++j) {
+      const double g = totals[j] - budget;
+      if (lambda[j] > 0.0 || g > 0.0) norm2 += g * g;
+    }
+    if (norm2 == 0.0) break;  // lambda is optimal for the relaxation
+    const double target = std::isfinite(best_bytes) ? best_bytes : value + 1.0 + std::fabs(value);
+    const double step = 1.5 * std::max(target - value, 1e-9 * std::fabs(target)) / norm2;
+    for (std::size_t j = 0; j < m; ++j) lambda[j] = std::max(0.0, lambda[j] + step * (totals[j] - budget));
+    // A primal from a scaled-up lambda: more weight on the costs until the map is feasible.
+    if (!meets(totals, budget)) {
+      std::vector<double> scaled = lambda;
+      for (int k = 0; k < 30; ++k) {
+        for (double& l : scaled) l *= 2.0;
+        std::vector<std::size_t> repaired;
+        relaxed_choices(p, scaled, budget, repaired);
+        if (meets(p.constraint_totals(repaired), budget)) {
+          consider(repaired);
+          break;
+        }
+      }
+    }
+  }
+
+  result.lower_bound = lower;
+  if (std::isfinite(best_bytes)) {
+    result.feasible = true;
+    result.choices = std::move(best_feasible);
+  } else {
+    result.choices = cheapest_cost;
+  }
+  result.bytes = p.total_bytes(result.choices);
+  result.totals = p.constraint_totals(result.choices);
+  return result;
+}
+
+}  // namespace hnf::analysis

@@ -1,0 +1,894 @@
+#include "hnf/analysis/analyze.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <limits>
+#include <numeric>
+
+#include "hnf/analysis/allocation.h"
+#include "hnf/analysis/attention_enclosure.h"
+#include "hnf/analysis/interval.h"
+#include "hnf/proofs/error.h"
+
+namespace hnf::analysis {
+namespace {
+
+using proofs::Format;
+
+// ---------------------------------------------------------------------------------------------
+// Inputs of one (layer, kv head)
+
+struct HeadInputs {
+  std::int64_t layer = 0;
+  std::int64_t kv_head = 0;
+  std::size_t tokens = 0;
+  std::size_t d = 0;
+  std::vector<float> keys_f;     // [tokens, d] as stored
+  std::vector<float> values_f;   // [tokens, d]
+  std::vector<double> keys;      // [tokens, d] exact
+  std::vector<double> values;    // [tokens, d] exact
+  std::vector<double> key_norms; // [tokens] upper bounds
+  // The analysed queries of every query head sharing this kv head, sorted by position.
+  std::vector<double> queries;         // [J, d]
+  std::vector<std::int64_t> positions; // [J]
+  std::vector<std::int64_t> heads;     // [J]
+  std::vector<double> radius_samples;  // ||q_j - q at the previous recorded position||
+  double max_query_norm = 0.0;         // over every recorded query of these heads, rounded up
+};
+
+// Reads `count` rows of `tensor` [n0, n1, d] starting at row (outer, first) as floats; throws
+// bad input on NaN or Inf.
+void read_rows(const Trace& trace, const std::string& path, const proofs::TensorInfo& tensor, std::int64_t outer,
+               std::int64_t first, std::int64_t count, std::vector<float>& out) {
+  const auto bytes = trace.file().bytes(tensor);
+  const auto d = tensor.shape[2];
+  const auto begin = static_cast<std::uint64_t>((outer * tensor.shape[1] + first) * d);
+  const auto n = static_cast<std::uint64_t>(count * d);
+  out.resize(n);
+  for (std::uint64_t i = 0; i < n; ++i) {
+    out[i] = proofs::load_float(trace.dtype(), bytes.data(), begin + i);
+    if (!std::isfinite(out[i])) {
+      const auto flat = begin + i;
+      throw proofs::bad_input(path, "tensor " + tensor.name + " holds a non-finite value at element " +
+                                        std::to_string(flat) + " (row " + std::to_string(flat / d) + ")");
+    }
+  }
+}
+
+std::vector<double> to_double(const std::vector<float>& x) { return {x.begin(), x.end()}; }
+
+double norm_nearest(const double* x, std::size_t n) {
+  double s = 0.0;
+  for (std::size_t i = 0; i < n; ++i) s += x[i] * x[i];
+  return std::sqrt(s);
+}
+
+double norm_up(const double* x, std::size_t n) {
+  double s = 0.0;
+  for (std::size_t i = 0; i < n; ++i) s = add_up(s, mul_up(x[i], x[i]));
+  return sqrt_up(s);
+}
+
+// Indices into the trace's recorded queries: the newest `last` plus every `stride`-th.
+std::size_t effective_stride(std::size_t recorded, std::int64_t last, std::int64_t stride) {
+  return stride > 0 ? static_cast<std::size_t>(stride)
+                    : std::max<std::size_t>(1, recorded / std::max<std::size_t>(1, static_cast<std::size_t>(last)));
+}
+
+std::vector<std::size_t> select_queries(std::size_t recorded, std::int64_t last, std::int64_t stride) {
+  std::vector<std::size_t> out;
+  const auto n_last = std::min<std::size_t>(recorded, static_cast<std::size_t>(last));
+  const std::size_t step = effective_stride(recorded, last, stride);
+  for (std::size_t i = 0; i + n_last < recorded; i += step) out.push_back(i);
+  for (std::size_t i = recorded - n_last; i < recorded; ++i) out.push_back(i);
+  return out;
+}
+
+HeadInputs load_head(const Trace& trace, const std::string& path, std::int64_t layer, std::int64_t kv_head,
+                     const std::vector<std::size_t>& subset) {
+  const TraceShape& s = trace.shape();
+  const TraceLayer& tl = trace.layers()[static_cast<std::size_t>(layer)];
+  HeadInputs h;
+  h.layer = layer;
+  h.kv_head = kv_head;
+  h.tokens = static_cast<std::size_t>(s.num_tokens);
+  h.d = static_cast<std::size_t>(s.head_dim);
+  read_rows(trace, path, *tl.k, kv_head, 0, s.num_tokens, h.keys_f);
+  read_rows(trace, path, *tl.v, kv_head, 0, s.num_tokens, h.values_f);
+  h.keys = to_double(h.keys_f);
+  h.values = to_double(h.values_f);
+  h.key_norms = row_norms_up(h.keys, h.d);
+
+  const std::int64_t group = s.num_heads / s.num_kv_heads;
+  const auto& positions = trace.query_positions();
+  std::vector<float> q_all;
+  struct Row { std::int64_t position; std::int64_t head; std::vector<double> q; };
+  std::vector<Row> rows;
+  for (std::int64_t g = 0; g < group; ++g) {
+    const std::int64_t head = kv_head * group + g;
+    read_rows(trace, path, *tl.q, head, 0, s.num_queries, q_all);
+    for (std::int64_t i = 0; i < s.num_queries; ++i) {
+      h.max_query_norm = std::max(h.max_query_norm, norm_up(to_double(std::vector<float>(
+          q_all.begin() + i * s.head_dim, q_all.begin() + (i + 1) * s.head_dim)).data(), h.d));
+    }
+    for (std::size_t i : subset) {
+      Row r{positions[i], head, {q_all.begin() + static_cast<std::ptrdiff_t>(i * h.d),
+                                 q_all.begin() + static_cast<std::ptrdiff_t>((i + 1) * h.d)}};
+      if (i > 0) {
+        double dist = 0.0;
+        for (std::size_t c = 0; c < h.d; ++c) {
+          const double diff = r.q[c] - q_all[(i - 1) * h.d + c];
+          dist += diff * diff;
+        }
+        h.radius_samples.push_back(std::sqrt(dist));
+      }
+      rows.push_back(std::move(r));
+    }
+  }
+  std::stable_sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) { return a.position < b.position; });
+  for (const auto& r : rows) {
+    h.positions.push_back(r.position);
+    h.heads.push_back(r.head);
+    h.queries.insert(h.queries.end(), r.q.begin(), r.q.end());
+  }
+  trace.file().release(*tl.q, 0, tl.q->nbytes());
+  trace.file().release(*tl.k, 0, tl.k->nbytes());
+  trace.file().release(*tl.v, 0, tl.v->nbytes());
+  return h;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Exact attention of the analysed queries (round to nearest: statistics and the model)
+
+struct ExactAttention {
+  std::size_t J = 0;
+  std::vector<float> weight;   // [tokens, J] a_jt, 0 where t > position_j
+  std::vector<float> distance; // [tokens, J] ||v_t - o_j||
+  std::vector<OutputEnclosure> enclosure;  // [J] rigorous enclosure of o_j
+  std::vector<double> query_norm;          // [J] nearest
+};
+
+ExactAttention exact_attention(const HeadInputs& h) {
+  ExactAttention ex;
+  const std::size_t J = h.positions.size();
+  const std::size_t d = h.d;
+  ex.J = J;
+  ex.weight.assign(h.tokens * J, 0.0f);
+  ex.distance.assign(h.tokens * J, 0.0f);
+  ex.enclosure.resize(J);
+  ex.query_norm.resize(J);
+  const double scale = 1.0 / std::sqrt(static_cast<double>(d));
+#pragma omp parallel for schedule(dynamic)
+  for (std::size_t j = 0; j < J; ++j) {
+    const double* q = h.queries.data() + j * d;
+    const auto n = static_cast<std::size_t>(h.positions[j]) + 1;
+    ex.query_norm[j] = norm_nearest(q, d);
+    std::vector<double> a(n);
+    double m = -std::numeric_limits<double>::infinity();
+    for (std::size_t t = 0; t < n; ++t) {
+      double s = 0.0;
+      for (std::size_t c = 0; c < d; ++c) s += q[c] * h.keys[t * d + c];
+      a[t] = s * scale;
+      m = std::max(m, a[t]);
+    }
+    double z = 0.0;
+    for (std::size_t t = 0; t < n; ++t) z += (a[t] = std::exp(a[t] - m));
+    std::vector<double> o(d, 0.0);
+    for (std::size_t t = 0; t < n; ++t) {
+      a[t] /= z;
+      for (std::size_t c = 0; c < d; ++c) o[c] += a[t] * h.values[t * d + c];
+    }
+    for (std::size_t t = 0; t < n; ++t) {
+      double dist = 0.0;
+      for (std::size_t c = 0; c < d; ++c) {
+        const double diff = h.values[t * d + c] - o[c];
+        dist += diff * diff;
+      }
+      ex.weight[t * J + j] = static_cast<float>(a[t]);
+      ex.distance[t * J + j] = static_cast<float>(std::sqrt(dist));
+    }
+    ex.enclosure[j] = enclose_attention_output({q, d}, h.keys, h.key_norms, h.values, d, n);
+  }
+  return ex;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Per-position statistics, curvature, Lipschitz constants, diameter
+
+PositionAnalysis position_analysis(const HeadInputs& h, const ExactAttention& ex) {
+  PositionAnalysis p;
+  const std::size_t T = h.tokens, J = ex.J, d = h.d;
+  p.max_weight.assign(T, 0.0);
+  p.mean_weight.assign(T, 0.0);
+  p.kappa.assign(T, 0.0);
+  p.lipschitz_k.assign(T, 0.0);
+  p.lipschitz_v.assign(T, 0.0);
+  p.diameter.assign(T, 0.0);
+  p.p_min.assign(T, 0);
+  for (std::size_t t = 0; t < T; ++t) {
+    double sum = 0.0;
+    std::size_t seen = 0;
+    for (std::size_t j = 0; j < J; ++j) {
+      if (static_cast<std::size_t>(h.positions[j]) < t) continue;
+      const double a = ex.weight[t * J + j];
+      const double w = ex.distance[t * J + j];
+      const double qn = ex.query_norm[j];
+      ++seen;
+      sum += a;
+      p.max_weight[t] = std::max(p.max_weight[t], a);
+      // Hessian of o_j in k_t: (q q^T / d) (x) a (1 - 2a) (v_t - o_j); its norm over 2.
+      p.kappa[t] = std::max(p.kappa[t], 0.5 * qn * qn / static_cast<double>(d) * a * std::fabs(1.0 - 2.0 * a) * w);
+      // Jacobian of o_j in k_t: a (v_t - o_j) q^T / sqrt(d); in v_t: a I.
+      p.lipschitz_k[t] = std::max(p.lipschitz_k[t], a * w * qn / std::sqrt(static_cast<double>(d)));
+      p.lipschitz_v[t] = std::max(p.lipschitz_v[t], a);
+    }
+    p.mean_weight[t] = seen > 0 ? sum / static_cast<double>(seen) : 0.0;
+    const auto row = h.keys.begin() + static_cast<std::ptrdiff_t>(t * d);
+    const auto [lo, hi] = std::minmax_element(row, row + static_cast<std::ptrdiff_t>(d));
+    p.diameter[t] = *hi - *lo;
+  }
+  return p;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Quantization of a map and the S1 bound
+
+struct MapChoice {
+  std::vector<Format> key_formats;    // [units]
+  std::vector<Format> value_formats;  // [units]
+};
+
+std::vector<double> quantize_rows(const std::vector<float>& x, std::size_t tokens, std::size_t d, std::size_t block,
+                                  const std::vector<Format>& formats) {
+  std::vector<double> out(x.size()), radius(x.size());
+  for (std::size_t u = 0; u < formats.size(); ++u) {
+    const std::size_t first = u * block;
+    const std::size_t rows = std::min(block, tokens - first);
+    proofs::quantize_block(formats[u], std::span(x).subspan(first * d, rows * d), rows, d,
+                           std::span(out).subspan(first * d, rows * d), std::span(radius).subspan(first * d, rows * d));
+  }
+  return out;
+}
+
+struct QuantizedCache {
+  std::vector<double> keys, values, key_norms;
+};
+
+QuantizedCache quantize_map(const HeadInputs& h, std::size_t block, const MapChoice& map) {
+  QuantizedCache qc;
+  qc.keys = quantize_rows(h.keys_f, h.tokens, h.d, block, map.key_formats);
+  qc.values = quantize_rows(h.values_f, h.tokens, h.d, block, map.value_formats);
+  qc.key_norms = row_norms_up(qc.keys, h.d);
+  return qc;
+}
+
+// S1 upper bound and a rigorous lower bound of the actual error, per analysed query.
+void s1_bounds(const HeadInputs& h, const ExactAttention& ex, const QuantizedCache& qc, std::vector<double>& upper,
+               std::vector<double>* lower) {
+  const std::size_t J = ex.J;
+  upper.assign(J, 0.0);
+  if (lower) lower->assign(J, 0.0);
+#pragma omp parallel for schedule(dynamic)
+  for (std::size_t j = 0; j < J; ++j) {
+    const auto n = static_cast<std::size_t>(h.positions[j]) + 1;
+    const auto enc = enclose_attention_output({h.queries.data() + j * h.d, h.d}, qc.keys, qc.key_norms, qc.values, h.d, n);
+    upper[j] = difference_norm_up(enc, ex.enclosure[j]);
+    if (lower) (*lower)[j] = difference_norm_down(enc, ex.enclosure[j]);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Allocation model: separable S1 sensitivities per unit and format
+
+struct HeadModel {
+  AllocationProblem problem;
+  std::size_t units = 0;
+  bool squared = false;  // RMS predictor: costs are squared terms, budgets are beta^2
+  std::vector<Format> key_choices, value_choices;
+  explicit HeadModel(std::size_t constraints) : problem(constraints) {}
+};
+
+double unit_bytes(const Format& f, std::size_t rows, std::size_t d) {
+  const int b = proofs::code_bits(f.encoding);
+  double bytes = static_cast<double>(rows * d) * b / 8.0;
+  if (f.axis == proofs::GroupAxis::kHeadDim) bytes += 4.0 * static_cast<double>(rows * (d / static_cast<std::size_t>(f.group_size)));
+  if (f.axis == proofs::GroupAxis::kTokens) bytes += 4.0 * static_cast<double>(d);  // one group per channel per block
+  return bytes + 1.0;  // the map's own format id of this unit
+}
+
+HeadModel build_model(const HeadInputs& h, const ExactAttention& ex, std::size_t block, double delta_cap,
+                      bool squared) {
+  const std::size_t T = h.tokens, J = ex.J, d = h.d;
+  HeadModel model(J);
+  model.squared = squared;
+  model.units = (T + block - 1) / block;
+  for (const Format& f : proofs::format_vocabulary(static_cast<int>(d))) {
+    if (f.axis == proofs::GroupAxis::kTokens) {
+      if (static_cast<std::size_t>(f.group_size) == block) model.key_choices.push_back(f);
+    } else {
+      model.key_choices.push_back(f);
+      model.value_choices.push_back(f);
+    }
+  }
+  for (std::size_t u = 0; u < model.units; ++u) {
+    const std::size_t rows = std::min(block, T - u * block);
+    std::vector<double> kb, vb;
+    for (const auto& f : model.key_choices) kb.push_back(unit_bytes(f, rows, d));
+    for (const auto& f : model.value_choices) vb.push_back(unit_bytes(f, rows, d));
+    model.problem.add_unit(kb);
+  }
+  for (std::size_t u = 0; u < model.units; ++u) {
+    const std::size_t rows = std::min(block, T - u * block);
+    std::vector<double> vb;
+    for (const auto& f : model.value_choices) vb.push_back(unit_bytes(f, rows, d));
+    model.problem.add_unit(vb);
+  }
+  // Queries transposed [d, J] so the inner loops run over queries.
+  std::vector<double> qt(d * J);
+  for (std::size_t j = 0; j < J; ++j)
+    for (std::size_t c = 0; c < d; ++c) qt[c * J + j] = h.queries[j * d + c];
+  const double scale = 1.0 / std::sqrt(static_cast<double>(d));
+  // A format a unit may not use gets a cost no budget admits (finite, so the dual stays finite;
+  // the relaxation may still pick it, which only lowers the dual bound).
+  const double blocked = 1e30;
+
+#pragma omp parallel for schedule(dynamic)
+  for (std::size_t u = 0; u < model.units; ++u) {
+    const std::size_t first = u * block;
+    const std::size_t rows = std::min(block, T - first);
+    std::vector<double> xhat(rows * d), radius(rows * d), delta(J);
+    const auto key_span = std::span(h.keys_f).subspan(first * d, rows * d);
+    for (std::size_t c = 0; c < model.key_choices.size(); ++c) {
+      proofs::quantize_block(model.key_choices[c], key_span, rows, d, xhat, radius);
+      double* cost = model.problem.cost(u, c);
+      double worst_shift = 0.0;
+      for (std::size_t r = 0; r < rows; ++r) {
+        const std::size_t t = first + r;
+        std::fill(delta.begin(), delta.end(), 0.0);
+        for (std::size_t i = 0; i < d; ++i) {
+          const double dk = xhat[r * d + i] - h.keys[t * d + i];
+          if (dk == 0.0) continue;
+          const double* qrow = qt.data() + i * J;
+          for (std::size_t j = 0; j < J; ++j) delta[j] += qrow[j] * dk;
+        }
+        const float* a = ex.weight.data() + t * J;
+        const float* w = ex.distance.data() + t * J;
+        for (std::size_t j = 0; j < J; ++j) {
+          const double shift = std::fabs(delta[j]) * scale;
+          const double term = static_cast<double>(a[j]) * static_cast<double>(w[j]) * shift;
+          cost[j] += squared ? term * term : term;
+          if (static_cast<std::size_t>(h.positions[j]) >= t) worst_shift = std::max(worst_shift, shift);
+        }
+      }
+      if (worst_shift > delta_cap) std::fill(cost, cost + J, blocked);
+    }
+    const auto value_span = std::span(h.values_f).subspan(first * d, rows * d);
+    for (std::size_t c = 0; c < model.value_choices.size(); ++c) {
+      proofs::quantize_block(model.value_choices[c], value_span, rows, d, xhat, radius);
+      double* cost = model.problem.cost(model.units + u, c);
+      for (std::size_t r = 0; r < rows; ++r) {
+        const std::size_t t = first + r;
+        double dv2 = 0.0;
+        for (std::size_t i = 0; i < d; ++i) {
+          const double dv = xhat[r * d + i] - h.values[t * d + i];
+          dv2 += dv * dv;
+        }
+        const double dv_norm = std::sqrt(dv2);
+        const float* a = ex.weight.data() + t * J;
+        for (std::size_t j = 0; j < J; ++j) {
+          const double term = static_cast<double>(a[j]) * dv_norm;
+          cost[j] += squared ? term * term : term;
+        }
+      }
+    }
+  }
+  return model;
+}
+
+MapChoice map_from_choices(const HeadModel& model, const std::vector<std::size_t>& choices) {
+  MapChoice map;
+  for (std::size_t u = 0; u < model.units; ++u) {
+    map.key_formats.push_back(model.key_choices[choices[u]]);
+    map.value_formats.push_back(model.value_choices[choices[model.units + u]]);
+  }
+  return map;
+}
+
+std::vector<std::vector<std::size_t>> uniform_candidates(const HeadModel& model) {
+  std::vector<std::vector<std::size_t>> out;
+  for (std::size_t k = 0; k < model.key_choices.size(); ++k) {
+    for (std::size_t v = 0; v < model.value_choices.size(); ++v) {
+      std::vector<std::size_t> c(2 * model.units);
+      std::fill(c.begin(), c.begin() + static_cast<std::ptrdiff_t>(model.units), k);
+      std::fill(c.begin() + static_cast<std::ptrdiff_t>(model.units), c.end(), v);
+      out.push_back(std::move(c));
+    }
+  }
+  return out;
+}
+
+std::vector<std::size_t> finest_choices(const HeadModel& model) {
+  // Format vocabulary order: fp16 first.
+  HNF_ASSERT(model.key_choices.front() == Format{} && model.value_choices.front() == Format{},
+             "the format vocabulary must start with fp16");
+  return std::vector<std::size_t>(2 * model.units, 0);
+}
+
+// ---------------------------------------------------------------------------------------------
+// S2 and S3
+
+// Upper bound over every query q with ||q - q_j|| <= radius (same position) of the
+// attention-output error with this map (THEORY.md, Theorem S2).
+double s2_bound(const HeadInputs& h, const QuantizedCache& qc, std::size_t j, const OutputEnclosure& exact,
+                double radius, const std::vector<double>& rho) {
+  const std::size_t d = h.d;
+  const auto n = static_cast<std::size_t>(h.positions[j]) + 1;
+  const double* q = h.queries.data() + j * d;
+  std::vector<double> s_lo(n), s_hi(n), w_lo(n), w_hi(n);
+  enclose_scores({q, d}, h.keys, h.key_norms, d, n, s_lo, s_hi);
+  enclose_softmax_weights(s_lo, s_hi, n, w_lo, w_hi);
+  const double c_hi = div_up(1.0, sqrt_down(static_cast<double>(d)));
+  const double q_norm = norm_up(q, d);
+  const double gamma_d = gamma_up(d);
+  double rho_max = 0.0;
+  for (std::size_t t = 0; t < n; ++t) rho_max = std::max(rho_max, rho[t]);
+  // Per key: a_t bound, spread factor e^{R(rho_t + rho*)}, eta_t, w_t, ||dv_t||.
+  std::vector<double> spread(n), eta(n), w(n), dv(n), dk(d), dk_up(d), dvv(d);
+  const double gamma_d_u = add_up(gamma_d, std::ldexp(1.0, -52));
+  double omega = 0.0, big_h = 0.0;
+  for (std::size_t t = 0; t < n; ++t) {
+    // Residuals rounded to nearest: the exact residual is within a relative u of each, so the
+    // magnitudes stepped up bound it, and the dot product's error gains u ||q|| ||dk||.
+    for (std::size_t i = 0; i < d; ++i) {
+      dk[i] = qc.keys[t * d + i] - h.keys[t * d + i];
+      dk_up[i] = next_up(std::fabs(dk[i]));
+      dvv[i] = next_up(std::fabs(qc.values[t * d + i] - h.values[t * d + i]));
+    }
+    const double dk_norm = norm_up(dk_up.data(), d);
+    dv[t] = norm_up(dvv.data(), d);
+    double dot = 0.0;
+    for (std::size_t i = 0; i < d; ++i) dot += q[i] * dk[i];
+    const double dot_abs = add_up(next_up(std::fabs(dot)), mul_up(gamma_d_u, mul_up(q_norm, dk_norm)));
+    eta[t] = add_up(mul_up(dot_abs, c_hi), mul_up(radius, mul_up(dk_norm, c_hi)));
+    big_h = std::max(big_h, eta[t]);
+    spread[t] = exp_up(mul_up(radius, add_up(rho[t], rho_max)));
+    w[t] = distance_up({h.values.data() + t * d, d}, exact);
+    omega = add_up(omega, mul_up(w_hi[t], mul_up(sub_up(spread[t], 1.0), w[t])));
+  }
+  double sum = 0.0;
+  for (std::size_t t = 0; t < n; ++t) {
+    const double term = add_up(mul_up(eta[t], add_up(w[t], omega)), dv[t]);
+    sum = add_up(sum, mul_up(mul_up(w_hi[t], spread[t]), term));
+  }
+  return mul_up(exp_up(mul_up(2.0, big_h)), sum);
+}
+
+// Upper bound over every query with ||q|| <= Q, at any position (THEORY.md, Theorem S3).
+// Residual magnitudes are the nearest differences stepped up one ulp.
+double s3_bound(const HeadInputs& h, const QuantizedCache& qc, double query_norm, double& dv_max_out) {
+  const std::size_t d = h.d;
+  const double c_hi = div_up(1.0, sqrt_down(static_cast<double>(d)));
+  std::vector<double> mean(d, 0.0), diff(d);
+  for (std::size_t t = 0; t < h.tokens; ++t)
+    for (std::size_t i = 0; i < d; ++i) mean[i] += h.values[t * d + i] / static_cast<double>(h.tokens);
+  double dk_max = 0.0, dv_max = 0.0, radius_v = 0.0;
+  for (std::size_t t = 0; t < h.tokens; ++t) {
+    for (std::size_t i = 0; i < d; ++i) diff[i] = next_up(std::fabs(qc.keys[t * d + i] - h.keys[t * d + i]));
+    dk_max = std::max(dk_max, norm_up(diff.data(), d));
+    for (std::size_t i = 0; i < d; ++i) diff[i] = next_up(std::fabs(qc.values[t * d + i] - h.values[t * d + i]));
+    dv_max = std::max(dv_max, norm_up(diff.data(), d));
+    for (std::size_t i = 0; i < d; ++i) diff[i] = next_up(std::fabs(h.values[t * d + i] - mean[i]));
+    radius_v = std::max(radius_v, norm_up(diff.data(), d));
+  }
+  dv_max_out = dv_max;
+  const double big_h = mul_up(query_norm, mul_up(dk_max, c_hi));
+  const double e_h = exp_up(big_h);
+  return add_up(mul_up(mul_up(e_h, sub_up(e_h, 1.0)), mul_up(2.0, radius_v)), dv_max);
+}
+
+std::vector<double> key_spreads(const HeadInputs& h) {
+  // rho_t = ||k_t - c|| / sqrt(d), rounded up, with c the mean key (any c is valid).
+  const std::size_t d = h.d;
+  const double c_hi = div_up(1.0, sqrt_down(static_cast<double>(d)));
+  std::vector<double> mean(d, 0.0), diff(d), rho(h.tokens);
+  for (std::size_t t = 0; t < h.tokens; ++t)
+    for (std::size_t i = 0; i < d; ++i) mean[i] += h.keys[t * d + i] / static_cast<double>(h.tokens);
+  for (std::size_t t = 0; t < h.tokens; ++t) {
+    for (std::size_t i = 0; i < d; ++i) diff[i] = next_up(std::fabs(h.keys[t * d + i] - mean[i]));
+    rho[t] = mul_up(norm_up(diff.data(), d), c_hi);
+  }
+  return rho;
+}
+
+double quantile(std::vector<double> x, double q) {
+  if (x.empty()) return 0.0;
+  std::sort(x.begin(), x.end());
+  const auto i = static_cast<std::size_t>(std::clamp(q, 0.0, 1.0) * static_cast<double>(x.size() - 1));
+  return x[i];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Per head: allocation and bounds
+
+double max_of(const std::vector<double>& x) { return x.empty() ? 0.0 : *std::max_element(x.begin(), x.end()); }
+
+// The uniform baselines the allocator must never lose to: every (key, value) pair of one
+// per-token format, and KIVI-style per-channel keys with per-token values of the same bits.
+std::vector<std::vector<std::size_t>> baseline_maps(const HeadModel& model) {
+  std::vector<std::vector<std::size_t>> out;
+  auto add = [&](std::size_t k, std::size_t v) {
+    std::vector<std::size_t> c(2 * model.units);
+    std::fill(c.begin(), c.begin() + static_cast<std::ptrdiff_t>(model.units), k);
+    std::fill(c.begin() + static_cast<std::ptrdiff_t>(model.units), c.end(), v);
+    out.push_back(std::move(c));
+  };
+  for (std::size_t k = 0; k < model.key_choices.size(); ++k) {
+    const Format& kf = model.key_choices[k];
+    for (std::size_t v = 0; v < model.value_choices.size(); ++v) {
+      const Format& vf = model.value_choices[v];
+      const bool same = kf == vf;
+      const bool kivi = kf.axis == proofs::GroupAxis::kTokens && vf.encoding == kf.encoding &&
+                        vf.axis == proofs::GroupAxis::kHeadDim && vf.group_size == 32;
+      if (same || kivi) add(k, v);
+    }
+  }
+  std::sort(out.begin(), out.end(), [&](const auto& a, const auto& b) {
+    return model.problem.total_bytes(a) < model.problem.total_bytes(b);
+  });
+  return out;
+}
+
+std::string map_name(const HeadModel& model, const std::vector<std::size_t>& c) {
+  return "uniform " + proofs::format_name(model.key_choices[c.front()]) + "," +
+         proofs::format_name(model.value_choices[c.back()]);
+}
+
+double model_budget_value(const HeadModel& model, double beta) { return model.squared ? beta * beta : beta; }
+
+// Chooses the map for a per-query S1 budget eps: bisection on the model budget beta, each
+// candidate checked with the rigorous S1 bounds; then the cheapest uniform baseline that
+// meets eps replaces it if it is cheaper.
+std::vector<std::size_t> allocate_for_eps(const HeadInputs& h, const ExactAttention& ex, const HeadModel& model,
+                                          std::size_t block, double eps, double delta_cap, AllocationResult& chosen,
+                                          double& chosen_budget, std::string& source) {
+  const auto candidates = uniform_candidates(model);
+  auto s1_max = [&](const std::vector<std::size_t>& choices) {
+    std::vector<double> s1;
+    s1_bounds(h, ex, quantize_map(h, block, map_from_choices(model, choices)), s1, nullptr);
+    return max_of(s1);
+  };
+  auto try_budget = [&](double beta, AllocationResult& r) {
+    r = allocate(model.problem, model_budget_value(model, beta), candidates);
+    return r.feasible && s1_max(r.choices) <= eps;
+  };
+  // The bound model guarantees S1 <= eps at eps e^{-2 cap}; the RMS model predicts S1 ~ beta.
+  const double start = model.squared ? eps : eps * std::exp(-2.0 * delta_cap);
+  double good = 0.0, bad = 0.0;
+  AllocationResult r;
+  if (try_budget(start, r)) {
+    good = start;
+    chosen = r;
+    for (int k = 0; k < 8; ++k) {
+      const double next = good * 2.0;
+      if (!try_budget(next, r)) {
+        bad = next;
+        break;
+      }
+      good = next;
+      chosen = r;
+    }
+  } else {
+    bad = start;
+    for (int k = 0; k < 8; ++k) {
+      const double next = bad / 2.0;
+      if (try_budget(next, r)) {
+        good = next;
+        chosen = r;
+        break;
+      }
+      bad = next;
+    }
+  }
+  if (good == 0.0) {  // no budget tried met eps: the finest map (feasibility was checked before)
+    chosen = AllocationResult{};
+    chosen.choices = finest_choices(model);
+    chosen_budget = 0.0;
+    source = "fp16 (allocation found no map)";
+    return chosen.choices;
+  }
+  for (int k = 0; k < 3 && bad > 0.0; ++k) {
+    const double mid = std::sqrt(good * bad);
+    if (try_budget(mid, r)) {
+      good = mid;
+      chosen = r;
+    } else {
+      bad = mid;
+    }
+  }
+  chosen_budget = good;
+  source = "allocated";
+  for (const auto& baseline : baseline_maps(model)) {
+    if (model.problem.total_bytes(baseline) >= model.problem.total_bytes(chosen.choices)) break;
+    if (s1_max(baseline) <= eps) {
+      chosen.choices = baseline;
+      source = map_name(model, baseline);
+      break;
+    }
+  }
+  return chosen.choices;
+}
+
+// Chooses the map within `max_bytes` for this head: the smallest model budget whose
+// allocation fits, or the largest uniform baseline that fits when its S1 bound is smaller.
+std::vector<std::size_t> allocate_for_bytes(const HeadInputs& h, const ExactAttention& ex, const HeadModel& model,
+                                            std::size_t block, double max_bytes, AllocationResult& chosen,
+                                            double& chosen_budget, std::string& source) {
+  const auto candidates = uniform_candidates(model);
+  double lo = 0.0, hi = 0.0;
+  AllocationResult r;
+  // Start from the budget of the cheapest map (every unit's fewest bytes).
+  std::vector<std::size_t> cheapest(model.problem.num_units());
+  for (std::size_t u = 0; u < cheapest.size(); ++u) {
+    for (std::size_t c = 0; c < model.problem.num_choices(u); ++c)
+      if (model.problem.bytes(u, c) < model.problem.bytes(u, cheapest[u])) cheapest[u] = c;
+  }
+  hi = std::max(max_of(model.problem.constraint_totals(cheapest)), 1e-300);
+  r = allocate(model.problem, hi, candidates);
+  chosen = r;
+  chosen_budget = hi;
+  lo = std::max(r.min_feasible_budget, 1e-300) * 0.5;
+  for (int k = 0; k < 30; ++k) {
+    const double mid = std::sqrt(lo * hi);
+    r = allocate(model.problem, mid, candidates);
+    if (r.feasible && r.bytes <= max_bytes) {
+      hi = mid;
+      chosen = r;
+      chosen_budget = mid;
+    } else {
+      lo = mid;
+    }
+  }
+  if (model.squared) chosen_budget = std::sqrt(chosen_budget);
+  source = "allocated";
+  auto s1_max = [&](const std::vector<std::size_t>& choices) {
+    std::vector<double> s1;
+    s1_bounds(h, ex, quantize_map(h, block, map_from_choices(model, choices)), s1, nullptr);
+    return max_of(s1);
+  };
+  const auto baselines = baseline_maps(model);
+  double best = s1_max(chosen.choices);
+  // The fitting baselines with the most bytes (ties included): at most three S1 checks.
+  std::vector<const std::vector<std::size_t>*> fitting;
+  for (const auto& b : baselines)
+    if (model.problem.total_bytes(b) <= max_bytes) fitting.push_back(&b);
+  std::reverse(fitting.begin(), fitting.end());
+  if (fitting.size() > 3) fitting.resize(3);
+  for (const auto* b : fitting) {
+    const double v = s1_max(*b);
+    if (v < best) {
+      best = v;
+      chosen.choices = *b;
+      source = map_name(model, *b);
+    }
+  }
+  return chosen.choices;
+}
+
+std::vector<std::size_t> fixed_choices(const HeadModel& model, std::int64_t layer, std::int64_t kv_head,
+                                       const decltype(AnalysisOptions::fixed_map)& fixed_map) {
+  std::vector<Format> keys, values;
+  fixed_map(layer, kv_head, model.units, keys, values);
+  if (keys.size() != model.units || values.size() != model.units)
+    throw proofs::bad_input("map", "layer " + std::to_string(layer) + " kv head " + std::to_string(kv_head) +
+                                       ": expected " + std::to_string(model.units) + " formats for keys and values");
+  std::vector<std::size_t> choices(2 * model.units);
+  auto index_of = [&](const std::vector<Format>& offered, const Format& f) {
+    const auto it = std::find(offered.begin(), offered.end(), f);
+    if (it == offered.end())
+      throw proofs::bad_input("map", "format " + proofs::format_name(f) + " is not offered at this block size");
+    return static_cast<std::size_t>(it - offered.begin());
+  };
+  for (std::size_t u = 0; u < model.units; ++u) {
+    choices[u] = index_of(model.key_choices, keys[u]);
+    choices[model.units + u] = index_of(model.value_choices, values[u]);
+  }
+  return choices;
+}
+
+}  // namespace
+
+int obstruction_bits(double kappa, double diameter, double eps) {
+  HNF_ASSERT(eps > 0.0, "obstruction_bits needs a positive epsilon");
+  if (!(kappa > 0.0) || !(diameter > 0.0)) return 0;
+  const double p = 0.5 * std::log2(kappa * diameter * diameter / (8.0 * eps));
+  return p <= 0.0 ? 0 : static_cast<int>(std::ceil(p));
+}
+
+AnalysisResult analyze_trace(const std::string& trace_path, AnalysisOptions options) {
+  const auto start = std::chrono::steady_clock::now();
+  if (options.eps.has_value() == options.bits.has_value() && !(options.fixed_map && !options.bits))
+    throw proofs::bad_input("analyze", "give exactly one of --eps and --bits");
+  if (options.eps && !(*options.eps > 0.0 && std::isfinite(*options.eps)))
+    throw proofs::bad_input("--eps", "must be a positive finite number");
+  if (options.bits && !(*options.bits > 0.0 && std::isfinite(*options.bits)))
+    throw proofs::bad_input("--bits", "must be a positive finite number");
+  if (options.block != 16 && options.block != 32 && options.block != 64)
+    throw proofs::bad_input("--block", "must be 16, 32 or 64");
+  if (options.last_queries < 1) throw proofs::bad_input("--last-queries", "must be at least 1");
+  if (options.query_stride < 0) throw proofs::bad_input("--query-stride", "must be >= 0");
+  if (!(options.s2_quantile >= 0.0 && options.s2_quantile <= 1.0))
+    throw proofs::bad_input("--s2-quantile", "must lie in [0, 1]");
+  if (options.model != "rms" && options.model != "bound")
+    throw proofs::bad_input("--model", "must be rms or bound, not '" + options.model + "'");
+  if (!(options.delta_cap > 0.0 && options.delta_cap <= 8.0))
+    throw proofs::bad_input("--delta-cap", "must lie in (0, 8]");
+
+  const Trace trace = Trace::open(trace_path);
+  std::optional<Trace> holdout;
+  if (!options.holdout_trace.empty()) {
+    holdout.emplace(Trace::open(options.holdout_trace));
+    const auto& a = trace.shape();
+    const auto& b = holdout->shape();
+    if (a.num_layers != b.num_layers || a.num_heads != b.num_heads || a.num_kv_heads != b.num_kv_heads ||
+        a.head_dim != b.head_dim)
+      throw proofs::bad_input(options.holdout_trace, "held-out trace has another shape than " + trace_path);
+  }
+  const TraceShape& s = trace.shape();
+  const auto subset = select_queries(static_cast<std::size_t>(s.num_queries), options.last_queries, options.query_stride);
+  const auto block = static_cast<std::size_t>(options.block);
+
+  AnalysisResult result;
+  result.trace_path = trace_path;
+  result.shape = s;
+  for (std::size_t i : subset) result.query_positions.push_back(trace.query_positions()[i]);
+  result.query_stride = static_cast<std::int64_t>(
+      effective_stride(static_cast<std::size_t>(s.num_queries), options.last_queries, options.query_stride));
+  result.eps = options.eps.value_or(0.0);
+
+  double total_bytes = 0.0, total_lower = 0.0, total_obstruction = 0.0;
+  const auto pairs = static_cast<double>(s.num_layers * s.num_kv_heads);
+  double achieved_eps = 0.0;
+  for (std::int64_t layer = 0; layer < s.num_layers; ++layer) {
+    for (std::int64_t kvh = 0; kvh < s.num_kv_heads; ++kvh) {
+      const double done = static_cast<double>(layer * s.num_kv_heads + kvh) / pairs;
+      if (options.progress) options.progress("load", done);
+      const HeadInputs h = load_head(trace, trace_path, layer, kvh, subset);
+      if (options.progress) options.progress("attention", done);
+      const ExactAttention ex = exact_attention(h);
+      HeadAnalysis ha;
+      ha.layer = layer;
+      ha.kv_head = kvh;
+      ha.positions = position_analysis(h, ex);
+      if (options.progress) options.progress("sensitivities", done);
+      HeadModel model = build_model(h, ex, block, options.delta_cap, options.model == "rms");
+
+      // The finest map decides feasibility of an epsilon budget.
+      std::vector<std::size_t> choices;
+      AllocationResult chosen;
+      double budget = 0.0;
+      if (options.progress) options.progress("allocate", done);
+      if (options.fixed_map) {
+        choices = fixed_choices(model, layer, kvh, options.fixed_map);
+        ha.map_source = "given";
+        chosen.lower_bound = 0.0;
+      } else if (options.eps) {
+        std::vector<double> finest_s1;
+        s1_bounds(h, ex, quantize_map(h, block, map_from_choices(model, finest_choices(model))), finest_s1, nullptr);
+        bool ok = true;
+        for (std::size_t j = 0; j < finest_s1.size(); ++j) {
+          if (finest_s1[j] > *options.eps) {
+            ok = false;
+            result.infeasible.push_back("layer " + std::to_string(layer) + " head " + std::to_string(h.heads[j]) +
+                                        " position " + std::to_string(h.positions[j]) + ": S1 bound " +
+                                        std::to_string(finest_s1[j]) + " with fp16 everywhere");
+          }
+        }
+        result.min_feasible_eps = std::max(result.min_feasible_eps, max_of(finest_s1));
+        if (!ok) {
+          result.feasible = false;
+          choices = finest_choices(model);
+          chosen = AllocationResult{};  // no lower bound: no map meets the budget
+          ha.map_source = "fp16 (infeasible)";
+        } else {
+          choices = allocate_for_eps(h, ex, model, block, *options.eps, options.delta_cap, chosen, budget, ha.map_source);
+        }
+      } else {
+        const double elements = static_cast<double>(h.tokens * h.d * 2);
+        const double max_bytes = *options.bits * elements / 8.0;
+        choices = allocate_for_bytes(h, ex, model, block, max_bytes, chosen, budget, ha.map_source);
+        if (model.problem.total_bytes(choices) > max_bytes) {
+          result.feasible = false;
+          result.infeasible.push_back("layer " + std::to_string(layer) + " kv head " + std::to_string(kvh) +
+                                      ": no map of the vocabulary fits " + std::to_string(*options.bits) +
+                                      " bits per element; the smallest has " +
+                                      std::to_string(8.0 * model.problem.total_bytes(choices) / elements));
+        }
+      }
+      const MapChoice map = map_from_choices(model, choices);
+      ha.key_formats = map.key_formats;
+      ha.value_formats = map.value_formats;
+      ha.bytes = model.problem.total_bytes(choices);
+      ha.lower_bound_bytes = chosen.lower_bound;
+      ha.model_budget = budget;
+
+      if (options.progress) options.progress("bounds", done);
+      const QuantizedCache qc = quantize_map(h, block, map);
+      std::vector<double> s1, actual;
+      s1_bounds(h, ex, qc, s1, &actual);
+      auto totals = model.problem.constraint_totals(choices);
+      if (model.squared)
+        for (double& t : totals) t = std::sqrt(t);
+      ha.s2_radius = quantile(h.radius_samples, options.s2_quantile);
+      const auto rho = key_spreads(h);
+      std::vector<double> s2(ex.J);
+#pragma omp parallel for schedule(dynamic)
+      for (std::size_t j = 0; j < ex.J; ++j) s2[j] = s2_bound(h, qc, j, ex.enclosure[j], ha.s2_radius, rho);
+      for (std::size_t j = 0; j < ex.J; ++j) {
+        ha.queries.push_back({.head = h.heads[j], .position = h.positions[j], .s1 = s1[j], .actual_lo = actual[j],
+                              .s2 = s2[j], .model = totals[j]});
+      }
+      achieved_eps = std::max(achieved_eps, max_of(s1));
+      if (options.fixed_map && options.eps) {
+        for (std::size_t j = 0; j < s1.size(); ++j) {
+          if (s1[j] <= *options.eps) continue;
+          result.feasible = false;
+          result.infeasible.push_back("layer " + std::to_string(layer) + " head " + std::to_string(h.heads[j]) +
+                                      " position " + std::to_string(h.positions[j]) + ": S1 bound " +
+                                      std::to_string(s1[j]) + " with the given map");
+        }
+        result.min_feasible_eps = achieved_eps;
+      }
+      ha.s3_query_norm = h.max_query_norm;
+      double dv_max = 0.0;
+      ha.s3 = s3_bound(h, qc, h.max_query_norm, dv_max);
+
+      if (holdout) {
+        // The held-out text's query at the same head and position, on this cache.
+        const auto& hp = holdout->query_positions();
+        const TraceLayer& hl = holdout->layers()[static_cast<std::size_t>(layer)];
+        std::vector<float> hq;
+        for (std::size_t j = 0; j < ex.J; ++j) {
+          const auto it = std::lower_bound(hp.begin(), hp.end(), h.positions[j]);
+          if (it == hp.end() || *it != h.positions[j]) continue;
+          ++ha.holdout_total;
+          read_rows(*holdout, options.holdout_trace, *hl.q, h.heads[j], it - hp.begin(), 1, hq);
+          std::vector<double> q(hq.begin(), hq.end());
+          double dist = 0.0;
+          for (std::size_t c = 0; c < h.d; ++c) dist += (q[c] - h.queries[j * h.d + c]) * (q[c] - h.queries[j * h.d + c]);
+          if (std::sqrt(dist) > ha.s2_radius) continue;
+          ++ha.holdout_inside;
+          const auto n = static_cast<std::size_t>(h.positions[j]) + 1;
+          const auto exact = enclose_attention_output(q, h.keys, h.key_norms, h.values, h.d, n);
+          const auto quant = enclose_attention_output(q, qc.keys, qc.key_norms, qc.values, h.d, n);
+          const double observed = difference_norm_down(quant, exact);
+          if (observed > 0.0) ha.holdout_ratios.push_back(s2[j] / observed);
+        }
+      }
+      total_bytes += ha.bytes;
+      total_lower += chosen.lower_bound;
+      result.heads.push_back(std::move(ha));
+    }
+  }
+  if (!options.eps) result.eps = achieved_eps;
+  // Obstruction bounds at the layer budget now that epsilon is known.
+  for (auto& ha : result.heads) {
+    double sum = 0.0;
+    for (std::size_t t = 0; t < ha.positions.kappa.size() && result.eps > 0.0; ++t) {
+      ha.positions.p_min[t] = obstruction_bits(ha.positions.kappa[t], ha.positions.diameter[t], result.eps);
+      sum += ha.positions.p_min[t];
+    }
+    ha.obstruction_bits = ha.positions.kappa.empty() ? 0.0 : sum / static_cast<double>(ha.positions.kappa.size());
+    total_obstruction += ha.obstruction_bits;
+  }
+  const double elements = static_cast<double>(s.num_layers * s.num_kv_heads * s.num_tokens * s.head_dim * 2);
+  result.bits_per_element = 8.0 * total_bytes / elements;
+  result.lower_bound_bits = 8.0 * total_lower / elements;
+  result.obstruction_bits = result.heads.empty() ? 0.0 : total_obstruction / static_cast<double>(result.heads.size());
+  options.progress = nullptr;
+  result.options = options;
+  result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return result;
+}
+
+}  // namespace hnf::analysis

@@ -1,0 +1,125 @@
+// hnf-verify analyze: per-position bounds, a precision map for an error or bit budget, and
+// the S1/S2/S3 error bounds of that map, written to analysis.json with a readable summary.
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+
+#include "commands.h"
+#include "hnf/analysis/analysis_report.h"
+#include "hnf/analysis/analyze.h"
+#include "hnf/proofs/error.h"
+#include "hnf/proofs/format.h"
+#include "progress.h"
+
+namespace hnf::verify::cli {
+namespace {
+
+struct AnalyzeCommandOptions {
+  std::string trace;
+  std::string out;
+  bool json = false;
+  double eps = 0.0;
+  double bits = 0.0;
+  std::string uniform_map;
+  analysis::AnalysisOptions analysis;
+};
+
+// "--map int4-d32" or "--map int2-t16,int2-d32" (keys, values): every block gets these formats.
+void set_uniform_map(const std::string& spec, analysis::AnalysisOptions& options) {
+  const auto comma = spec.find(',');
+  const std::string key_name = spec.substr(0, comma);
+  const std::string value_name = comma == std::string::npos ? key_name : spec.substr(comma + 1);
+  const auto key = proofs::parse_format(key_name);
+  const auto value = proofs::parse_format(value_name);
+  if (!key) throw proofs::bad_input("--map", "unknown format '" + key_name + "'");
+  if (!value) throw proofs::bad_input("--map", "unknown format '" + value_name + "'");
+  if (value->axis == proofs::GroupAxis::kTokens)
+    throw proofs::bad_input("--map", "per-channel format '" + value_name + "' is offered for keys only");
+  options.fixed_map = [k = *key, v = *value](std::int64_t, std::int64_t, std::size_t units,
+                                             std::vector<proofs::Format>& keys, std::vector<proofs::Format>& values) {
+    keys.assign(units, k);
+    values.assign(units, v);
+  };
+}
+
+// Writes `text` to `path` through "<path>.partial" and a rename, so a failed run leaves nothing.
+void write_atomically(const std::string& path, const std::string& text) {
+  const std::string partial = path + ".partial";
+  {
+    std::ofstream f(partial, std::ios::binary | std::ios::trunc);
+    if (!f) throw proofs::bad_input(path, "cannot open for writing");
+    f << text;
+    f.flush();
+    if (!f) {
+      std::filesystem::remove(partial);
+      throw proofs::bad_input(path, "write failed");
+    }
+  }
+  std::filesystem::rename(partial, path);
+}
+
+int run_analyze(AnalyzeCommandOptions o, bool eps_given, bool bits_given) {
+  if (eps_given) o.analysis.eps = o.eps;
+  if (bits_given) o.analysis.bits = o.bits;
+  if (!o.uniform_map.empty()) {
+    if (bits_given) throw proofs::bad_input("--map", "a fixed map takes --eps (for the obstruction bound), not --bits");
+    set_uniform_map(o.uniform_map, o.analysis);
+  }
+  Progress progress("analyze " + o.trace, 1000);
+  o.analysis.progress = [&](std::string_view, double fraction) {
+    progress.update(static_cast<std::uint64_t>(fraction * 1000.0));
+  };
+  const auto result = analysis::analyze_trace(o.trace, o.analysis);
+  const auto j = analysis::analysis_to_json(result);
+  if (!o.out.empty()) write_atomically(o.out, j.dump() + "\n");
+  if (o.json) {
+    std::fputs((j.dump(2) + "\n").c_str(), stdout);
+  } else {
+    std::fputs(analysis::summary_text(result).c_str(), stdout);
+    if (!o.out.empty()) std::printf("wrote %s\n", o.out.c_str());
+  }
+  return result.feasible ? 0 : static_cast<int>(proofs::ExitCode::kRefuted);
+}
+
+}  // namespace
+
+void register_analyze(CLI::App& app, int* exit_code) {
+  auto o = std::make_shared<AnalyzeCommandOptions>();
+  CLI::App* cmd = app.add_subcommand(
+      "analyze",
+      "Per-position curvature and obstruction bounds, a precision map for an error (--eps) or size (--bits) "
+      "budget, and its S1/S2/S3 error bounds. Exit 0 when the budget is met, 1 when no map of the "
+      "format vocabulary meets it (the report says where and the smallest feasible epsilon), 3 on bad input");
+  cmd->add_option("trace", o->trace, "Trace file (hnf-trace safetensors)")->required();
+  auto* eps = cmd->add_option("--eps", o->eps, "Budget for ||o_hat - o||_2 of every (layer, head, recorded query)");
+  auto* bits = cmd->add_option("--bits", o->bits, "Average storage bits per K/V element, metadata included");
+  eps->excludes(bits);
+  cmd->add_option("--out", o->out, "Write analysis.json here");
+  cmd->add_flag("--json", o->json, "Print the JSON instead of the summary");
+  cmd->add_option("--last-queries", o->analysis.last_queries, "Analyse the newest N recorded queries ...")
+      ->capture_default_str();
+  cmd->add_option("--query-stride", o->analysis.query_stride,
+                  "... plus every S-th recorded query (0: a stride giving about N more)")
+      ->capture_default_str();
+  cmd->add_option("--block", o->analysis.block, "Allocation unit in positions: 16, 32 or 64")->capture_default_str();
+  cmd->add_option("--s2-quantile", o->analysis.s2_quantile,
+                  "S2 radius: this quantile of the distance between consecutive recorded queries")
+      ->capture_default_str();
+  cmd->add_option("--model", o->analysis.model,
+                  "Allocation objective: rms (predicted error) or bound (rigorous separable bound)")
+      ->capture_default_str();
+  cmd->add_option("--delta-cap", o->analysis.delta_cap,
+                  "Largest score perturbation (nats) a format may cause in a block to be offered there")
+      ->capture_default_str();
+  cmd->add_option("--map", o->uniform_map,
+                  "Evaluate a uniform map instead of allocating: KEY_FORMAT[,VALUE_FORMAT], e.g. int4-d32 or "
+                  "int2-t16,int2-d32 (formats: fp16 bf16 int{8,4,3,2}-d{32,64,128} int{8,4,3,2}-t{16,32,64})");
+  cmd->add_option("--holdout", o->analysis.holdout_trace,
+                  "Trace of another text (same shape): S2 coverage and sharpness on unseen queries");
+  cmd->callback([o, eps, bits, exit_code] {
+    if (eps->count() == 0 && bits->count() == 0) throw proofs::bad_input("analyze", "give --eps or --bits");
+    *exit_code = run_analyze(*o, eps->count() > 0, bits->count() > 0);
+  });
+}
+
+}  // namespace hnf::verify::cli
