@@ -154,8 +154,9 @@ AllocationResult allocate(const AllocationProblem& p, double budget,
     const double target = std::isfinite(best_bytes) ? best_bytes : value + 1.0 + std::fabs(value);
     const double step = 1.5 * std::max(target - value, 1e-9 * std::fabs(target)) / norm2;
     for (std::size_t j = 0; j < m; ++j) lambda[j] = std::max(0.0, lambda[j] + step * (totals[j] - budget));
-    // A primal from a scaled-up lambda: more weight on the costs until the map is feasible.
-    if (!meets(totals, budget)) {
+    // Now and then a primal from a scaled-up lambda: more weight on the costs until the map
+    // is feasible.
+    if (!meets(totals, budget) && (it % 8 == 7 || it + 1 == iterations)) {
       std::vector<double> scaled = lambda;
       for (int k = 0; k < 30; ++k) {
         for (double& l : scaled) l *= 2.0;

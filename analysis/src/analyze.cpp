@@ -64,11 +64,6 @@ double norm_nearest(const double* x, std::size_t n) {
   return std::sqrt(s);
 }
 
-double norm_up(const double* x, std::size_t n) {
-  double s = 0.0;
-  for (std::size_t i = 0; i < n; ++i) s = add_up(s, mul_up(x[i], x[i]));
-  return sqrt_up(s);
-}
 
 // Indices into the trace's recorded queries: the newest `last` plus every `stride`-th.
 std::size_t effective_stride(std::size_t recorded, std::int64_t last, std::int64_t stride) {
@@ -110,7 +105,7 @@ HeadInputs load_head(const Trace& trace, const std::string& path, std::int64_t l
     read_rows(trace, path, *tl.q, head, 0, s.num_queries, q_all);
     for (std::int64_t i = 0; i < s.num_queries; ++i) {
       h.max_query_norm = std::max(h.max_query_norm, norm_up(to_double(std::vector<float>(
-          q_all.begin() + i * s.head_dim, q_all.begin() + (i + 1) * s.head_dim)).data(), h.d));
+          q_all.begin() + i * s.head_dim, q_all.begin() + (i + 1) * s.head_dim)).data(), h.d, 0));
     }
     for (std::size_t i : subset) {
       Row r{positions[i], head, {q_all.begin() + static_cast<std::ptrdiff_t>(i * h.d),
@@ -239,27 +234,42 @@ struct MapChoice {
   std::vector<Format> value_formats;  // [units]
 };
 
-std::vector<double> quantize_rows(const std::vector<float>& x, std::size_t tokens, std::size_t d, std::size_t block,
-                                  const std::vector<Format>& formats) {
-  std::vector<double> out(x.size()), radius(x.size());
+// The quantized K and V of a head under a map. requantize() redoes only the blocks whose
+// format changed since the previous map, which keeps the allocator's S1 checks cheap.
+struct QuantizedCache {
+  std::vector<double> keys, values, key_norms;  // [tokens, d], [tokens, d], [tokens]
+  MapChoice map;                                 // the formats the contents follow
+};
+
+void requantize_rows(const std::vector<float>& x, std::size_t tokens, std::size_t d, std::size_t block,
+                     const std::vector<Format>& formats, const std::vector<Format>& previous, std::vector<double>& out) {
+  out.resize(x.size());
+  std::vector<double> radius(block * d);
+#pragma omp parallel for schedule(static) firstprivate(radius)
   for (std::size_t u = 0; u < formats.size(); ++u) {
+    if (u < previous.size() && previous[u] == formats[u]) continue;
     const std::size_t first = u * block;
     const std::size_t rows = std::min(block, tokens - first);
     proofs::quantize_block(formats[u], std::span(x).subspan(first * d, rows * d), rows, d,
-                           std::span(out).subspan(first * d, rows * d), std::span(radius).subspan(first * d, rows * d));
+                           std::span(out).subspan(first * d, rows * d), std::span(radius).first(rows * d));
   }
-  return out;
 }
 
-struct QuantizedCache {
-  std::vector<double> keys, values, key_norms;
-};
+void requantize(const HeadInputs& h, std::size_t block, const MapChoice& map, QuantizedCache& qc) {
+  requantize_rows(h.keys_f, h.tokens, h.d, block, map.key_formats, qc.map.key_formats, qc.keys);
+  requantize_rows(h.values_f, h.tokens, h.d, block, map.value_formats, qc.map.value_formats, qc.values);
+  qc.key_norms.resize(h.tokens);
+  for (std::size_t u = 0; u < map.key_formats.size(); ++u) {
+    if (u < qc.map.key_formats.size() && qc.map.key_formats[u] == map.key_formats[u]) continue;
+    for (std::size_t t = u * block; t < std::min(h.tokens, (u + 1) * block); ++t)
+      qc.key_norms[t] = norm_up(qc.keys.data() + t * h.d, h.d, 0);
+  }
+  qc.map = map;
+}
 
 QuantizedCache quantize_map(const HeadInputs& h, std::size_t block, const MapChoice& map) {
   QuantizedCache qc;
-  qc.keys = quantize_rows(h.keys_f, h.tokens, h.d, block, map.key_formats);
-  qc.values = quantize_rows(h.values_f, h.tokens, h.d, block, map.value_formats);
-  qc.key_norms = row_norms_up(qc.keys, h.d);
+  requantize(h, block, map, qc);
   return qc;
 }
 
@@ -429,12 +439,12 @@ double s2_bound(const HeadInputs& h, const QuantizedCache& qc, std::size_t j, co
   enclose_scores({q, d}, h.keys, h.key_norms, d, n, s_lo, s_hi);
   enclose_softmax_weights(s_lo, s_hi, n, w_lo, w_hi);
   const double c_hi = div_up(1.0, sqrt_down(static_cast<double>(d)));
-  const double q_norm = norm_up(q, d);
+  const double q_norm = norm_up(q, d, 0);
   const double gamma_d = gamma_up(d);
   double rho_max = 0.0;
   for (std::size_t t = 0; t < n; ++t) rho_max = std::max(rho_max, rho[t]);
   // Per key: a_t bound, spread factor e^{R(rho_t + rho*)}, eta_t, w_t, ||dv_t||.
-  std::vector<double> spread(n), eta(n), w(n), dv(n), dk(d), dk_up(d), dvv(d);
+  std::vector<double> spread(n), eta(n), w(n), dv(n), dk(d), dvv(d);
   const double gamma_d_u = add_up(gamma_d, std::ldexp(1.0, -52));
   double omega = 0.0, big_h = 0.0;
   for (std::size_t t = 0; t < n; ++t) {
@@ -442,11 +452,10 @@ double s2_bound(const HeadInputs& h, const QuantizedCache& qc, std::size_t j, co
     // magnitudes stepped up bound it, and the dot product's error gains u ||q|| ||dk||.
     for (std::size_t i = 0; i < d; ++i) {
       dk[i] = qc.keys[t * d + i] - h.keys[t * d + i];
-      dk_up[i] = next_up(std::fabs(dk[i]));
-      dvv[i] = next_up(std::fabs(qc.values[t * d + i] - h.values[t * d + i]));
+      dvv[i] = qc.values[t * d + i] - h.values[t * d + i];
     }
-    const double dk_norm = norm_up(dk_up.data(), d);
-    dv[t] = norm_up(dvv.data(), d);
+    const double dk_norm = norm_up(dk.data(), d, 1);
+    dv[t] = norm_up(dvv.data(), d, 1);
     double dot = 0.0;
     for (std::size_t i = 0; i < d; ++i) dot += q[i] * dk[i];
     const double dot_abs = add_up(next_up(std::fabs(dot)), mul_up(gamma_d_u, mul_up(q_norm, dk_norm)));
@@ -466,25 +475,35 @@ double s2_bound(const HeadInputs& h, const QuantizedCache& qc, std::size_t j, co
 
 // Upper bound over every query with ||q|| <= Q, at any position (THEORY.md, Theorem S3).
 // Residual magnitudes are the nearest differences stepped up one ulp.
-double s3_bound(const HeadInputs& h, const QuantizedCache& qc, double query_norm, double& dv_max_out) {
-  const std::size_t d = h.d;
+struct S3Terms {
+  double dk_max = 0.0;    // max_t ||dk_t||, rounded up
+  double dv_max = 0.0;    // max_t ||dv_t||, rounded up
+  double radius_v = 0.0;  // max_t ||v_t - mean||, rounded up
+};
+
+// e^H (e^H - 1) 2 radius_v + dv_max with H = Q dk_max / sqrt(d), every step rounded up.
+double s3_from_terms(const S3Terms& terms, double query_norm, std::size_t d) {
   const double c_hi = div_up(1.0, sqrt_down(static_cast<double>(d)));
+  const double big_h = mul_up(query_norm, mul_up(terms.dk_max, c_hi));
+  const double e_h = exp_up(big_h);
+  return add_up(mul_up(mul_up(e_h, sub_up(e_h, 1.0)), mul_up(2.0, terms.radius_v)), terms.dv_max);
+}
+
+S3Terms s3_terms(const HeadInputs& h, const QuantizedCache& qc) {
+  const std::size_t d = h.d;
   std::vector<double> mean(d, 0.0), diff(d);
   for (std::size_t t = 0; t < h.tokens; ++t)
     for (std::size_t i = 0; i < d; ++i) mean[i] += h.values[t * d + i] / static_cast<double>(h.tokens);
   double dk_max = 0.0, dv_max = 0.0, radius_v = 0.0;
   for (std::size_t t = 0; t < h.tokens; ++t) {
-    for (std::size_t i = 0; i < d; ++i) diff[i] = next_up(std::fabs(qc.keys[t * d + i] - h.keys[t * d + i]));
-    dk_max = std::max(dk_max, norm_up(diff.data(), d));
-    for (std::size_t i = 0; i < d; ++i) diff[i] = next_up(std::fabs(qc.values[t * d + i] - h.values[t * d + i]));
-    dv_max = std::max(dv_max, norm_up(diff.data(), d));
-    for (std::size_t i = 0; i < d; ++i) diff[i] = next_up(std::fabs(h.values[t * d + i] - mean[i]));
-    radius_v = std::max(radius_v, norm_up(diff.data(), d));
+    for (std::size_t i = 0; i < d; ++i) diff[i] = qc.keys[t * d + i] - h.keys[t * d + i];
+    dk_max = std::max(dk_max, norm_up(diff.data(), d, 1));
+    for (std::size_t i = 0; i < d; ++i) diff[i] = qc.values[t * d + i] - h.values[t * d + i];
+    dv_max = std::max(dv_max, norm_up(diff.data(), d, 1));
+    for (std::size_t i = 0; i < d; ++i) diff[i] = h.values[t * d + i] - mean[i];
+    radius_v = std::max(radius_v, norm_up(diff.data(), d, 1));
   }
-  dv_max_out = dv_max;
-  const double big_h = mul_up(query_norm, mul_up(dk_max, c_hi));
-  const double e_h = exp_up(big_h);
-  return add_up(mul_up(mul_up(e_h, sub_up(e_h, 1.0)), mul_up(2.0, radius_v)), dv_max);
+  return {dk_max, dv_max, radius_v};
 }
 
 std::vector<double> key_spreads(const HeadInputs& h) {
@@ -495,8 +514,8 @@ std::vector<double> key_spreads(const HeadInputs& h) {
   for (std::size_t t = 0; t < h.tokens; ++t)
     for (std::size_t i = 0; i < d; ++i) mean[i] += h.keys[t * d + i] / static_cast<double>(h.tokens);
   for (std::size_t t = 0; t < h.tokens; ++t) {
-    for (std::size_t i = 0; i < d; ++i) diff[i] = next_up(std::fabs(h.keys[t * d + i] - mean[i]));
-    rho[t] = mul_up(norm_up(diff.data(), d), c_hi);
+    for (std::size_t i = 0; i < d; ++i) diff[i] = h.keys[t * d + i] - mean[i];
+    rho[t] = mul_up(norm_up(diff.data(), d, 1), c_hi);
   }
   return rho;
 }
@@ -553,9 +572,11 @@ std::vector<std::size_t> allocate_for_eps(const HeadInputs& h, const ExactAttent
                                           std::size_t block, double eps, double delta_cap, AllocationResult& chosen,
                                           double& chosen_budget, std::string& source) {
   const auto candidates = uniform_candidates(model);
+  QuantizedCache cache;
   auto s1_max = [&](const std::vector<std::size_t>& choices) {
     std::vector<double> s1;
-    s1_bounds(h, ex, quantize_map(h, block, map_from_choices(model, choices)), s1, nullptr);
+    requantize(h, block, map_from_choices(model, choices), cache);
+    s1_bounds(h, ex, cache, s1, nullptr);
     return max_of(s1);
   };
   auto try_budget = [&](double beta, AllocationResult& r) {
@@ -651,9 +672,11 @@ std::vector<std::size_t> allocate_for_bytes(const HeadInputs& h, const ExactAtte
   }
   if (model.squared) chosen_budget = std::sqrt(chosen_budget);
   source = "allocated";
+  QuantizedCache cache;
   auto s1_max = [&](const std::vector<std::size_t>& choices) {
     std::vector<double> s1;
-    s1_bounds(h, ex, quantize_map(h, block, map_from_choices(model, choices)), s1, nullptr);
+    requantize(h, block, map_from_choices(model, choices), cache);
+    s1_bounds(h, ex, cache, s1, nullptr);
     return max_of(s1);
   };
   const auto baselines = baseline_maps(model);
@@ -821,9 +844,14 @@ AnalysisResult analyze_trace(const std::string& trace_path, AnalysisOptions opti
         for (double& t : totals) t = std::sqrt(t);
       ha.s2_radius = quantile(h.radius_samples, options.s2_quantile);
       const auto rho = key_spreads(h);
+      const S3Terms s3t = s3_terms(h, qc);
       std::vector<double> s2(ex.J);
 #pragma omp parallel for schedule(dynamic)
-      for (std::size_t j = 0; j < ex.J; ++j) s2[j] = s2_bound(h, qc, j, ex.enclosure[j], ha.s2_radius, rho);
+      for (std::size_t j = 0; j < ex.J; ++j) {
+        // Every query of the ball has norm <= ||q_j|| + R, so the S3 bound at that norm holds too.
+        const double norm_bound = add_up(norm_up(h.queries.data() + j * h.d, h.d, 0), ha.s2_radius);
+        s2[j] = std::min(s2_bound(h, qc, j, ex.enclosure[j], ha.s2_radius, rho), s3_from_terms(s3t, norm_bound, h.d));
+      }
       for (std::size_t j = 0; j < ex.J; ++j) {
         ha.queries.push_back({.head = h.heads[j], .position = h.positions[j], .s1 = s1[j], .actual_lo = actual[j],
                               .s2 = s2[j], .model = totals[j]});
@@ -840,8 +868,7 @@ AnalysisResult analyze_trace(const std::string& trace_path, AnalysisOptions opti
         result.min_feasible_eps = achieved_eps;
       }
       ha.s3_query_norm = h.max_query_norm;
-      double dv_max = 0.0;
-      ha.s3 = s3_bound(h, qc, h.max_query_norm, dv_max);
+      ha.s3 = s3_from_terms(s3t, h.max_query_norm, h.d);
 
       if (holdout) {
         // The held-out text's query at the same head and position, on this cache.

@@ -25,17 +25,18 @@ double dot(const double* a, const double* b, std::size_t n) {
   return (s0 + s1) + (s2 + s3);
 }
 
-// Upper bound of |x - y|: the nearest difference is within half an ulp of the exact one.
-double abs_difference_up(double x, double y) { return next_up(std::fabs(x - y)); }
-
-// Upper bound of ||x||_2: each square and partial sum stepped up.
-double norm_up(const double* x, std::size_t n) {
-  double sum = 0.0;
-  for (std::size_t i = 0; i < n; ++i) sum = add_up(sum, mul_up(x[i], x[i]));
-  return sqrt_up(sum);
-}
-
 }  // namespace
+
+double norm_up(const double* x, std::size_t n, int input_roundings) {
+  // Each |x_i| is within a factor (1 + u)^k of the exact value it stands for; squaring doubles
+  // that, and the sum of n nonnegative squares adds gamma_n: the exact sum of squares is at
+  // most fl(S) / (1 - gamma_{n + 2k}). Squares that underflow lose up to 2^-1075 each.
+  double sum = 0.0;
+  for (std::size_t i = 0; i < n; ++i) sum += x[i] * x[i];
+  const double gamma = gamma_up(n + 2 * static_cast<std::size_t>(input_roundings));
+  const double underflow = mul_up(static_cast<double>(n), std::numeric_limits<double>::denorm_min());
+  return sqrt_up(div_up(add_up(sum, underflow), sub_down(1.0, gamma)));
+}
 
 double gamma_up(std::size_t n) {
   // n u / (1 - n u), every operation stepped up; n u < 1/2 for any n this code meets.
@@ -47,11 +48,13 @@ double gamma_up(std::size_t n) {
 std::vector<double> row_norms_up(std::span<const double> rows, std::size_t d) {
   HNF_ASSERT(d > 0 && rows.size() % d == 0, "rows must be a whole number of rows of length d");
   std::vector<double> out(rows.size() / d);
-  for (std::size_t t = 0; t < out.size(); ++t) out[t] = norm_up(rows.data() + t * d, d);
+  for (std::size_t t = 0; t < out.size(); ++t) out[t] = norm_up(rows.data() + t * d, d, 0);
   return out;
 }
 
-void enclose_scores(std::span<const double> q, std::span<const double> keys, std::span<const double> key_norms,
+// AVX2 clones of the two hot kernels where the CPU has it (the bounds hold for any
+// operation order and with or without fused multiply-add).
+__attribute__((target_clones("avx2", "default"))) void enclose_scores(std::span<const double> q, std::span<const double> keys, std::span<const double> key_norms,
                     std::size_t d, std::size_t num_keys, std::span<double> s_lo, std::span<double> s_hi) {
   HNF_ASSERT(q.size() == d && keys.size() >= num_keys * d && key_norms.size() >= num_keys &&
                  s_lo.size() >= num_keys && s_hi.size() >= num_keys,
@@ -59,7 +62,7 @@ void enclose_scores(std::span<const double> q, std::span<const double> keys, std
   // 1/sqrt(d) is inexact for most d: enclose it.
   const double c_lo = div_down(1.0, sqrt_up(static_cast<double>(d)));
   const double c_hi = div_up(1.0, sqrt_down(static_cast<double>(d)));
-  const double q_norm = norm_up(q.data(), d);
+  const double q_norm = norm_up(q.data(), d, 0);
   const double gamma_d = gamma_up(d);
   for (std::size_t t = 0; t < num_keys; ++t) {
     const double computed = dot(q.data(), keys.data() + t * d, d);
@@ -72,7 +75,7 @@ void enclose_scores(std::span<const double> q, std::span<const double> keys, std
   }
 }
 
-OutputEnclosure enclose_softmax_output(std::span<const double> s_lo, std::span<const double> s_hi,
+__attribute__((target_clones("avx2", "default"))) OutputEnclosure enclose_softmax_output(std::span<const double> s_lo, std::span<const double> s_hi,
                                        std::span<const double> values, std::size_t d, std::size_t num_keys,
                                        std::vector<double>& exp_scratch) {
   HNF_ASSERT(num_keys > 0 && s_lo.size() >= num_keys && s_hi.size() >= num_keys && values.size() >= num_keys * d,
@@ -137,12 +140,12 @@ OutputEnclosure enclose_attention_output(std::span<const double> q, std::span<co
 
 double difference_norm_up(const OutputEnclosure& a, const OutputEnclosure& b) {
   HNF_ASSERT(a.lo.size() == b.lo.size(), "difference_norm_up: enclosures of different dimension");
-  double sum = 0.0;
-  for (std::size_t i = 0; i < a.lo.size(); ++i) {
-    const double largest = std::max(abs_difference_up(a.lo[i], b.hi[i]), abs_difference_up(a.hi[i], b.lo[i]));
-    sum = add_up(sum, mul_up(largest, largest));
-  }
-  return sqrt_up(sum);
+  // Component i of any difference lies in [a.lo - b.hi, a.hi - b.lo]; its largest magnitude is
+  // one nearest subtraction away from exact (one input rounding for norm_up).
+  std::vector<double> largest(a.lo.size());
+  for (std::size_t i = 0; i < a.lo.size(); ++i)
+    largest[i] = std::max(std::fabs(a.lo[i] - b.hi[i]), std::fabs(a.hi[i] - b.lo[i]));
+  return norm_up(largest.data(), largest.size(), 1);
 }
 
 void enclose_softmax_weights(std::span<const double> s_lo, std::span<const double> s_hi, std::size_t num_keys,
@@ -181,12 +184,9 @@ double difference_norm_down(const OutputEnclosure& a, const OutputEnclosure& b) 
 
 double distance_up(std::span<const double> v, const OutputEnclosure& e) {
   HNF_ASSERT(v.size() == e.lo.size(), "distance_up: dimension mismatch");
-  double sum = 0.0;
-  for (std::size_t i = 0; i < v.size(); ++i) {
-    const double largest = std::max(abs_difference_up(v[i], e.hi[i]), abs_difference_up(v[i], e.lo[i]));
-    sum = add_up(sum, mul_up(largest, largest));
-  }
-  return sqrt_up(sum);
+  std::vector<double> largest(v.size());
+  for (std::size_t i = 0; i < v.size(); ++i) largest[i] = std::max(std::fabs(v[i] - e.hi[i]), std::fabs(v[i] - e.lo[i]));
+  return norm_up(largest.data(), largest.size(), 1);
 }
 
 double max_width_up(const OutputEnclosure& e) {

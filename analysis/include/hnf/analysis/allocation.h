@@ -60,6 +60,6 @@ struct AllocationResult {
 // that the result must not be worse than when feasible.
 [[nodiscard]] AllocationResult allocate(const AllocationProblem& problem, double budget,
                                         const std::vector<std::vector<std::size_t>>& uniform_candidates,
-                                        int iterations = 60);
+                                        int iterations = 40);
 
 }  // namespace hnf::analysis

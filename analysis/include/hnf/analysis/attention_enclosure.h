@@ -25,6 +25,11 @@ struct OutputEnclosure {
 // Algorithms, 2nd ed., Lemma 3.1 and eq. (3.5)).
 [[nodiscard]] double gamma_up(std::size_t n);
 
+// Upper bound (rounded toward +inf) of sqrt(sum_i y_i^2) for exact reals y_i with
+// |y_i| <= |x_i| (1 + u)^input_roundings, u = 2^-53: x [n] may be the results of
+// `input_roundings` round-to-nearest operations on the exact values (0: x is exact).
+[[nodiscard]] double norm_up(const double* x, std::size_t n, int input_roundings);
+
 // Upper bound of the Euclidean norm of each row: rows [n, d] -> out [n], rounded toward +inf.
 [[nodiscard]] std::vector<double> row_norms_up(std::span<const double> rows, std::size_t d);
 
