@@ -88,6 +88,65 @@ void downgrade_while_feasible(const AllocationProblem& p, double budget, std::ve
   }
 }
 
+double violation(const std::vector<double>& totals, double budget) {
+  double v = 0.0;
+  for (double t : totals) v += std::max(0.0, t - budget);
+  return v;
+}
+
+// From an infeasible map, repeatedly applies the single-unit change that most reduces the total
+// violation sum_j max(0, T_j - budget) (ties: fewer bytes) until feasible or stuck.
+void repair_greedily(const AllocationProblem& p, double budget, std::vector<std::size_t>& choices, int max_steps) {
+  auto totals = p.constraint_totals(choices);
+  double current = violation(totals, budget);
+  std::vector<double> trial(totals.size());
+  for (int step = 0; step < max_steps && current > 0.0; ++step) {
+    double best = current;
+    std::size_t best_unit = 0, best_choice = choices[0];
+    double best_bytes = 0.0;
+    for (std::size_t u = 0; u < p.num_units(); ++u) {
+      const double* now = p.cost(u, choices[u]);
+      for (std::size_t c = 0; c < p.num_choices(u); ++c) {
+        if (c == choices[u]) continue;
+        const double* next = p.cost(u, c);
+        double v = 0.0;
+        for (std::size_t j = 0; j < totals.size(); ++j) v += std::max(0.0, totals[j] - now[j] + next[j] - budget);
+        const double extra = p.bytes(u, c) - p.bytes(u, choices[u]);
+        if (v < best || (v == best && v < current && extra < best_bytes)) {
+          best = v;
+          best_unit = u;
+          best_choice = c;
+          best_bytes = extra;
+        }
+      }
+    }
+    if (best >= current) return;
+    const double* now = p.cost(best_unit, choices[best_unit]);
+    const double* next = p.cost(best_unit, best_choice);
+    for (std::size_t j = 0; j < totals.size(); ++j) totals[j] += next[j] - now[j];
+    choices[best_unit] = best_choice;
+    current = violation(totals, budget);
+  }
+}
+
+// Every map of a small problem, in odometer order; calls f(choices).
+template <typename F>
+void for_each_map(const AllocationProblem& p, F&& f) {
+  std::vector<std::size_t> c(p.num_units(), 0);
+  while (true) {
+    f(c);
+    std::size_t u = 0;
+    while (u < c.size() && ++c[u] == p.num_choices(u)) c[u++] = 0;
+    if (u == c.size()) return;
+  }
+}
+
+double map_count(const AllocationProblem& p) {
+  double n = 1.0;
+  for (std::size_t u = 0; u < p.num_units(); ++u) n *= static_cast<double>(p.num_choices(u));
+  return n;
+}
+
 }  // namespace
 
 AllocationResult allocate(const AllocationProblem& p, double budget,
@@ -167,6 +226,30 @@ AllocationResult allocate(const AllocationProblem& p, double budget,
           break;
         }
       }
+    }
+  }
+
+  if (!std::isfinite(best_bytes)) {
+    // The dual's maps never met the budget: repair the least-cost map greedily.
+    std::vector<std::size_t> repaired = cheapest_cost;
+    repair_greedily(p, budget, repaired, 200);
+    consider(repaired);
+  }
+  // Small problems are solved exactly: the optimum is then also the lower bound.
+  if (map_count(p) <= kExhaustiveMaps) {
+    std::vector<std::size_t> optimum;
+    double optimum_bytes = std::numeric_limits<double>::infinity();
+    for_each_map(p, [&](const std::vector<std::size_t>& c) {
+      const double bytes = p.total_bytes(c);
+      if (bytes < optimum_bytes && meets(p.constraint_totals(c), budget)) {
+        optimum_bytes = bytes;
+        optimum = c;
+      }
+    });
+    if (std::isfinite(optimum_bytes)) {
+      best_bytes = optimum_bytes;
+      best_feasible = optimum;
+      lower = std::max(lower, optimum_bytes);
     }
   }
 

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <cmath>
 #include <map>
 
 namespace hnf::analysis {
@@ -113,8 +114,10 @@ nlohmann::json analysis_to_json(const AnalysisResult& r) {
   j["bits_per_element"] = r.bits_per_element;
   j["key_bits_per_element"] = s.key_bits;
   j["value_bits_per_element"] = s.value_bits;
-  j["lower_bound_bits"] = r.lower_bound_bits;
-  j["optimality_gap_bits"] = r.bits_per_element - r.lower_bound_bits;
+  // null when some head's map was not allocated (a uniform baseline won, or a given map).
+  j["lower_bound_bits"] = std::isnan(r.lower_bound_bits) ? nlohmann::json(nullptr) : nlohmann::json(r.lower_bound_bits);
+  j["optimality_gap_bits"] = std::isnan(r.lower_bound_bits) ? nlohmann::json(nullptr)
+                                                            : nlohmann::json(r.bits_per_element - r.lower_bound_bits);
   j["obstruction_bits_keys"] = r.obstruction_bits;
   j["sharpness"] = {{"s1", ratio_json(s.s1)}, {"s2", ratio_json(s.s2)}, {"s3", ratio_json(s.s3)},
                     {"holdout", {{"total", s.holdout_total}, {"inside", s.holdout_inside},
@@ -161,7 +164,7 @@ std::string summary_text(const AnalysisResult& r) {
   const std::size_t per_head = r.query_positions.size();
   out += fmt::format("analysis of {}: {} layers x {} kv heads ({} query heads), {} tokens, head_dim {}\n", r.trace_path,
                      sh.num_layers, sh.num_kv_heads, sh.num_heads, sh.num_tokens, sh.head_dim);
-  out += fmt::format("queries: {} per query head (the last {} recorded plus every {}-th recorded one), allocation blocks of {} positions\n",
+  out += fmt::format("queries: {} per query head (the newest {} recorded, plus the recorded ones at stride {}), allocation blocks of {} positions\n",
                      per_head, r.options.last_queries, r.query_stride, r.options.block);
   if (r.options.eps) {
     out += fmt::format("budget: eps = {:.6g} on ||o_hat - o||_2 of every (layer, head, query): {}\n", r.eps,
@@ -183,6 +186,8 @@ std::string summary_text(const AnalysisResult& r) {
                      r.bits_per_element, s.key_bits, s.value_bits);
   if (r.options.fixed_map) {
     out += "  (a given map: no allocation, no lower bound)\n";
+  } else if (std::isnan(r.lower_bound_bits)) {
+    out += "  no lower bound: in some heads a uniform baseline (or fp16) replaced the allocated map\n";
   } else if (r.feasible) {
     out += fmt::format("  Lagrangian lower bound for the same model and budget: {:.4f} bits (gap {:.4f})\n",
                        r.lower_bound_bits, r.bits_per_element - r.lower_bound_bits);

@@ -1,5 +1,7 @@
 #include "hnf/analysis/analyze.h"
 
+#include <fmt/format.h>
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -288,6 +290,36 @@ void s1_bounds(const HeadInputs& h, const ExactAttention& ex, const QuantizedCac
   }
 }
 
+// Whether every analysed query's S1 bound is <= eps. Stops at the first query over eps;
+// `order` (the queries most likely to fail first) makes failing checks cheap.
+bool s1_within(const HeadInputs& h, const ExactAttention& ex, const QuantizedCache& qc, double eps,
+               const std::vector<std::size_t>& order) {
+  bool ok = true;
+#pragma omp parallel for schedule(dynamic)
+  for (std::size_t i = 0; i < order.size(); ++i) {
+    bool still_ok;
+#pragma omp atomic read
+    still_ok = ok;
+    if (!still_ok) continue;
+    const std::size_t j = order[i];
+    const auto n = static_cast<std::size_t>(h.positions[j]) + 1;
+    const auto enc = enclose_attention_output({h.queries.data() + j * h.d, h.d}, qc.keys, qc.key_norms, qc.values, h.d, n);
+    if (difference_norm_up(enc, ex.enclosure[j]) > eps) {
+#pragma omp atomic write
+      ok = false;
+    }
+  }
+  return ok;
+}
+
+// Queries in decreasing order of the model's prediction for a map: the likeliest to fail first.
+std::vector<std::size_t> failure_order(const std::vector<double>& predicted) {
+  std::vector<std::size_t> order(predicted.size());
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return predicted[a] > predicted[b]; });
+  return order;
+}
+
 // ---------------------------------------------------------------------------------------------
 // Allocation model: separable S1 sensitivities per unit and format
 
@@ -305,6 +337,19 @@ double unit_bytes(const Format& f, std::size_t rows, std::size_t d) {
   if (f.axis == proofs::GroupAxis::kHeadDim) bytes += 4.0 * static_cast<double>(rows * (d / static_cast<std::size_t>(f.group_size)));
   if (f.axis == proofs::GroupAxis::kTokens) bytes += 4.0 * static_cast<double>(d);  // one group per channel per block
   return bytes + 1.0;  // the map's own format id of this unit
+}
+
+// delta[j] = q_j . (xhat - x) for every query: qt [d, J] (queries transposed), xhat, x [d].
+__attribute__((target_clones("avx2", "default"))) void score_shifts(const double* qt, const double* xhat,
+                                                                    const double* x, std::size_t d, std::size_t J,
+                                                                    double* delta) {
+  std::fill(delta, delta + J, 0.0);
+  for (std::size_t i = 0; i < d; ++i) {
+    const double dk = xhat[i] - x[i];
+    if (dk == 0.0) continue;
+    const double* qrow = qt + i * J;
+    for (std::size_t j = 0; j < J; ++j) delta[j] += qrow[j] * dk;
+  }
 }
 
 HeadModel build_model(const HeadInputs& h, const ExactAttention& ex, std::size_t block, double delta_cap,
@@ -355,13 +400,7 @@ HeadModel build_model(const HeadInputs& h, const ExactAttention& ex, std::size_t
       double worst_shift = 0.0;
       for (std::size_t r = 0; r < rows; ++r) {
         const std::size_t t = first + r;
-        std::fill(delta.begin(), delta.end(), 0.0);
-        for (std::size_t i = 0; i < d; ++i) {
-          const double dk = xhat[r * d + i] - h.keys[t * d + i];
-          if (dk == 0.0) continue;
-          const double* qrow = qt.data() + i * J;
-          for (std::size_t j = 0; j < J; ++j) delta[j] += qrow[j] * dk;
-        }
+        score_shifts(qt.data(), xhat.data() + r * d, h.keys.data() + t * d, d, J, delta.data());
         const float* a = ex.weight.data() + t * J;
         const float* w = ex.distance.data() + t * J;
         for (std::size_t j = 0; j < J; ++j) {
@@ -371,7 +410,7 @@ HeadModel build_model(const HeadInputs& h, const ExactAttention& ex, std::size_t
           if (static_cast<std::size_t>(h.positions[j]) >= t) worst_shift = std::max(worst_shift, shift);
         }
       }
-      if (worst_shift > delta_cap) std::fill(cost, cost + J, blocked);
+      if (!squared && worst_shift > delta_cap) std::fill(cost, cost + J, blocked);
     }
     const auto value_span = std::span(h.values_f).subspan(first * d, rows * d);
     for (std::size_t c = 0; c < model.value_choices.size(); ++c) {
@@ -430,8 +469,26 @@ std::vector<std::size_t> finest_choices(const HeadModel& model) {
 
 // Upper bound over every query q with ||q - q_j|| <= radius (same position) of the
 // attention-output error with this map (THEORY.md, Theorem S2).
+// Upper bounds of ||dk_t|| and ||dv_t|| for every position, [tokens] each.
+struct ResidualNorms {
+  std::vector<double> dk, dv;
+};
+
+ResidualNorms residual_norms(const HeadInputs& h, const QuantizedCache& qc) {
+  const std::size_t d = h.d;
+  ResidualNorms r{std::vector<double>(h.tokens), std::vector<double>(h.tokens)};
+  std::vector<double> diff(d);
+  for (std::size_t t = 0; t < h.tokens; ++t) {
+    for (std::size_t i = 0; i < d; ++i) diff[i] = qc.keys[t * d + i] - h.keys[t * d + i];
+    r.dk[t] = norm_up(diff.data(), d, 1);
+    for (std::size_t i = 0; i < d; ++i) diff[i] = qc.values[t * d + i] - h.values[t * d + i];
+    r.dv[t] = norm_up(diff.data(), d, 1);
+  }
+  return r;
+}
+
 double s2_bound(const HeadInputs& h, const QuantizedCache& qc, std::size_t j, const OutputEnclosure& exact,
-                double radius, const std::vector<double>& rho) {
+                double radius, const std::vector<double>& rho, const ResidualNorms& residuals) {
   const std::size_t d = h.d;
   const auto n = static_cast<std::size_t>(h.positions[j]) + 1;
   const double* q = h.queries.data() + j * d;
@@ -444,18 +501,15 @@ double s2_bound(const HeadInputs& h, const QuantizedCache& qc, std::size_t j, co
   double rho_max = 0.0;
   for (std::size_t t = 0; t < n; ++t) rho_max = std::max(rho_max, rho[t]);
   // Per key: a_t bound, spread factor e^{R(rho_t + rho*)}, eta_t, w_t, ||dv_t||.
-  std::vector<double> spread(n), eta(n), w(n), dv(n), dk(d), dvv(d);
+  std::vector<double> spread(n), eta(n), w(n), dv(n), dk(d);
   const double gamma_d_u = add_up(gamma_d, std::ldexp(1.0, -52));
   double omega = 0.0, big_h = 0.0;
   for (std::size_t t = 0; t < n; ++t) {
     // Residuals rounded to nearest: the exact residual is within a relative u of each, so the
     // magnitudes stepped up bound it, and the dot product's error gains u ||q|| ||dk||.
-    for (std::size_t i = 0; i < d; ++i) {
-      dk[i] = qc.keys[t * d + i] - h.keys[t * d + i];
-      dvv[i] = qc.values[t * d + i] - h.values[t * d + i];
-    }
-    const double dk_norm = norm_up(dk.data(), d, 1);
-    dv[t] = norm_up(dvv.data(), d, 1);
+    for (std::size_t i = 0; i < d; ++i) dk[i] = qc.keys[t * d + i] - h.keys[t * d + i];
+    const double dk_norm = residuals.dk[t];
+    dv[t] = residuals.dv[t];
     double dot = 0.0;
     for (std::size_t i = 0; i < d; ++i) dot += q[i] * dk[i];
     const double dot_abs = add_up(next_up(std::fabs(dot)), mul_up(gamma_d_u, mul_up(q_norm, dk_norm)));
@@ -573,15 +627,13 @@ std::vector<std::size_t> allocate_for_eps(const HeadInputs& h, const ExactAttent
                                           double& chosen_budget, std::string& source) {
   const auto candidates = uniform_candidates(model);
   QuantizedCache cache;
-  auto s1_max = [&](const std::vector<std::size_t>& choices) {
-    std::vector<double> s1;
+  auto meets_eps = [&](const std::vector<std::size_t>& choices) {
     requantize(h, block, map_from_choices(model, choices), cache);
-    s1_bounds(h, ex, cache, s1, nullptr);
-    return max_of(s1);
+    return s1_within(h, ex, cache, eps, failure_order(model.problem.constraint_totals(choices)));
   };
   auto try_budget = [&](double beta, AllocationResult& r) {
     r = allocate(model.problem, model_budget_value(model, beta), candidates);
-    return r.feasible && s1_max(r.choices) <= eps;
+    return r.feasible && meets_eps(r.choices);
   };
   // The bound model guarantees S1 <= eps at eps e^{-2 cap}; the RMS model predicts S1 ~ beta.
   const double start = model.squared ? eps : eps * std::exp(-2.0 * delta_cap);
@@ -611,14 +663,14 @@ std::vector<std::size_t> allocate_for_eps(const HeadInputs& h, const ExactAttent
       bad = next;
     }
   }
-  if (good == 0.0) {  // no budget tried met eps: the finest map (feasibility was checked before)
+  if (good == 0.0) {  // no budget tried met eps: the finest map (the caller checks whether it meets eps)
     chosen = AllocationResult{};
     chosen.choices = finest_choices(model);
     chosen_budget = 0.0;
     source = "fp16 (allocation found no map)";
     return chosen.choices;
   }
-  for (int k = 0; k < 3 && bad > 0.0; ++k) {
+  for (int k = 0; k < 2 && bad > 0.0; ++k) {
     const double mid = std::sqrt(good * bad);
     if (try_budget(mid, r)) {
       good = mid;
@@ -631,7 +683,7 @@ std::vector<std::size_t> allocate_for_eps(const HeadInputs& h, const ExactAttent
   source = "allocated";
   for (const auto& baseline : baseline_maps(model)) {
     if (model.problem.total_bytes(baseline) >= model.problem.total_bytes(chosen.choices)) break;
-    if (s1_max(baseline) <= eps) {
+    if (meets_eps(baseline)) {
       chosen.choices = baseline;
       source = map_name(model, baseline);
       break;
@@ -772,6 +824,7 @@ AnalysisResult analyze_trace(const std::string& trace_path, AnalysisOptions opti
   double total_bytes = 0.0, total_lower = 0.0, total_obstruction = 0.0;
   const auto pairs = static_cast<double>(s.num_layers * s.num_kv_heads);
   double achieved_eps = 0.0;
+  bool all_allocated = true;
   for (std::int64_t layer = 0; layer < s.num_layers; ++layer) {
     for (std::int64_t kvh = 0; kvh < s.num_kv_heads; ++kvh) {
       const double done = static_cast<double>(layer * s.num_kv_heads + kvh) / pairs;
@@ -796,6 +849,10 @@ AnalysisResult analyze_trace(const std::string& trace_path, AnalysisOptions opti
         ha.map_source = "given";
         chosen.lower_bound = 0.0;
       } else if (options.eps) {
+        choices = allocate_for_eps(h, ex, model, block, *options.eps, options.delta_cap, chosen, budget, ha.map_source);
+      }
+      if (options.eps && !options.fixed_map && ha.map_source != "allocated" && ha.map_source.rfind("uniform", 0) != 0) {
+        // No allocated map met eps: the finest map decides whether any can.
         std::vector<double> finest_s1;
         s1_bounds(h, ex, quantize_map(h, block, map_from_choices(model, finest_choices(model))), finest_s1, nullptr);
         bool ok = true;
@@ -804,7 +861,7 @@ AnalysisResult analyze_trace(const std::string& trace_path, AnalysisOptions opti
             ok = false;
             result.infeasible.push_back("layer " + std::to_string(layer) + " head " + std::to_string(h.heads[j]) +
                                         " position " + std::to_string(h.positions[j]) + ": S1 bound " +
-                                        std::to_string(finest_s1[j]) + " with fp16 everywhere");
+                                        fmt::format("{:.6g}", finest_s1[j]) + " with fp16 everywhere");
           }
         }
         result.min_feasible_eps = std::max(result.min_feasible_eps, max_of(finest_s1));
@@ -813,26 +870,25 @@ AnalysisResult analyze_trace(const std::string& trace_path, AnalysisOptions opti
           choices = finest_choices(model);
           chosen = AllocationResult{};  // no lower bound: no map meets the budget
           ha.map_source = "fp16 (infeasible)";
-        } else {
-          choices = allocate_for_eps(h, ex, model, block, *options.eps, options.delta_cap, chosen, budget, ha.map_source);
         }
-      } else {
+      } else if (options.bits) {
         const double elements = static_cast<double>(h.tokens * h.d * 2);
         const double max_bytes = *options.bits * elements / 8.0;
         choices = allocate_for_bytes(h, ex, model, block, max_bytes, chosen, budget, ha.map_source);
         if (model.problem.total_bytes(choices) > max_bytes) {
           result.feasible = false;
           result.infeasible.push_back("layer " + std::to_string(layer) + " kv head " + std::to_string(kvh) +
-                                      ": no map of the vocabulary fits " + std::to_string(*options.bits) +
+                                      ": no map of the vocabulary fits " + fmt::format("{:.6g}", *options.bits) +
                                       " bits per element; the smallest has " +
-                                      std::to_string(8.0 * model.problem.total_bytes(choices) / elements));
+                                      fmt::format("{:.6g}", 8.0 * model.problem.total_bytes(choices) / elements));
         }
       }
       const MapChoice map = map_from_choices(model, choices);
       ha.key_formats = map.key_formats;
       ha.value_formats = map.value_formats;
       ha.bytes = model.problem.total_bytes(choices);
-      ha.lower_bound_bytes = chosen.lower_bound;
+      ha.lower_bound_bytes = ha.map_source == "allocated" ? chosen.lower_bound : 0.0;
+      if (ha.map_source != "allocated") all_allocated = false;
       ha.model_budget = budget;
 
       if (options.progress) options.progress("bounds", done);
@@ -845,12 +901,13 @@ AnalysisResult analyze_trace(const std::string& trace_path, AnalysisOptions opti
       ha.s2_radius = quantile(h.radius_samples, options.s2_quantile);
       const auto rho = key_spreads(h);
       const S3Terms s3t = s3_terms(h, qc);
+      const ResidualNorms residuals = residual_norms(h, qc);
       std::vector<double> s2(ex.J);
 #pragma omp parallel for schedule(dynamic)
       for (std::size_t j = 0; j < ex.J; ++j) {
         // Every query of the ball has norm <= ||q_j|| + R, so the S3 bound at that norm holds too.
         const double norm_bound = add_up(norm_up(h.queries.data() + j * h.d, h.d, 0), ha.s2_radius);
-        s2[j] = std::min(s2_bound(h, qc, j, ex.enclosure[j], ha.s2_radius, rho), s3_from_terms(s3t, norm_bound, h.d));
+        s2[j] = std::min(s2_bound(h, qc, j, ex.enclosure[j], ha.s2_radius, rho, residuals), s3_from_terms(s3t, norm_bound, h.d));
       }
       for (std::size_t j = 0; j < ex.J; ++j) {
         ha.queries.push_back({.head = h.heads[j], .position = h.positions[j], .s1 = s1[j], .actual_lo = actual[j],
@@ -863,7 +920,7 @@ AnalysisResult analyze_trace(const std::string& trace_path, AnalysisOptions opti
           result.feasible = false;
           result.infeasible.push_back("layer " + std::to_string(layer) + " head " + std::to_string(h.heads[j]) +
                                       " position " + std::to_string(h.positions[j]) + ": S1 bound " +
-                                      std::to_string(s1[j]) + " with the given map");
+                                      fmt::format("{:.6g}", s1[j]) + " with the given map");
         }
         result.min_feasible_eps = achieved_eps;
       }
@@ -893,7 +950,7 @@ AnalysisResult analyze_trace(const std::string& trace_path, AnalysisOptions opti
         }
       }
       total_bytes += ha.bytes;
-      total_lower += chosen.lower_bound;
+      total_lower += ha.lower_bound_bytes;
       result.heads.push_back(std::move(ha));
     }
   }
@@ -910,7 +967,7 @@ AnalysisResult analyze_trace(const std::string& trace_path, AnalysisOptions opti
   }
   const double elements = static_cast<double>(s.num_layers * s.num_kv_heads * s.num_tokens * s.head_dim * 2);
   result.bits_per_element = 8.0 * total_bytes / elements;
-  result.lower_bound_bits = 8.0 * total_lower / elements;
+  result.lower_bound_bits = all_allocated ? 8.0 * total_lower / elements : std::numeric_limits<double>::quiet_NaN();
   result.obstruction_bits = result.heads.empty() ? 0.0 : total_obstruction / static_cast<double>(result.heads.size());
   options.progress = nullptr;
   result.options = options;

@@ -167,7 +167,7 @@ void enclose_softmax_weights(std::span<const double> s_lo, std::span<const doubl
   const double z_hi = div_up(sum_hi, one_minus_gamma);
   HNF_ASSERT(z_lo > 0.0, "softmax normaliser enclosure touches zero");
   for (std::size_t t = 0; t < num_keys; ++t) {
-    w_lo[t] = div_down(w_lo[t], z_hi);
+    w_lo[t] = std::max(0.0, div_down(w_lo[t], z_hi));
     w_hi[t] = std::min(1.0, div_up(w_hi[t], z_lo));
   }
 }

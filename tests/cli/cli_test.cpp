@@ -187,3 +187,120 @@ TEST_CASE("synth-trace writes a valid trace atomically and refuses bad arguments
   CHECK(!std::filesystem::exists(dir / "x.safetensors"));
   CHECK(!std::filesystem::exists(dir / "x.safetensors.partial"));
 }
+
+TEST_CASE("analyze --help lists the budget options") {
+  const Run run = hnf_verify("analyze --help");
+  CHECK(run.exit_code == 0);
+  CHECK(contains(run.out, "Usage:"));
+  CHECK(contains(run.out, "--eps"));
+  CHECK(contains(run.out, "--bits"));
+  CHECK(contains(run.out, "--map"));
+}
+
+TEST_CASE("analyze writes analysis.json and exits by feasibility") {
+  TempDir dir;
+  const auto out = dir / "analysis.json";
+  const Run run = hnf_verify("analyze " + quote(kExample) + " --eps 1e-3 --out " + quote(out));
+  REQUIRE(std::filesystem::exists(out));
+  CHECK(!std::filesystem::exists(dir / "analysis.json.partial"));
+  const auto j = nlohmann::json::parse(read_file(out));
+  CHECK(j["format"] == "hnf-analysis");
+  CHECK(j["options"]["eps"] == 1e-3);
+  CHECK(j["shape"]["tokens"] == 32);
+  CHECK(j["heads"].size() == 4);
+  for (const auto& h : j["heads"]) CHECK(h["positions"]["kappa"].size() == 32);
+  CHECK(run.exit_code == (j["feasible"].get<bool>() ? 0 : 1));
+  CHECK(run.err.empty());
+  CHECK(contains(run.out, j["feasible"].get<bool>() ? "met" : "INFEASIBLE"));
+  CHECK(contains(run.out, "wrote " + out.string()));
+  if (j["feasible"].get<bool>()) {
+    for (const auto& h : j["heads"])
+      for (const auto& q : h["queries"]) CHECK(q["s1"].get<double>() <= 1e-3);
+  }
+  // --json prints the same document (up to the timing).
+  const Run json = hnf_verify("analyze " + quote(kExample) + " --eps 1e-3 --json");
+  CHECK(json.exit_code == run.exit_code);
+  auto printed = nlohmann::json::parse(json.out);
+  auto written = j;
+  printed.erase("seconds");
+  written.erase("seconds");
+  CHECK(printed == written);
+}
+
+TEST_CASE("analyze: bad arguments exit 3 with one line and write nothing") {
+  TempDir dir;
+  const auto out = dir / "analysis.json";
+  const std::string common = "analyze " + quote(kExample) + " --out " + quote(out) + " ";
+  SUBCASE("eps 0") { expect_bad_input(hnf_verify(common + "--eps 0"), "--eps", "must be a positive finite number"); }
+  SUBCASE("eps negative") { expect_bad_input(hnf_verify(common + "--eps -1"), "--eps", "must be a positive finite number"); }
+  SUBCASE("eps and bits together") {
+    // CLI11's ExcludesError is a ParseError: main maps every ParseError to exit 3.
+    const Run run = hnf_verify(common + "--eps 1 --bits 4");
+    CHECK(run.exit_code == 3);
+    CHECK(run.out.empty());
+    CHECK(line_count(run.err) == 1);
+    CHECK_MESSAGE(contains(run.err, "--eps excludes --bits"), run.err);
+  }
+  SUBCASE("neither eps nor bits") { expect_bad_input(hnf_verify(common), "analyze", "give --eps or --bits"); }
+  SUBCASE("block 20") { expect_bad_input(hnf_verify(common + "--eps 1e-3 --block 20"), "--block", "must be 16, 32 or 64"); }
+  SUBCASE("unknown model") {
+    expect_bad_input(hnf_verify(common + "--eps 1e-3 --model foo"), "--model", "must be rms or bound, not 'foo'");
+  }
+  SUBCASE("unknown map format") {
+    expect_bad_input(hnf_verify(common + "--eps 1e-3 --map nope"), "--map", "unknown format 'nope'");
+  }
+  SUBCASE("unknown value format") {
+    expect_bad_input(hnf_verify(common + "--eps 1e-3 --map int4-d32,int9-d32"), "--map", "unknown format 'int9-d32'");
+  }
+  SUBCASE("per-channel values") {
+    expect_bad_input(hnf_verify(common + "--eps 1e-3 --map int4-d32,int2-t16"), "--map", "'int2-t16' is offered for keys only");
+  }
+  SUBCASE("missing trace") {
+    const auto missing = dir / "missing.safetensors";
+    expect_bad_input(hnf_verify("analyze " + quote(missing) + " --eps 1e-3 --out " + quote(out)), missing.string(),
+                     "cannot open");
+  }
+  CHECK(!std::filesystem::exists(out));
+  CHECK(!std::filesystem::exists(dir / "analysis.json.partial"));
+}
+
+TEST_CASE("analyze --map evaluates a given uniform map") {
+  TempDir dir;
+  const auto out = dir / "map.json";
+  const Run run = hnf_verify("analyze " + quote(kExample) + " --eps 10 --map int4-d32 --out " + quote(out));
+  REQUIRE(std::filesystem::exists(out));
+  const auto j = nlohmann::json::parse(read_file(out));
+  CHECK(run.exit_code == (j["feasible"].get<bool>() ? 0 : 1));
+  CHECK(j["allocated"] == false);
+  for (const auto& h : j["heads"]) {
+    CHECK(h["map_source"] == "given");
+    CHECK(h["key_formats"] == std::vector<std::string>{"int4-d32", "int4-d32"});  // 32 tokens, blocks of 16
+    CHECK(h["value_formats"] == std::vector<std::string>{"int4-d32", "int4-d32"});
+  }
+  // int4 codes plus one scale and zero point per 32 channels, plus a format id byte per unit.
+  CHECK(j["bits_per_element"].get<double>() == doctest::Approx(5.0 + 8.0 * 4.0 / (32.0 * 64.0 * 2.0)));
+  CHECK(contains(run.out, "a given map"));
+
+  // Keys per channel, values per token.
+  const Run kivi = hnf_verify("analyze " + quote(kExample) + " --eps 10 --map int2-t16,int2-d32 --json");
+  REQUIRE((kivi.exit_code == 0 || kivi.exit_code == 1));
+  const auto k = nlohmann::json::parse(kivi.out);
+  CHECK(k["heads"][0]["key_formats"][0] == "int2-t16");
+  CHECK(k["heads"][0]["value_formats"][0] == "int2-d32");
+}
+
+TEST_CASE("analyze: an unreachable eps exits 1 and says INFEASIBLE") {
+  TempDir dir;
+  const auto out = dir / "analysis.json";
+  const Run run = hnf_verify("analyze " + quote(kExample) + " --eps 1e-15 --out " + quote(out));
+  CHECK(run.exit_code == 1);
+  CHECK(run.err.empty());
+  CHECK(contains(run.out, "INFEASIBLE"));
+  CHECK(contains(run.out, "the all-fp16 map needs eps >= "));
+  // The report is still written: it says where the budget fails.
+  REQUIRE(std::filesystem::exists(out));
+  const auto j = nlohmann::json::parse(read_file(out));
+  CHECK(j["feasible"] == false);
+  CHECK(j["min_feasible_eps"].get<double>() > 1e-15);
+  CHECK(!j["infeasible"].empty());
+}

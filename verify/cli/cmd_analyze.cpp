@@ -1,6 +1,8 @@
 // hnf-verify analyze: per-position bounds, a precision map for an error or bit budget, and
 // the S1/S2/S3 error bounds of that map, written to analysis.json with a readable summary.
+#include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
@@ -66,8 +68,15 @@ int run_analyze(AnalyzeCommandOptions o, bool eps_given, bool bits_given) {
     set_uniform_map(o.uniform_map, o.analysis);
   }
   Progress progress("analyze " + o.trace, 1000);
-  o.analysis.progress = [&](std::string_view, double fraction) {
+  // HNF_ANALYZE_TIMING=1 prints each stage's start time on stderr (for benchmarks).
+  const bool timing = std::getenv("HNF_ANALYZE_TIMING") != nullptr;
+  const auto start = std::chrono::steady_clock::now();
+  o.analysis.progress = [&, timing, start](std::string_view stage, double fraction) {
     progress.update(static_cast<std::uint64_t>(fraction * 1000.0));
+    if (timing) {
+      const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      std::fprintf(stderr, "%8.3f s  %5.1f%%  %.*s\n", t, 100.0 * fraction, static_cast<int>(stage.size()), stage.data());
+    }
   };
   const auto result = analysis::analyze_trace(o.trace, o.analysis);
   const auto j = analysis::analysis_to_json(result);

@@ -49,12 +49,18 @@ struct AllocationResult {
   bool feasible = false;               // a map meeting every constraint was found
   std::vector<std::size_t> choices;    // [units]; the cheapest-cost map when infeasible
   double bytes = 0.0;                  // of `choices`
-  double lower_bound = 0.0;            // Lagrangian dual value: no feasible map has fewer bytes
+  double lower_bound = 0.0;            // Lagrangian dual value (or the exact optimum of a small problem):
+                                       // no feasible map has fewer bytes
   double min_feasible_budget = 0.0;    // max_j sum_u min_c cost: no budget below this is feasible
   std::vector<double> totals;          // constraint_totals(choices)
 };
 
-// Solves the problem for `budget` (> 0). `iterations` subgradient steps on the dual.
+// Problems with at most this many maps are solved exactly by enumeration.
+inline constexpr double kExhaustiveMaps = 4096;
+
+// Solves the problem for `budget` (> 0). When the dual's maps are all infeasible, the
+// least-cost map is repaired greedily; finding a feasible map of a large problem is not
+// guaranteed (the multi-constraint choice problem is NP-hard), small ones are exact. `iterations` subgradient steps on the dual.
 // Every uniform map (the same choice index in every unit, where units share a choice list)
 // is in the search space through `uniform_candidates`: each entry is a full choice vector
 // that the result must not be worse than when feasible.

@@ -1,4 +1,4 @@
-// analysis.json (docs/analysis-format.md) and the readable summary of an AnalysisResult.
+// analysis.json (docs/analysis.md) and the readable summary of an AnalysisResult.
 // Every figure is computed from the result passed in; sharpness compares each bound with
 // the rigorous lower bound of the actual error of the same (layer, head, query).
 #pragma once

@@ -38,7 +38,7 @@ struct AnalysisOptions {
   // (THEORY.md, Theorem B). Either way the chosen map is certified by its S1 bounds only.
   std::string model = "rms";
   // Formats whose score perturbation |q.dk/sqrt(d)| exceeds this (nats) somewhere in a unit
-  // are not offered for that unit (the separable model's factor is e^{2 cap}).
+  // are not offered for that unit (the separable model's factor is e^{2 cap}); bound model only.
   double delta_cap = 1.0;
   // Optional held-out trace of another text with the same shape: S2 coverage and sharpness.
   std::string holdout_trace;
@@ -85,7 +85,8 @@ struct HeadAnalysis {
   double s3_query_norm = 0.0;    // Q: the largest query norm of the trace for this head's query heads
   double s3 = 0.0;               // upper bound over every query with ||q|| <= Q at any position
   double bytes = 0.0;            // of this head's K and V with the map (metadata included)
-  double lower_bound_bytes = 0.0;  // Lagrangian lower bound for the same model and budget
+  double lower_bound_bytes = 0.0;  // Lagrangian lower bound for the same model and budget; meaningful
+                                   // only when map_source is "allocated" (else 0)
   double model_budget = 0.0;     // the separable model's budget the map was allocated for
   double obstruction_bits = 0.0; // mean over positions of max(p_min, 0), keys
   // S2 on the held-out trace: recorded positions whose held-out query lies within R, and for
@@ -107,7 +108,7 @@ struct AnalysisResult {
   std::vector<std::string> infeasible;  // "layer L head H position P: S1 X with fp16 everywhere"
   std::vector<HeadAnalysis> heads;     // per (layer, kv head)
   double bits_per_element = 0.0;       // whole map, metadata and the map's own format ids included
-  double lower_bound_bits = 0.0;       // Lagrangian lower bound for the same model
+  double lower_bound_bits = 0.0;       // Lagrangian lower bound for the same model; NaN unless every head's map was allocated
   double obstruction_bits = 0.0;       // mean obstruction minimum over keys
   double seconds = 0.0;
 };
