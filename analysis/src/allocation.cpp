@@ -48,12 +48,23 @@ double relaxed_choices(const AllocationProblem& p, const std::vector<double>& la
                        std::vector<std::size_t>& choices) {
   double value = -budget * std::accumulate(lambda.begin(), lambda.end(), 0.0);
   choices.resize(p.num_units());
-  for (std::size_t u = 0; u < p.num_units(); ++u) {
+  const std::size_t units = p.num_units();
+#pragma omp parallel for reduction(+ : value) schedule(static) if (units * lambda.size() > 65536)
+  for (std::size_t u = 0; u < units; ++u) {
     double best = std::numeric_limits<double>::infinity();
     for (std::size_t c = 0; c < p.num_choices(u); ++c) {
       const double* cost = p.cost(u, c);
-      double v = p.bytes(u, c);
-      for (std::size_t j = 0; j < lambda.size(); ++j) v += lambda[j] * cost[j];
+      // Four partial sums: independent chains the compiler can overlap.
+      double v0 = 0.0, v1 = 0.0, v2 = 0.0, v3 = 0.0;
+      std::size_t j = 0;
+      for (; j + 4 <= lambda.size(); j += 4) {
+        v0 += lambda[j] * cost[j];
+        v1 += lambda[j + 1] * cost[j + 1];
+        v2 += lambda[j + 2] * cost[j + 2];
+        v3 += lambda[j + 3] * cost[j + 3];
+      }
+      for (; j < lambda.size(); ++j) v0 += lambda[j] * cost[j];
+      const double v = p.bytes(u, c) + ((v0 + v1) + (v2 + v3));
       if (v < best) {
         best = v;
         choices[u] = c;
@@ -150,7 +161,8 @@ double map_count(const AllocationProblem& p) {
 }  // namespace
 
 AllocationResult allocate(const AllocationProblem& p, double budget,
-                          const std::vector<std::vector<std::size_t>>& uniform_candidates, int iterations) {
+                          const std::vector<std::vector<std::size_t>>& uniform_candidates, int iterations,
+                          AllocationState* state) {
   HNF_ASSERT(budget > 0.0 && std::isfinite(budget), "allocation budget must be positive and finite");
   const std::size_t units = p.num_units();
   const std::size_t m = p.num_constraints();
@@ -192,13 +204,21 @@ AllocationResult allocate(const AllocationProblem& p, double budget,
     }
   };
   consider(cheapest_cost);
-  for (const auto& uniform : uniform_candidates) consider(uniform);
+  AllocationState local;
+  AllocationState& st = state ? *state : local;
+  if (st.candidate_totals.size() != uniform_candidates.size()) {
+    st.candidate_totals.clear();
+    for (const auto& uniform : uniform_candidates) st.candidate_totals.push_back(p.constraint_totals(uniform));
+  }
+  for (std::size_t i = 0; i < uniform_candidates.size(); ++i)
+    if (meets(st.candidate_totals[i], budget)) consider(uniform_candidates[i]);
 
   // Dual ascent on lambda >= 0 with a Polyak step towards the best primal value.
   std::vector<double> lambda(m, 0.0);
   std::vector<std::size_t> choices;
   double lower = relaxed_choices(p, lambda, budget, choices);  // lambda = 0: every unit at its fewest bytes
   consider(choices);
+
   for (int it = 0; it < iterations && m > 0; ++it) {
     const double value = relaxed_choices(p, lambda, budget, choices);
     lower = std::max(lower, value);

@@ -631,8 +631,9 @@ std::vector<std::size_t> allocate_for_eps(const HeadInputs& h, const ExactAttent
     requantize(h, block, map_from_choices(model, choices), cache);
     return s1_within(h, ex, cache, eps, failure_order(model.problem.constraint_totals(choices)));
   };
+  AllocationState state;
   auto try_budget = [&](double beta, AllocationResult& r) {
-    r = allocate(model.problem, model_budget_value(model, beta), candidates);
+    r = allocate(model.problem, model_budget_value(model, beta), candidates, 40, &state);
     return r.feasible && meets_eps(r.choices);
   };
   // The bound model guarantees S1 <= eps at eps e^{-2 cap}; the RMS model predicts S1 ~ beta.
@@ -707,13 +708,14 @@ std::vector<std::size_t> allocate_for_bytes(const HeadInputs& h, const ExactAtte
       if (model.problem.bytes(u, c) < model.problem.bytes(u, cheapest[u])) cheapest[u] = c;
   }
   hi = std::max(max_of(model.problem.constraint_totals(cheapest)), 1e-300);
-  r = allocate(model.problem, hi, candidates);
+  AllocationState state;
+  r = allocate(model.problem, hi, candidates, 40, &state);
   chosen = r;
   chosen_budget = hi;
   lo = std::max(r.min_feasible_budget, 1e-300) * 0.5;
   for (int k = 0; k < 30; ++k) {
     const double mid = std::sqrt(lo * hi);
-    r = allocate(model.problem, mid, candidates);
+    r = allocate(model.problem, mid, candidates, 40, &state);
     if (r.feasible && r.bytes <= max_bytes) {
       hi = mid;
       chosen = r;

@@ -48,6 +48,9 @@ std::string float_text(float value) {
 
 double half_value(std::uint16_t h) { return static_cast<double>(half_bits_to_float(h)); }
 
+// Whether the integer formats can store a value (the fast test of integer_value_problem).
+bool integer_storable(float value) { return std::isfinite(value) && std::fabs(value) <= kHalfMax; }
+
 // Why the integer formats cannot store a value, or an empty string when they can.
 std::string integer_value_problem(float value) {
   if (!std::isfinite(value)) return "is not finite";
@@ -75,9 +78,9 @@ GroupParams group_params(std::span<const float> x, int bits, std::string_view su
   float lo = std::numeric_limits<float>::infinity();
   float hi = -std::numeric_limits<float>::infinity();
   for (std::size_t i = 0; i < x.size(); ++i) {
-    const std::string problem = integer_value_problem(x[i]);
-    if (!problem.empty())
-      throw bad_input(subject, "element " + std::to_string(i) + " (" + float_text(x[i]) + ") " + problem);
+    if (!integer_storable(x[i]))
+      throw bad_input(subject, "element " + std::to_string(i) + " (" + float_text(x[i]) + ") " +
+                                   integer_value_problem(x[i]));
     if (x[i] < lo) lo = x[i];
     if (x[i] > hi) hi = x[i];
   }
@@ -179,21 +182,48 @@ GroupParams integer_group_params(std::span<const float> x, int bits) {
   return group_params(x, bits, "int" + std::to_string(checked_bits(bits)) + " group");
 }
 
-std::uint8_t integer_code(float x, GroupParams p, int bits) {
-  check_params(p);
-  const double m = max_code(bits);
-  if (p.scale_f16 == 0) return 0;
-  const double q = (static_cast<double>(x) - half_value(p.zero_f16)) / half_value(p.scale_f16);
+namespace {
+
+// The code of x for zero point z, scale s > 0 and largest code m (integer_code's arithmetic).
+inline std::uint8_t code_for(float x, double z, double s, double m) {
+  const double q = (static_cast<double>(x) - z) / s;
   if (!(q > 0.0)) return 0;  // also NaN
   if (q >= m) return static_cast<std::uint8_t>(m);
   // Round q in (0, 2^b - 1) to nearest, ties to even, without the FPU mode: q - floor(q) is
   // exact (trivially for q < 1; by Sterbenz's lemma for q >= 1, as floor(q) <= q < 2 floor(q)).
   const double floor_q = std::floor(q);
   const double fraction = q - floor_q;
-  double c = floor_q;
-  if (fraction > 0.5 || (fraction == 0.5 && std::fmod(floor_q, 2.0) != 0.0)) c += 1.0;
-  return static_cast<std::uint8_t>(c);
+  const auto c = static_cast<unsigned>(floor_q);  // < 255: exact
+  return static_cast<std::uint8_t>(fraction > 0.5 || (fraction == 0.5 && (c & 1u) != 0u) ? c + 1u : c);
 }
+
+}  // namespace
+
+std::uint8_t integer_code(float x, GroupParams p, int bits) {
+  check_params(p);
+  const double m = max_code(bits);
+  if (p.scale_f16 == 0) return 0;
+  return code_for(x, half_value(p.zero_f16), half_value(p.scale_f16), m);
+}
+
+namespace {
+
+// x_hat[i] = z + s c_i for a group already checked; the same codes as integer_code.
+void dequantize_group(std::span<const float> x, std::size_t stride, std::size_t count, GroupParams p, int bits,
+                      double* x_hat, double* radius) {
+  check_params(p);
+  const double z = half_value(p.zero_f16);
+  const double s = half_value(p.scale_f16);
+  const double m = max_code(bits);
+  const double r = integer_radius(p);
+  for (std::size_t k = 0; k < count; ++k) {
+    const std::uint8_t c = p.scale_f16 == 0 ? std::uint8_t{0} : code_for(x[k * stride], z, s, m);
+    x_hat[k * stride] = z + s * static_cast<double>(c);  // exact, as in dequantize_code
+    radius[k * stride] = r;
+  }
+}
+
+}  // namespace
 
 double dequantize_code(std::uint8_t code, GroupParams p) {
   check_params(p);
@@ -270,20 +300,15 @@ void quantize_block(const Format& f, std::span<const float> x, std::size_t rows,
 
   // Integer formats: check every value first, so that the message names its position.
   for (std::size_t i = 0; i < n; ++i) {
-    const std::string problem = integer_value_problem(x[i]);
-    if (!problem.empty())
-      throw bad_input(name, value_position(i / head_dim, i % head_dim, x[i]) + " " + problem);
+    if (!integer_storable(x[i]))
+      throw bad_input(name, value_position(i / head_dim, i % head_dim, x[i]) + " " + integer_value_problem(x[i]));
   }
   const int bits = code_bits(f.encoding);
   const auto g = static_cast<std::size_t>(f.group_size);
   if (f.axis == GroupAxis::kHeadDim) {
     for (std::size_t start = 0; start < n; start += g) {  // g divides head_dim
       const GroupParams p = group_params(x.subspan(start, g), bits, name);
-      const double r = integer_radius(p);
-      for (std::size_t i = start; i < start + g; ++i) {
-        x_hat[i] = dequantize_code(integer_code(x[i], p, bits), p);
-        radius[i] = r;
-      }
+      dequantize_group(x.subspan(start, g), 1, g, p, bits, x_hat.data() + start, radius.data() + start);
     }
     return;
   }
@@ -295,12 +320,8 @@ void quantize_block(const Format& f, std::span<const float> x, std::size_t rows,
       group.clear();
       for (std::size_t row = row0; row < row1; ++row) group.push_back(x[row * head_dim + column]);
       const GroupParams p = group_params(group, bits, name);
-      const double r = integer_radius(p);
-      for (std::size_t row = row0; row < row1; ++row) {
-        const std::size_t i = row * head_dim + column;
-        x_hat[i] = dequantize_code(integer_code(x[i], p, bits), p);
-        radius[i] = r;
-      }
+      const std::size_t first = row0 * head_dim + column;
+      dequantize_group(x.subspan(first), head_dim, row1 - row0, p, bits, x_hat.data() + first, radius.data() + first);
     }
   }
 }

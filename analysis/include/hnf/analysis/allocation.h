@@ -64,8 +64,15 @@ inline constexpr double kExhaustiveMaps = 4096;
 // Every uniform map (the same choice index in every unit, where units share a choice list)
 // is in the search space through `uniform_candidates`: each entry is a full choice vector
 // that the result must not be worse than when feasible.
+// Carried between calls on the same problem and candidates (a bisection over budgets): the
+// candidates' constraint totals are computed once. (Warm-starting the multipliers from another
+// budget was tried and gave maps with more bytes.)
+struct AllocationState {
+  std::vector<std::vector<double>> candidate_totals;  // [candidates][num_constraints]
+};
+
 [[nodiscard]] AllocationResult allocate(const AllocationProblem& problem, double budget,
                                         const std::vector<std::vector<std::size_t>>& uniform_candidates,
-                                        int iterations = 40);
+                                        int iterations = 40, AllocationState* state = nullptr);
 
 }  // namespace hnf::analysis
