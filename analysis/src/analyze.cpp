@@ -693,8 +693,40 @@ std::vector<std::size_t> allocate_for_eps(const HeadInputs& h, const ExactAttent
   return chosen.choices;
 }
 
+// Spends the bytes a map leaves under `max_bytes`: repeatedly the single-block upgrade that
+// lowers the currently worst query's model total most per extra byte, while any fits.
+void spend_slack(const AllocationProblem& p, double max_bytes, std::vector<std::size_t>& choices) {
+  auto totals = p.constraint_totals(choices);
+  double bytes = p.total_bytes(choices);
+  for (int step = 0; step < 100000 && !totals.empty(); ++step) {
+    const auto worst = static_cast<std::size_t>(std::max_element(totals.begin(), totals.end()) - totals.begin());
+    double best_rate = 0.0;
+    std::size_t best_unit = 0, best_choice = 0;
+    for (std::size_t u = 0; u < p.num_units(); ++u) {
+      const std::size_t now = choices[u];
+      for (std::size_t c = 0; c < p.num_choices(u); ++c) {
+        const double extra = p.bytes(u, c) - p.bytes(u, now);
+        const double gain = p.cost(u, now)[worst] - p.cost(u, c)[worst];
+        if (extra <= 0.0 || gain <= 0.0 || bytes + extra > max_bytes) continue;
+        if (gain / extra > best_rate) {
+          best_rate = gain / extra;
+          best_unit = u;
+          best_choice = c;
+        }
+      }
+    }
+    if (best_rate == 0.0) return;
+    const double* before = p.cost(best_unit, choices[best_unit]);
+    const double* after = p.cost(best_unit, best_choice);
+    for (std::size_t j = 0; j < totals.size(); ++j) totals[j] += after[j] - before[j];
+    bytes += p.bytes(best_unit, best_choice) - p.bytes(best_unit, choices[best_unit]);
+    choices[best_unit] = best_choice;
+  }
+}
+
 // Chooses the map within `max_bytes` for this head: the smallest model budget whose
-// allocation fits, or the largest uniform baseline that fits when its S1 bound is smaller.
+// allocation fits, its leftover bytes spent on the worst query, or the largest uniform
+// baseline that fits when its S1 bound is smaller.
 std::vector<std::size_t> allocate_for_bytes(const HeadInputs& h, const ExactAttention& ex, const HeadModel& model,
                                             std::size_t block, double max_bytes, AllocationResult& chosen,
                                             double& chosen_budget, std::string& source) {
@@ -724,6 +756,8 @@ std::vector<std::size_t> allocate_for_bytes(const HeadInputs& h, const ExactAtte
       lo = mid;
     }
   }
+  spend_slack(model.problem, max_bytes, chosen.choices);
+  chosen.bytes = model.problem.total_bytes(chosen.choices);
   if (model.squared) chosen_budget = std::sqrt(chosen_budget);
   source = "allocated";
   QuantizedCache cache;
