@@ -102,7 +102,7 @@ nlohmann::json analysis_to_json(const AnalysisResult& r) {
                 {"tokens", r.shape.num_tokens}, {"recorded_queries", r.shape.num_queries},
                 {"head_dim", r.shape.head_dim}};
   j["options"] = {{"eps", o.eps ? nlohmann::json(*o.eps) : nlohmann::json(nullptr)},
-                  {"bits", o.bits ? nlohmann::json(*o.bits) : nlohmann::json(nullptr)},
+                  {"bits", o.bits ? nlohmann::json(*o.bits) : nlohmann::json(nullptr)}, {"layer_eps", o.layer_eps},
                   {"last_queries", o.last_queries}, {"query_stride", r.query_stride}, {"block", o.block},
                   {"s2_quantile", o.s2_quantile}, {"delta_cap", o.delta_cap}, {"model", o.model}, {"holdout_trace", o.holdout_trace}};
   j["query_positions"] = r.query_positions;
@@ -129,6 +129,7 @@ nlohmann::json analysis_to_json(const AnalysisResult& r) {
     hj["layer"] = h.layer;
     hj["kv_head"] = h.kv_head;
     hj["map_source"] = h.map_source;
+    hj["eps"] = h.eps;
     std::vector<std::string> kf, vf;
     for (const auto& f : h.key_formats) kf.push_back(proofs::format_name(f));
     for (const auto& f : h.value_formats) vf.push_back(proofs::format_name(f));
@@ -166,7 +167,12 @@ std::string summary_text(const AnalysisResult& r) {
                      sh.num_layers, sh.num_kv_heads, sh.num_heads, sh.num_tokens, sh.head_dim);
   out += fmt::format("queries: {} per query head (the newest {} recorded, plus the recorded ones at stride {}), allocation blocks of {} positions\n",
                      per_head, r.options.last_queries, r.query_stride, r.options.block);
-  if (r.options.eps) {
+  if (r.options.eps && !r.options.layer_eps.empty()) {
+    std::string budgets;
+    for (double e : r.options.layer_eps) budgets += (budgets.empty() ? "" : ", ") + fmt::format("{:.6g}", e);
+    out += fmt::format("budget: per-layer eps {} on ||o_hat - o||_2 of every (head, query): {}\n", budgets,
+                       r.feasible ? "met" : "INFEASIBLE");
+  } else if (r.options.eps) {
     out += fmt::format("budget: eps = {:.6g} on ||o_hat - o||_2 of every (layer, head, query): {}\n", r.eps,
                        r.feasible ? "met" : "INFEASIBLE");
   } else {

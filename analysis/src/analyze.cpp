@@ -822,6 +822,10 @@ AnalysisResult analyze_trace(const std::string& trace_path, AnalysisOptions opti
     throw proofs::bad_input("analyze", "give exactly one of --eps and --bits");
   if (options.eps && !(*options.eps > 0.0 && std::isfinite(*options.eps)))
     throw proofs::bad_input("--eps", "must be a positive finite number");
+  if (!options.layer_eps.empty() && !options.eps)
+    throw proofs::bad_input("--layer-eps", "per-layer budgets go with --eps");
+  for (double e : options.layer_eps)
+    if (!(e > 0.0 && std::isfinite(e))) throw proofs::bad_input("--layer-eps", "every budget must be a positive finite number");
   if (options.bits && !(*options.bits > 0.0 && std::isfinite(*options.bits)))
     throw proofs::bad_input("--bits", "must be a positive finite number");
   if (options.block != 16 && options.block != 32 && options.block != 64)
@@ -846,6 +850,9 @@ AnalysisResult analyze_trace(const std::string& trace_path, AnalysisOptions opti
       throw proofs::bad_input(options.holdout_trace, "held-out trace has another shape than " + trace_path);
   }
   const TraceShape& s = trace.shape();
+  if (!options.layer_eps.empty() && static_cast<std::int64_t>(options.layer_eps.size()) != s.num_layers)
+    throw proofs::bad_input("--layer-eps", "gives " + std::to_string(options.layer_eps.size()) + " budgets for a trace of " +
+                                               std::to_string(s.num_layers) + " layers");
   const auto subset = select_queries(static_cast<std::size_t>(s.num_queries), options.last_queries, options.query_stride);
   const auto block = static_cast<std::size_t>(options.block);
 
@@ -855,7 +862,8 @@ AnalysisResult analyze_trace(const std::string& trace_path, AnalysisOptions opti
   for (std::size_t i : subset) result.query_positions.push_back(trace.query_positions()[i]);
   result.query_stride = static_cast<std::int64_t>(
       effective_stride(static_cast<std::size_t>(s.num_queries), options.last_queries, options.query_stride));
-  result.eps = options.eps.value_or(0.0);
+  result.eps = options.layer_eps.empty() ? options.eps.value_or(0.0)
+                                         : *std::max_element(options.layer_eps.begin(), options.layer_eps.end());
 
   double total_bytes = 0.0, total_lower = 0.0, total_obstruction = 0.0;
   const auto pairs = static_cast<double>(s.num_layers * s.num_kv_heads);
@@ -868,7 +876,11 @@ AnalysisResult analyze_trace(const std::string& trace_path, AnalysisOptions opti
       const HeadInputs h = load_head(trace, trace_path, layer, kvh, subset);
       if (options.progress) options.progress("attention", done);
       const ExactAttention ex = exact_attention(h);
+      // This layer's budget: --layer-eps entry, else --eps.
+      const std::optional<double> layer_eps =
+          options.layer_eps.empty() ? options.eps : std::optional<double>(options.layer_eps[static_cast<std::size_t>(layer)]);
       HeadAnalysis ha;
+      ha.eps = layer_eps.value_or(0.0);
       ha.layer = layer;
       ha.kv_head = kvh;
       ha.positions = position_analysis(h, ex);
@@ -885,7 +897,7 @@ AnalysisResult analyze_trace(const std::string& trace_path, AnalysisOptions opti
         ha.map_source = "given";
         chosen.lower_bound = 0.0;
       } else if (options.eps) {
-        choices = allocate_for_eps(h, ex, model, block, *options.eps, options.delta_cap, chosen, budget, ha.map_source);
+        choices = allocate_for_eps(h, ex, model, block, *layer_eps, options.delta_cap, chosen, budget, ha.map_source);
       }
       if (options.eps && !options.fixed_map && ha.map_source != "allocated" && ha.map_source.rfind("uniform", 0) != 0) {
         // No allocated map met eps: the finest map decides whether any can.
@@ -893,7 +905,7 @@ AnalysisResult analyze_trace(const std::string& trace_path, AnalysisOptions opti
         s1_bounds(h, ex, quantize_map(h, block, map_from_choices(model, finest_choices(model))), finest_s1, nullptr);
         bool ok = true;
         for (std::size_t j = 0; j < finest_s1.size(); ++j) {
-          if (finest_s1[j] > *options.eps) {
+          if (finest_s1[j] > *layer_eps) {
             ok = false;
             result.infeasible.push_back("layer " + std::to_string(layer) + " head " + std::to_string(h.heads[j]) +
                                         " position " + std::to_string(h.positions[j]) + ": S1 bound " +
@@ -952,7 +964,7 @@ AnalysisResult analyze_trace(const std::string& trace_path, AnalysisOptions opti
       achieved_eps = std::max(achieved_eps, max_of(s1));
       if (options.fixed_map && options.eps) {
         for (std::size_t j = 0; j < s1.size(); ++j) {
-          if (s1[j] <= *options.eps) continue;
+          if (s1[j] <= *layer_eps) continue;
           result.feasible = false;
           result.infeasible.push_back("layer " + std::to_string(layer) + " head " + std::to_string(h.heads[j]) +
                                       " position " + std::to_string(h.positions[j]) + ": S1 bound " +
@@ -994,8 +1006,9 @@ AnalysisResult analyze_trace(const std::string& trace_path, AnalysisOptions opti
   // Obstruction bounds at the layer budget now that epsilon is known.
   for (auto& ha : result.heads) {
     double sum = 0.0;
-    for (std::size_t t = 0; t < ha.positions.kappa.size() && result.eps > 0.0; ++t) {
-      ha.positions.p_min[t] = obstruction_bits(ha.positions.kappa[t], ha.positions.diameter[t], result.eps);
+    const double eps = ha.eps > 0.0 ? ha.eps : result.eps;
+    for (std::size_t t = 0; t < ha.positions.kappa.size() && eps > 0.0; ++t) {
+      ha.positions.p_min[t] = obstruction_bits(ha.positions.kappa[t], ha.positions.diameter[t], eps);
       sum += ha.positions.p_min[t];
     }
     ha.obstruction_bits = ha.positions.kappa.empty() ? 0.0 : sum / static_cast<double>(ha.positions.kappa.size());

@@ -246,6 +246,14 @@ TEST_CASE("analyze: bad arguments exit 3 with one line and write nothing") {
   SUBCASE("unknown model") {
     expect_bad_input(hnf_verify(common + "--eps 1e-3 --model foo"), "--model", "must be rms or bound, not 'foo'");
   }
+  SUBCASE("per-layer budgets of the wrong count") {
+    expect_bad_input(hnf_verify(common + "--eps 1e-3 --layer-eps 0.1"), "--layer-eps",
+                     "gives 1 budgets for a trace of 2 layers");
+  }
+  SUBCASE("a per-layer budget that is not positive") {
+    expect_bad_input(hnf_verify(common + "--eps 1e-3 --layer-eps 0.1,0"), "--layer-eps",
+                     "every budget must be a positive finite number");
+  }
   SUBCASE("unknown map format") {
     expect_bad_input(hnf_verify(common + "--eps 1e-3 --map nope"), "--map", "unknown format 'nope'");
   }

@@ -103,6 +103,9 @@ void register_analyze(CLI::App& app, int* exit_code) {
   auto* eps = cmd->add_option("--eps", o->eps, "Budget for ||o_hat - o||_2 of every (layer, head, recorded query)");
   auto* bits = cmd->add_option("--bits", o->bits, "Average storage bits per K/V element, metadata included");
   eps->excludes(bits);
+  cmd->add_option("--layer-eps", o->analysis.layer_eps,
+                  "Per-layer budgets E0,E1,... (one per layer; with --eps, which then only sets the default)")
+      ->delimiter(',');
   cmd->add_option("--out", o->out, "Write analysis.json here");
   cmd->add_flag("--json", o->json, "Print the JSON instead of the summary");
   cmd->add_option("--last-queries", o->analysis.last_queries, "Analyse the newest N recorded queries ...")

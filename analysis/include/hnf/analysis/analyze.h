@@ -24,6 +24,10 @@ struct AnalysisOptions {
   // S1 bound over all heads is reported as the achieved epsilon.
   std::optional<double> eps;
   std::optional<double> bits;
+  // Optional per-layer budgets (one per layer, with eps set): layer l uses layer_eps[l]. An
+  // end-to-end budget split by the composition law needs the layers' Lipschitz constants,
+  // which a trace does not hold (the verify stage).
+  std::vector<double> layer_eps;
   // Recorded-query subset: the `last_queries` newest recorded queries plus every
   // `query_stride`-th recorded query (0: a stride giving about `last_queries` more).
   std::int64_t last_queries = 32;
@@ -76,6 +80,7 @@ struct QueryBound {
 struct HeadAnalysis {
   std::int64_t layer = 0;
   std::int64_t kv_head = 0;
+  double eps = 0.0;                           // this layer's budget (0 in --bits mode)
   std::string map_source;                     // "allocated", "uniform K,V" (a baseline won), "given", "fp16 ..."
   std::vector<proofs::Format> key_formats;    // [units] format of each block of `block` positions
   std::vector<proofs::Format> value_formats;  // [units]
@@ -102,7 +107,7 @@ struct AnalysisResult {
   AnalysisOptions options;             // progress callback cleared
   std::vector<std::int64_t> query_positions;  // the recorded-query subset analysed
   std::int64_t query_stride = 0;               // the stride used (options.query_stride or the automatic one)
-  double eps = 0.0;                    // the per-layer budget met (given, or achieved for --bits)
+  double eps = 0.0;                    // the budget met (given; the largest --layer-eps; or achieved for --bits)
   bool feasible = true;
   double min_feasible_eps = 0.0;       // the all-fp16 map's largest S1 bound (set when infeasible)
   std::vector<std::string> infeasible;  // "layer L head H position P: S1 X with fp16 everywhere"
