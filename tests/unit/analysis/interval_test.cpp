@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "hnf/analysis/high_precision.h"
+#include "hnf/analysis/attention_enclosure.h"
 #include "hnf/analysis/interval.h"
 #include "hnf/proofs/error.h"
 
@@ -594,6 +595,7 @@ TEST_CASE("softmax_weighted_sum encloses the MPFR softmax-weighted sum (100000 i
   SoftmaxBracket reference(128);
   SoftmaxBracket fine_reference(2048);
   long misses = 0;
+  long fast_misses = 0;  // enclose_softmax_output, the kernel the analysis runs
   long refined = 0;
   long too_wide = 0;
   long point_instances = 0;
@@ -633,7 +635,24 @@ TEST_CASE("softmax_weighted_sum encloses the MPFR softmax-weighted sum (100000 i
     const auto enclosure = an::softmax_weighted_sum(scores, values, d);
     reference.evaluate(points, values, d);
     REQUIRE(enclosure.size() == d);
+    // The analysis's fast kernel (attention_enclosure.h) on the same instance.
+    std::vector<double> s_lo, s_hi, scratch;
+    for (const Interval& sc : scores) {
+      s_lo.push_back(sc.lower());
+      s_hi.push_back(sc.upper());
+    }
+    const auto fast = an::enclose_softmax_output(s_lo, s_hi, values, d, num, scratch);
     bool fine_done = false;
+    for (std::size_t j = 0; j < d; ++j) {
+      const Interval fast_j(fast.lo[j], fast.hi[j]);
+      int verdict = reference.inside(j, fast_j);
+      if (verdict == 0) {
+        if (!fine_done) fine_reference.evaluate(points, values, d);
+        fine_done = true;
+        verdict = fine_reference.inside(j, fast_j);
+      }
+      if (verdict != 1) ++fast_misses;
+    }
     for (std::size_t j = 0; j < d; ++j) {
       int verdict = reference.inside(j, enclosure[j]);
       if (verdict == 0) {
@@ -665,7 +684,9 @@ TEST_CASE("softmax_weighted_sum encloses the MPFR softmax-weighted sum (100000 i
   MESSAGE("softmax_weighted_sum: " << kSamples << " instances, " << misses << " misses, " << refined
                                    << " components decided at 2048 bits; point-score instances "
                                    << point_instances << ", worst width / max|v| " << worst_relative_width);
+  MESSAGE("enclose_softmax_output: " << kSamples << " instances, " << fast_misses << " misses");
   CHECK(misses == 0);
+  CHECK(fast_misses == 0);
   CHECK(too_wide == 0);
 }
 
