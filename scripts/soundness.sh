@@ -4,10 +4,10 @@
 # trace; every analysed query of every (layer, head) under five maps (allocated at --eps,
 # random formats per block, all int2, KIVI-like int2, all int8); S1, S2 (at the query and at a
 # random query in its ball) and S3 (a random query of norm <= Q) against MPFR at 128 bits.
-# Usage: scripts/soundness.sh [TOKENS] [EPS]   (defaults 640 and 0.05). Exit 1 on any violation.
+# Usage: scripts/soundness.sh [TOKENS] [EPS]   (defaults 512 and 0.05). Exit 1 on any violation.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-tokens=${1:-640}
+tokens=${1:-512}
 eps=${2:-0.05}
 [[ -x build/hnf-verify && -x build/tests/hnf-soundness ]] || bash scripts/setup.sh build
 work=.cache/soundness

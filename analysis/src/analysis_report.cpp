@@ -227,6 +227,24 @@ std::string summary_text(const AnalysisResult& r) {
     out += fmt::format("{:>5} {:>7} {:>12.4g} {:>12.4g} {:>10.4g} {:>12.4g} {:>7.3f}  {}\n", h.layer, h.kv_head, m1, m2,
                        h.s2_radius, h.s3, head_bits, h.map_source);
   }
+  out += "per position (keys): curvature kappa_t, obstruction bound p_min,t at the budget; the three positions of "
+         "largest kappa\n";
+  out += fmt::format("{:>5} {:>7} {:>12} {:>8} {:>8}  {}\n", "layer", "kv head", "max kappa", "mean p", "max p",
+                     "top positions (kappa, max weight)");
+  for (const auto& h : r.heads) {
+    const auto& p = h.positions;
+    std::vector<std::size_t> order(p.kappa.size());
+    for (std::size_t t = 0; t < order.size(); ++t) order[t] = t;
+    const std::size_t top = std::min<std::size_t>(3, order.size());
+    std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(top), order.end(),
+                      [&](std::size_t a, std::size_t b) { return p.kappa[a] > p.kappa[b]; });
+    std::string tops;
+    for (std::size_t i = 0; i < top; ++i)
+      tops += fmt::format("{}{} ({:.3g}, {:.3f})", i ? "; " : "", order[i], p.kappa[order[i]], p.max_weight[order[i]]);
+    const int max_p = p.p_min.empty() ? 0 : *std::max_element(p.p_min.begin(), p.p_min.end());
+    out += fmt::format("{:>5} {:>7} {:>12.4g} {:>8.3f} {:>8}  {}\n", h.layer, h.kv_head,
+                       top > 0 ? p.kappa[order[0]] : 0.0, h.obstruction_bits, max_p, tops);
+  }
   out += fmt::format("time: {:.2f} s\n", r.seconds);
   return out;
 }
