@@ -731,44 +731,78 @@ std::vector<std::size_t> allocate_for_bytes(const HeadInputs& h, const ExactAtte
                                             std::size_t block, double max_bytes, AllocationResult& chosen,
                                             double& chosen_budget, std::string& source) {
   const auto candidates = uniform_candidates(model);
-  double lo = 0.0, hi = 0.0;
-  AllocationResult r;
-  // Start from the budget of the cheapest map (every unit's fewest bytes).
-  std::vector<std::size_t> cheapest(model.problem.num_units());
-  for (std::size_t u = 0; u < cheapest.size(); ++u) {
-    for (std::size_t c = 0; c < model.problem.num_choices(u); ++c)
-      if (model.problem.bytes(u, c) < model.problem.bytes(u, cheapest[u])) cheapest[u] = c;
-  }
-  hi = std::max(max_of(model.problem.constraint_totals(cheapest)), 1e-300);
-  AllocationState state;
-  r = allocate(model.problem, hi, candidates, 40, &state);
-  chosen = r;
-  chosen_budget = hi;
-  lo = std::max(r.min_feasible_budget, 1e-300) * 0.5;
-  for (int k = 0; k < 30; ++k) {
-    const double mid = std::sqrt(lo * hi);
-    r = allocate(model.problem, mid, candidates, 40, &state);
-    if (r.feasible && r.bytes <= max_bytes) {
-      hi = mid;
-      chosen = r;
-      chosen_budget = mid;
-    } else {
-      lo = mid;
+  // The smallest model budget whose allocation fits in max_bytes, leftover bytes spent.
+  auto bisect = [&](const AllocationProblem& problem, double& budget_out) {
+    std::vector<std::size_t> cheapest(problem.num_units());
+    for (std::size_t u = 0; u < cheapest.size(); ++u) {
+      for (std::size_t c = 0; c < problem.num_choices(u); ++c)
+        if (problem.bytes(u, c) < problem.bytes(u, cheapest[u])) cheapest[u] = c;
     }
-  }
-  spend_slack(model.problem, max_bytes, chosen.choices);
-  chosen.bytes = model.problem.total_bytes(chosen.choices);
-  if (model.squared) chosen_budget = std::sqrt(chosen_budget);
-  source = "allocated";
+    double hi = std::max(max_of(problem.constraint_totals(cheapest)), 1e-300);
+    AllocationState state;
+    AllocationResult best = allocate(problem, hi, candidates, 40, &state);
+    budget_out = hi;
+    double lo = std::max(best.min_feasible_budget, 1e-300) * 0.5;
+    for (int k = 0; k < 30; ++k) {
+      const double mid = std::sqrt(lo * hi);
+      AllocationResult r = allocate(problem, mid, candidates, 40, &state);
+      if (r.feasible && r.bytes <= max_bytes) {
+        hi = mid;
+        best = std::move(r);
+        budget_out = mid;
+      } else {
+        lo = mid;
+      }
+    }
+    spend_slack(problem, max_bytes, best.choices);
+    best.bytes = problem.total_bytes(best.choices);
+    return best;
+  };
   QuantizedCache cache;
-  auto s1_max = [&](const std::vector<std::size_t>& choices) {
+  auto s1_of = [&](const std::vector<std::size_t>& choices) {
     std::vector<double> s1;
     requantize(h, block, map_from_choices(model, choices), cache);
     s1_bounds(h, ex, cache, s1, nullptr);
-    return max_of(s1);
+    return s1;
   };
+  chosen = bisect(model.problem, chosen_budget);
+  if (model.squared) chosen_budget = std::sqrt(chosen_budget);
+  source = "allocated";
+  std::vector<double> s1 = s1_of(chosen.choices);
+  double best = max_of(s1);
+
+  // Two rounds of calibration: each query's constraint is rescaled by how far the model's
+  // prediction for the current map is from its S1 bound, and the allocation redone; the map
+  // with the smaller largest S1 bound is kept. (The rescaled model is a different model, so
+  // such a map carries no lower bound.)
+  AllocationProblem weighted = model.problem;
+  std::vector<std::size_t> current = chosen.choices;
+  for (int round = 0; round < 2; ++round) {
+    const auto predicted = weighted.constraint_totals(current);
+    std::vector<double> factor(predicted.size(), 1.0);
+    for (std::size_t j = 0; j < predicted.size(); ++j) {
+      if (!(predicted[j] > 0.0) || !(s1[j] > 0.0)) continue;
+      const double target = model.squared ? s1[j] * s1[j] : s1[j];
+      factor[j] = std::clamp(target / predicted[j], 1e-3, 1e3);
+    }
+    for (std::size_t u = 0; u < weighted.num_units(); ++u)
+      for (std::size_t c = 0; c < weighted.num_choices(u); ++c) {
+        double* cost = weighted.cost(u, c);
+        for (std::size_t j = 0; j < factor.size(); ++j) cost[j] *= factor[j];
+      }
+    double ignored = 0.0;
+    const AllocationResult r = bisect(weighted, ignored);
+    current = r.choices;
+    s1 = s1_of(current);
+    if (max_of(s1) < best) {
+      best = max_of(s1);
+      chosen.choices = current;
+      chosen.bytes = r.bytes;
+      source = "allocated, reweighted by S1";
+    }
+  }
+
   const auto baselines = baseline_maps(model);
-  double best = s1_max(chosen.choices);
   // The fitting baselines with the most bytes (ties included): at most three S1 checks.
   std::vector<const std::vector<std::size_t>*> fitting;
   for (const auto& b : baselines)
@@ -776,7 +810,7 @@ std::vector<std::size_t> allocate_for_bytes(const HeadInputs& h, const ExactAtte
   std::reverse(fitting.begin(), fitting.end());
   if (fitting.size() > 3) fitting.resize(3);
   for (const auto* b : fitting) {
-    const double v = s1_max(*b);
+    const double v = max_of(s1_of(*b));
     if (v < best) {
       best = v;
       chosen.choices = *b;

@@ -81,7 +81,8 @@ struct HeadAnalysis {
   std::int64_t layer = 0;
   std::int64_t kv_head = 0;
   double eps = 0.0;                           // this layer's budget (0 in --bits mode)
-  std::string map_source;                     // "allocated", "uniform K,V" (a baseline won), "given", "fp16 ..."
+  std::string map_source;                     // "allocated", "allocated, reweighted by S1" (--bits),
+                                              // "uniform K,V" (a baseline won), "given", "fp16 ..."
   std::vector<proofs::Format> key_formats;    // [units] format of each block of `block` positions
   std::vector<proofs::Format> value_formats;  // [units]
   PositionAnalysis positions;
