@@ -850,8 +850,9 @@ int obstruction_bits(double kappa, double diameter, double eps) {
   return p <= 0.0 ? 0 : static_cast<int>(std::ceil(p));
 }
 
-AnalysisResult analyze_trace(const std::string& trace_path, AnalysisOptions options) {
-  const auto start = std::chrono::steady_clock::now();
+namespace {
+
+void validate_options(const AnalysisOptions& options) {
   if (options.eps.has_value() == options.bits.has_value() && !(options.fixed_map && !options.bits))
     throw proofs::bad_input("analyze", "give exactly one of --eps and --bits");
   if (options.eps && !(*options.eps > 0.0 && std::isfinite(*options.eps)))
@@ -872,17 +873,153 @@ AnalysisResult analyze_trace(const std::string& trace_path, AnalysisOptions opti
     throw proofs::bad_input("--model", "must be rms or bound, not '" + options.model + "'");
   if (!(options.delta_cap > 0.0 && options.delta_cap <= 8.0))
     throw proofs::bad_input("--delta-cap", "must lie in (0, 8]");
+}
 
-  const Trace trace = Trace::open(trace_path);
-  std::optional<Trace> holdout;
-  if (!options.holdout_trace.empty()) {
-    holdout.emplace(Trace::open(options.holdout_trace));
-    const auto& a = trace.shape();
-    const auto& b = holdout->shape();
-    if (a.num_layers != b.num_layers || a.num_heads != b.num_heads || a.num_kv_heads != b.num_kv_heads ||
-        a.head_dim != b.head_dim)
-      throw proofs::bad_input(options.holdout_trace, "held-out trace has another shape than " + trace_path);
+std::optional<Trace> open_holdout(const AnalysisOptions& options, const Trace& trace, const std::string& trace_path) {
+  if (options.holdout_trace.empty()) return std::nullopt;
+  Trace holdout = Trace::open(options.holdout_trace);
+  const auto& a = trace.shape();
+  const auto& b = holdout.shape();
+  if (a.num_layers != b.num_layers || a.num_heads != b.num_heads || a.num_kv_heads != b.num_kv_heads ||
+      a.head_dim != b.head_dim)
+    throw proofs::bad_input(options.holdout_trace, "held-out trace has another shape than " + trace_path);
+  return holdout;
+}
+
+std::string query_place(std::int64_t layer, std::int64_t head, std::int64_t position) {
+  return "layer " + std::to_string(layer) + " head " + std::to_string(head) + " position " + std::to_string(position);
+}
+
+// The map of one (layer, kv head): given, allocated for the layer's eps, or for the byte
+// budget. Infeasibility is recorded in `result`; the head's map source, budget and lower
+// bound in `ha`. Returns the choice per unit.
+std::vector<std::size_t> choose_map(const HeadInputs& h, const ExactAttention& ex, const HeadModel& model,
+                                    const AnalysisOptions& options, std::optional<double> layer_eps,
+                                    std::size_t block, HeadAnalysis& ha, AnalysisResult& result) {
+  std::vector<std::size_t> choices;
+  AllocationResult chosen;
+  double budget = 0.0;
+  if (options.fixed_map) {
+    choices = fixed_choices(model, h.layer, h.kv_head, options.fixed_map);
+    ha.map_source = "given";
+  } else if (layer_eps) {
+    choices = allocate_for_eps(h, ex, model, block, *layer_eps, options.delta_cap, chosen, budget, ha.map_source);
+    if (ha.map_source != "allocated" && ha.map_source.rfind("uniform", 0) != 0) {
+      // No allocated map met eps: the finest map decides whether any can.
+      std::vector<double> finest_s1;
+      s1_bounds(h, ex, quantize_map(h, block, map_from_choices(model, finest_choices(model))), finest_s1, nullptr);
+      bool ok = true;
+      for (std::size_t j = 0; j < finest_s1.size(); ++j) {
+        if (finest_s1[j] <= *layer_eps) continue;
+        ok = false;
+        result.infeasible.push_back(query_place(h.layer, h.heads[j], h.positions[j]) + ": S1 bound " +
+                                    fmt::format("{:.6g}", finest_s1[j]) + " with fp16 everywhere");
+      }
+      result.min_feasible_eps = std::max(result.min_feasible_eps, max_of(finest_s1));
+      if (!ok) {
+        result.feasible = false;
+        choices = finest_choices(model);
+        chosen = AllocationResult{};  // no lower bound: no map meets the budget
+        ha.map_source = "fp16 (infeasible)";
+      }
+    }
+  } else if (options.bits) {
+    const double elements = static_cast<double>(h.tokens * h.d * 2);
+    const double max_bytes = *options.bits * elements / 8.0;
+    choices = allocate_for_bytes(h, ex, model, block, max_bytes, chosen, budget, ha.map_source);
+    if (model.problem.total_bytes(choices) > max_bytes) {
+      result.feasible = false;
+      result.infeasible.push_back("layer " + std::to_string(h.layer) + " kv head " + std::to_string(h.kv_head) +
+                                  ": no map of the vocabulary fits " + fmt::format("{:.6g}", *options.bits) +
+                                  " bits per element; the smallest has " +
+                                  fmt::format("{:.6g}", 8.0 * model.problem.total_bytes(choices) / elements));
+    }
   }
+  const MapChoice map = map_from_choices(model, choices);
+  ha.key_formats = map.key_formats;
+  ha.value_formats = map.value_formats;
+  ha.bytes = model.problem.total_bytes(choices);
+  ha.lower_bound_bytes = ha.map_source == "allocated" ? chosen.lower_bound : 0.0;
+  ha.model_budget = budget;
+  return choices;
+}
+
+// S1 (with the actual error's lower bound), S2 and S3 of the head's map, per analysed query.
+void bound_map(const HeadInputs& h, const ExactAttention& ex, const HeadModel& model,
+               const std::vector<std::size_t>& choices, const QuantizedCache& qc, double s2_quantile,
+               HeadAnalysis& ha) {
+  std::vector<double> s1, actual;
+  s1_bounds(h, ex, qc, s1, &actual);
+  auto totals = model.problem.constraint_totals(choices);
+  if (model.squared)
+    for (double& t : totals) t = std::sqrt(t);
+  ha.s2_radius = quantile(h.radius_samples, s2_quantile);
+  const auto rho = key_spreads(h);
+  const S3Terms s3t = s3_terms(h, qc);
+  const ResidualNorms residuals = residual_norms(h, qc);
+  std::vector<double> s2(ex.J);
+#pragma omp parallel for schedule(dynamic)
+  for (std::size_t j = 0; j < ex.J; ++j) {
+    // Every query of the ball has norm <= ||q_j|| + R, so the S3 bound at that norm holds too.
+    const double norm_bound = add_up(norm_up(h.queries.data() + j * h.d, h.d, 0), ha.s2_radius);
+    s2[j] = std::min(s2_bound(h, qc, j, ex.enclosure[j], ha.s2_radius, rho, residuals), s3_from_terms(s3t, norm_bound, h.d));
+  }
+  for (std::size_t j = 0; j < ex.J; ++j) {
+    ha.queries.push_back({.head = h.heads[j], .position = h.positions[j], .s1 = s1[j], .actual_lo = actual[j],
+                          .s2 = s2[j], .model = totals[j]});
+  }
+  ha.s3_query_norm = h.max_query_norm;
+  ha.s3 = s3_from_terms(s3t, h.max_query_norm, h.d);
+}
+
+// The held-out text's query at each analysed head and position, on this head's cache: whether
+// it lies within the S2 radius, and for those, S2 over a rigorous lower bound of its error.
+void measure_holdout(const Trace& holdout, const std::string& holdout_path, const HeadInputs& h,
+                     const QuantizedCache& qc, HeadAnalysis& ha) {
+  const auto& hp = holdout.query_positions();
+  const TraceLayer& hl = holdout.layers()[static_cast<std::size_t>(h.layer)];
+  std::vector<float> hq;
+  for (std::size_t j = 0; j < ha.queries.size(); ++j) {
+    const auto it = std::lower_bound(hp.begin(), hp.end(), h.positions[j]);
+    if (it == hp.end() || *it != h.positions[j]) continue;
+    ++ha.holdout_total;
+    read_rows(holdout, holdout_path, *hl.q, h.heads[j], it - hp.begin(), 1, hq);
+    std::vector<double> q(hq.begin(), hq.end());
+    double dist = 0.0;
+    for (std::size_t c = 0; c < h.d; ++c) dist += (q[c] - h.queries[j * h.d + c]) * (q[c] - h.queries[j * h.d + c]);
+    if (std::sqrt(dist) > ha.s2_radius) continue;
+    ++ha.holdout_inside;
+    const auto n = static_cast<std::size_t>(h.positions[j]) + 1;
+    const auto exact = enclose_attention_output(q, h.keys, h.key_norms, h.values, h.d, n);
+    const auto quant = enclose_attention_output(q, qc.keys, qc.key_norms, qc.values, h.d, n);
+    const double observed = difference_norm_down(quant, exact);
+    if (observed > 0.0) ha.holdout_ratios.push_back(ha.queries[j].s2 / observed);
+  }
+}
+
+// Theorem 5.7 per position at the head's budget (the achieved eps in --bits mode).
+void set_obstruction_bounds(AnalysisResult& result) {
+  double total = 0.0;
+  for (auto& ha : result.heads) {
+    double sum = 0.0;
+    const double eps = ha.eps > 0.0 ? ha.eps : result.eps;
+    for (std::size_t t = 0; t < ha.positions.kappa.size() && eps > 0.0; ++t) {
+      ha.positions.p_min[t] = obstruction_bits(ha.positions.kappa[t], ha.positions.diameter[t], eps);
+      sum += ha.positions.p_min[t];
+    }
+    ha.obstruction_bits = ha.positions.kappa.empty() ? 0.0 : sum / static_cast<double>(ha.positions.kappa.size());
+    total += ha.obstruction_bits;
+  }
+  result.obstruction_bits = result.heads.empty() ? 0.0 : total / static_cast<double>(result.heads.size());
+}
+
+}  // namespace
+
+AnalysisResult analyze_trace(const std::string& trace_path, AnalysisOptions options) {
+  const auto start = std::chrono::steady_clock::now();
+  validate_options(options);
+  const Trace trace = Trace::open(trace_path);
+  const std::optional<Trace> holdout = open_holdout(options, trace, trace_path);
   const TraceShape& s = trace.shape();
   if (!options.layer_eps.empty() && static_cast<std::int64_t>(options.layer_eps.size()) != s.num_layers)
     throw proofs::bad_input("--layer-eps", "gives " + std::to_string(options.layer_eps.size()) + " budgets for a trace of " +
@@ -899,159 +1036,56 @@ AnalysisResult analyze_trace(const std::string& trace_path, AnalysisOptions opti
   result.eps = options.layer_eps.empty() ? options.eps.value_or(0.0)
                                          : *std::max_element(options.layer_eps.begin(), options.layer_eps.end());
 
-  double total_bytes = 0.0, total_lower = 0.0, total_obstruction = 0.0;
-  const auto pairs = static_cast<double>(s.num_layers * s.num_kv_heads);
-  double achieved_eps = 0.0;
+  double total_bytes = 0.0, total_lower = 0.0, achieved_eps = 0.0;
   bool all_allocated = true;
+  const auto pairs = static_cast<double>(s.num_layers * s.num_kv_heads);
   for (std::int64_t layer = 0; layer < s.num_layers; ++layer) {
+    // This layer's budget: its --layer-eps entry, else --eps.
+    const std::optional<double> layer_eps =
+        options.layer_eps.empty() ? options.eps : std::optional<double>(options.layer_eps[static_cast<std::size_t>(layer)]);
     for (std::int64_t kvh = 0; kvh < s.num_kv_heads; ++kvh) {
       const double done = static_cast<double>(layer * s.num_kv_heads + kvh) / pairs;
-      if (options.progress) options.progress("load", done);
+      auto stage = [&](std::string_view name) {
+        if (options.progress) options.progress(name, done);
+      };
+      stage("load");
       const HeadInputs h = load_head(trace, trace_path, layer, kvh, subset);
-      if (options.progress) options.progress("attention", done);
+      stage("attention");
       const ExactAttention ex = exact_attention(h);
-      // This layer's budget: --layer-eps entry, else --eps.
-      const std::optional<double> layer_eps =
-          options.layer_eps.empty() ? options.eps : std::optional<double>(options.layer_eps[static_cast<std::size_t>(layer)]);
       HeadAnalysis ha;
       ha.eps = layer_eps.value_or(0.0);
       ha.layer = layer;
       ha.kv_head = kvh;
       ha.positions = position_analysis(h, ex);
-      if (options.progress) options.progress("sensitivities", done);
-      HeadModel model = build_model(h, ex, block, options.delta_cap, options.model == "rms");
-
-      // The finest map decides feasibility of an epsilon budget.
-      std::vector<std::size_t> choices;
-      AllocationResult chosen;
-      double budget = 0.0;
-      if (options.progress) options.progress("allocate", done);
-      if (options.fixed_map) {
-        choices = fixed_choices(model, layer, kvh, options.fixed_map);
-        ha.map_source = "given";
-        chosen.lower_bound = 0.0;
-      } else if (options.eps) {
-        choices = allocate_for_eps(h, ex, model, block, *layer_eps, options.delta_cap, chosen, budget, ha.map_source);
-      }
-      if (options.eps && !options.fixed_map && ha.map_source != "allocated" && ha.map_source.rfind("uniform", 0) != 0) {
-        // No allocated map met eps: the finest map decides whether any can.
-        std::vector<double> finest_s1;
-        s1_bounds(h, ex, quantize_map(h, block, map_from_choices(model, finest_choices(model))), finest_s1, nullptr);
-        bool ok = true;
-        for (std::size_t j = 0; j < finest_s1.size(); ++j) {
-          if (finest_s1[j] > *layer_eps) {
-            ok = false;
-            result.infeasible.push_back("layer " + std::to_string(layer) + " head " + std::to_string(h.heads[j]) +
-                                        " position " + std::to_string(h.positions[j]) + ": S1 bound " +
-                                        fmt::format("{:.6g}", finest_s1[j]) + " with fp16 everywhere");
-          }
-        }
-        result.min_feasible_eps = std::max(result.min_feasible_eps, max_of(finest_s1));
-        if (!ok) {
-          result.feasible = false;
-          choices = finest_choices(model);
-          chosen = AllocationResult{};  // no lower bound: no map meets the budget
-          ha.map_source = "fp16 (infeasible)";
-        }
-      } else if (options.bits) {
-        const double elements = static_cast<double>(h.tokens * h.d * 2);
-        const double max_bytes = *options.bits * elements / 8.0;
-        choices = allocate_for_bytes(h, ex, model, block, max_bytes, chosen, budget, ha.map_source);
-        if (model.problem.total_bytes(choices) > max_bytes) {
-          result.feasible = false;
-          result.infeasible.push_back("layer " + std::to_string(layer) + " kv head " + std::to_string(kvh) +
-                                      ": no map of the vocabulary fits " + fmt::format("{:.6g}", *options.bits) +
-                                      " bits per element; the smallest has " +
-                                      fmt::format("{:.6g}", 8.0 * model.problem.total_bytes(choices) / elements));
-        }
-      }
-      const MapChoice map = map_from_choices(model, choices);
-      ha.key_formats = map.key_formats;
-      ha.value_formats = map.value_formats;
-      ha.bytes = model.problem.total_bytes(choices);
-      ha.lower_bound_bytes = ha.map_source == "allocated" ? chosen.lower_bound : 0.0;
+      stage("sensitivities");
+      const HeadModel model = build_model(h, ex, block, options.delta_cap, options.model == "rms");
+      stage("allocate");
+      const auto choices = choose_map(h, ex, model, options, layer_eps, block, ha, result);
       if (ha.map_source != "allocated") all_allocated = false;
-      ha.model_budget = budget;
-
-      if (options.progress) options.progress("bounds", done);
-      const QuantizedCache qc = quantize_map(h, block, map);
-      std::vector<double> s1, actual;
-      s1_bounds(h, ex, qc, s1, &actual);
-      auto totals = model.problem.constraint_totals(choices);
-      if (model.squared)
-        for (double& t : totals) t = std::sqrt(t);
-      ha.s2_radius = quantile(h.radius_samples, options.s2_quantile);
-      const auto rho = key_spreads(h);
-      const S3Terms s3t = s3_terms(h, qc);
-      const ResidualNorms residuals = residual_norms(h, qc);
-      std::vector<double> s2(ex.J);
-#pragma omp parallel for schedule(dynamic)
-      for (std::size_t j = 0; j < ex.J; ++j) {
-        // Every query of the ball has norm <= ||q_j|| + R, so the S3 bound at that norm holds too.
-        const double norm_bound = add_up(norm_up(h.queries.data() + j * h.d, h.d, 0), ha.s2_radius);
-        s2[j] = std::min(s2_bound(h, qc, j, ex.enclosure[j], ha.s2_radius, rho, residuals), s3_from_terms(s3t, norm_bound, h.d));
-      }
-      for (std::size_t j = 0; j < ex.J; ++j) {
-        ha.queries.push_back({.head = h.heads[j], .position = h.positions[j], .s1 = s1[j], .actual_lo = actual[j],
-                              .s2 = s2[j], .model = totals[j]});
-      }
-      achieved_eps = std::max(achieved_eps, max_of(s1));
-      if (options.fixed_map && options.eps) {
-        for (std::size_t j = 0; j < s1.size(); ++j) {
-          if (s1[j] <= *layer_eps) continue;
+      stage("bounds");
+      const QuantizedCache qc = quantize_map(h, block, map_from_choices(model, choices));
+      bound_map(h, ex, model, choices, qc, options.s2_quantile, ha);
+      for (const auto& q : ha.queries) achieved_eps = std::max(achieved_eps, q.s1);
+      if (options.fixed_map && layer_eps) {
+        for (const auto& q : ha.queries) {
+          if (q.s1 <= *layer_eps) continue;
           result.feasible = false;
-          result.infeasible.push_back("layer " + std::to_string(layer) + " head " + std::to_string(h.heads[j]) +
-                                      " position " + std::to_string(h.positions[j]) + ": S1 bound " +
-                                      fmt::format("{:.6g}", s1[j]) + " with the given map");
+          result.infeasible.push_back(query_place(layer, q.head, q.position) + ": S1 bound " +
+                                      fmt::format("{:.6g}", q.s1) + " with the given map");
         }
         result.min_feasible_eps = achieved_eps;
       }
-      ha.s3_query_norm = h.max_query_norm;
-      ha.s3 = s3_from_terms(s3t, h.max_query_norm, h.d);
-
-      if (holdout) {
-        // The held-out text's query at the same head and position, on this cache.
-        const auto& hp = holdout->query_positions();
-        const TraceLayer& hl = holdout->layers()[static_cast<std::size_t>(layer)];
-        std::vector<float> hq;
-        for (std::size_t j = 0; j < ex.J; ++j) {
-          const auto it = std::lower_bound(hp.begin(), hp.end(), h.positions[j]);
-          if (it == hp.end() || *it != h.positions[j]) continue;
-          ++ha.holdout_total;
-          read_rows(*holdout, options.holdout_trace, *hl.q, h.heads[j], it - hp.begin(), 1, hq);
-          std::vector<double> q(hq.begin(), hq.end());
-          double dist = 0.0;
-          for (std::size_t c = 0; c < h.d; ++c) dist += (q[c] - h.queries[j * h.d + c]) * (q[c] - h.queries[j * h.d + c]);
-          if (std::sqrt(dist) > ha.s2_radius) continue;
-          ++ha.holdout_inside;
-          const auto n = static_cast<std::size_t>(h.positions[j]) + 1;
-          const auto exact = enclose_attention_output(q, h.keys, h.key_norms, h.values, h.d, n);
-          const auto quant = enclose_attention_output(q, qc.keys, qc.key_norms, qc.values, h.d, n);
-          const double observed = difference_norm_down(quant, exact);
-          if (observed > 0.0) ha.holdout_ratios.push_back(s2[j] / observed);
-        }
-      }
+      if (holdout) measure_holdout(*holdout, options.holdout_trace, h, qc, ha);
       total_bytes += ha.bytes;
       total_lower += ha.lower_bound_bytes;
       result.heads.push_back(std::move(ha));
     }
   }
   if (!options.eps) result.eps = achieved_eps;
-  // Obstruction bounds at the layer budget now that epsilon is known.
-  for (auto& ha : result.heads) {
-    double sum = 0.0;
-    const double eps = ha.eps > 0.0 ? ha.eps : result.eps;
-    for (std::size_t t = 0; t < ha.positions.kappa.size() && eps > 0.0; ++t) {
-      ha.positions.p_min[t] = obstruction_bits(ha.positions.kappa[t], ha.positions.diameter[t], eps);
-      sum += ha.positions.p_min[t];
-    }
-    ha.obstruction_bits = ha.positions.kappa.empty() ? 0.0 : sum / static_cast<double>(ha.positions.kappa.size());
-    total_obstruction += ha.obstruction_bits;
-  }
+  set_obstruction_bounds(result);
   const double elements = static_cast<double>(s.num_layers * s.num_kv_heads * s.num_tokens * s.head_dim * 2);
   result.bits_per_element = 8.0 * total_bytes / elements;
   result.lower_bound_bits = all_allocated ? 8.0 * total_lower / elements : std::numeric_limits<double>::quiet_NaN();
-  result.obstruction_bits = result.heads.empty() ? 0.0 : total_obstruction / static_cast<double>(result.heads.size());
   options.progress = nullptr;
   result.options = options;
   result.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
