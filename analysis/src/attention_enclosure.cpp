@@ -52,6 +52,38 @@ std::vector<double> row_norms_up(std::span<const double> rows, std::size_t d) {
   return out;
 }
 
+namespace {
+
+// e_t = exp(s_t - shift) enclosed for every score, and the normaliser Z = sum_t e_t.
+struct ShiftedExponentials {
+  double gamma = 0.0;            // gamma_n of the n-term sums, rounded up
+  double one_minus_gamma = 0.0;  // 1 - gamma, rounded down
+  double z_lo = 0.0, z_hi = 0.0;
+};
+
+ShiftedExponentials shifted_exponentials(std::span<const double> s_lo, std::span<const double> s_hi, std::size_t n,
+                                         double* e_lo /*[n]*/, double* e_hi /*[n]*/) {
+  // Softmax is shift invariant; shifting by the largest upper score keeps every exponent <= 0.
+  const double shift = *std::max_element(s_hi.begin(), s_hi.begin() + static_cast<std::ptrdiff_t>(n));
+  double sum_lo = 0.0, sum_hi = 0.0;
+  for (std::size_t t = 0; t < n; ++t) {
+    e_lo[t] = exp_down(sub_down(s_lo[t], shift));
+    e_hi[t] = exp_up(sub_up(s_hi[t], shift));
+    sum_lo += e_lo[t];
+    sum_hi += e_hi[t];
+  }
+  // Sums of nonnegative terms: |fl(S) - S| <= gamma S, so S in [fl(S)(1 - gamma), fl(S)/(1 - gamma)].
+  ShiftedExponentials out;
+  out.gamma = gamma_up(n);
+  out.one_minus_gamma = sub_down(1.0, out.gamma);
+  out.z_lo = mul_down(sum_lo, out.one_minus_gamma);
+  out.z_hi = div_up(sum_hi, out.one_minus_gamma);
+  HNF_ASSERT(out.z_lo > 0.0, "softmax normaliser enclosure touches zero");
+  return out;
+}
+
+}  // namespace
+
 // AVX2 clones of the two hot kernels where the CPU has it (the bounds hold for any
 // operation order and with or without fused multiply-add).
 __attribute__((target_clones("avx2", "default"))) void enclose_scores(std::span<const double> q, std::span<const double> keys, std::span<const double> key_norms,
@@ -80,24 +112,14 @@ __attribute__((target_clones("avx2", "default"))) OutputEnclosure enclose_softma
                                        std::vector<double>& exp_scratch) {
   HNF_ASSERT(num_keys > 0 && s_lo.size() >= num_keys && s_hi.size() >= num_keys && values.size() >= num_keys * d,
              "enclose_softmax_output: shape mismatch");
-  // Softmax is shift invariant; shifting by the largest upper score keeps every exponent <= 0.
-  const double shift = *std::max_element(s_hi.begin(), s_hi.begin() + static_cast<std::ptrdiff_t>(num_keys));
   exp_scratch.resize(2 * num_keys);
   double* e_lo = exp_scratch.data();
   double* e_hi = exp_scratch.data() + num_keys;
-  double sum_lo = 0.0, sum_hi = 0.0;
-  for (std::size_t t = 0; t < num_keys; ++t) {
-    e_lo[t] = exp_down(sub_down(s_lo[t], shift));
-    e_hi[t] = exp_up(sub_up(s_hi[t], shift));
-    sum_lo += e_lo[t];
-    sum_hi += e_hi[t];
-  }
-  // Sums of nonnegative terms: |fl(S) - S| <= gamma S, so S in [fl(S)(1 - gamma), fl(S)/(1 - gamma)].
-  const double gamma = gamma_up(num_keys);
-  const double one_minus_gamma = sub_down(1.0, gamma);
-  const double z_lo = mul_down(sum_lo, one_minus_gamma);
-  const double z_hi = div_up(sum_hi, one_minus_gamma);
-  HNF_ASSERT(z_lo > 0.0, "softmax normaliser enclosure touches zero");
+  const ShiftedExponentials e = shifted_exponentials(s_lo, s_hi, num_keys, e_lo, e_hi);
+  const double gamma = e.gamma;
+  const double one_minus_gamma = e.one_minus_gamma;
+  const double z_lo = e.z_lo;
+  const double z_hi = e.z_hi;
 
   // Numerator N_i = sum_t e_t v_ti with e_t in [e_lo, e_hi]: per component, the smallest and
   // largest product of each term, plus sum e_hi |v| for the rounding error of the sums.
@@ -153,22 +175,10 @@ void enclose_softmax_weights(std::span<const double> s_lo, std::span<const doubl
   HNF_ASSERT(num_keys > 0 && s_lo.size() >= num_keys && s_hi.size() >= num_keys && w_lo.size() >= num_keys &&
                  w_hi.size() >= num_keys,
              "enclose_softmax_weights: shape mismatch");
-  const double shift = *std::max_element(s_hi.begin(), s_hi.begin() + static_cast<std::ptrdiff_t>(num_keys));
-  double sum_lo = 0.0, sum_hi = 0.0;
+  const ShiftedExponentials e = shifted_exponentials(s_lo, s_hi, num_keys, w_lo.data(), w_hi.data());
   for (std::size_t t = 0; t < num_keys; ++t) {
-    w_lo[t] = exp_down(sub_down(s_lo[t], shift));
-    w_hi[t] = exp_up(sub_up(s_hi[t], shift));
-    sum_lo += w_lo[t];
-    sum_hi += w_hi[t];
-  }
-  const double gamma = gamma_up(num_keys);
-  const double one_minus_gamma = sub_down(1.0, gamma);
-  const double z_lo = mul_down(sum_lo, one_minus_gamma);
-  const double z_hi = div_up(sum_hi, one_minus_gamma);
-  HNF_ASSERT(z_lo > 0.0, "softmax normaliser enclosure touches zero");
-  for (std::size_t t = 0; t < num_keys; ++t) {
-    w_lo[t] = std::max(0.0, div_down(w_lo[t], z_hi));
-    w_hi[t] = std::min(1.0, div_up(w_hi[t], z_lo));
+    w_lo[t] = std::max(0.0, div_down(w_lo[t], e.z_hi));
+    w_hi[t] = std::min(1.0, div_up(w_hi[t], e.z_lo));
   }
 }
 
