@@ -105,9 +105,10 @@ HeadInputs load_head(const Trace& trace, const std::string& path, std::int64_t l
   for (std::int64_t g = 0; g < group; ++g) {
     const std::int64_t head = kv_head * group + g;
     read_rows(trace, path, *tl.q, head, 0, s.num_queries, q_all);
-    for (std::int64_t i = 0; i < s.num_queries; ++i) {
-      h.max_query_norm = std::max(h.max_query_norm, norm_up(to_double(std::vector<float>(
-          q_all.begin() + i * s.head_dim, q_all.begin() + (i + 1) * s.head_dim)).data(), h.d, 0));
+    std::vector<double> row(h.d);
+    for (std::size_t i = 0; i < static_cast<std::size_t>(s.num_queries); ++i) {
+      std::copy_n(q_all.begin() + static_cast<std::ptrdiff_t>(i * h.d), h.d, row.begin());
+      h.max_query_norm = std::max(h.max_query_norm, norm_up(row.data(), h.d, 0));
     }
     for (std::size_t i : subset) {
       Row r{positions[i], head, {q_all.begin() + static_cast<std::ptrdiff_t>(i * h.d),
@@ -444,16 +445,17 @@ MapChoice map_from_choices(const HeadModel& model, const std::vector<std::size_t
   return map;
 }
 
+// Every key unit at key choice k, every value unit at value choice v.
+std::vector<std::size_t> uniform_map(const HeadModel& model, std::size_t k, std::size_t v) {
+  std::vector<std::size_t> c(2 * model.units, v);
+  std::fill(c.begin(), c.begin() + static_cast<std::ptrdiff_t>(model.units), k);
+  return c;
+}
+
 std::vector<std::vector<std::size_t>> uniform_candidates(const HeadModel& model) {
   std::vector<std::vector<std::size_t>> out;
-  for (std::size_t k = 0; k < model.key_choices.size(); ++k) {
-    for (std::size_t v = 0; v < model.value_choices.size(); ++v) {
-      std::vector<std::size_t> c(2 * model.units);
-      std::fill(c.begin(), c.begin() + static_cast<std::ptrdiff_t>(model.units), k);
-      std::fill(c.begin() + static_cast<std::ptrdiff_t>(model.units), c.end(), v);
-      out.push_back(std::move(c));
-    }
-  }
+  for (std::size_t k = 0; k < model.key_choices.size(); ++k)
+    for (std::size_t v = 0; v < model.value_choices.size(); ++v) out.push_back(uniform_map(model, k, v));
   return out;
 }
 
@@ -461,7 +463,7 @@ std::vector<std::size_t> finest_choices(const HeadModel& model) {
   // Format vocabulary order: fp16 first.
   HNF_ASSERT(model.key_choices.front() == Format{} && model.value_choices.front() == Format{},
              "the format vocabulary must start with fp16");
-  return std::vector<std::size_t>(2 * model.units, 0);
+  return uniform_map(model, 0, 0);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -590,12 +592,6 @@ double max_of(const std::vector<double>& x) { return x.empty() ? 0.0 : *std::max
 // per-token format, and KIVI-style per-channel keys with per-token values of the same bits.
 std::vector<std::vector<std::size_t>> baseline_maps(const HeadModel& model) {
   std::vector<std::vector<std::size_t>> out;
-  auto add = [&](std::size_t k, std::size_t v) {
-    std::vector<std::size_t> c(2 * model.units);
-    std::fill(c.begin(), c.begin() + static_cast<std::ptrdiff_t>(model.units), k);
-    std::fill(c.begin() + static_cast<std::ptrdiff_t>(model.units), c.end(), v);
-    out.push_back(std::move(c));
-  };
   for (std::size_t k = 0; k < model.key_choices.size(); ++k) {
     const Format& kf = model.key_choices[k];
     for (std::size_t v = 0; v < model.value_choices.size(); ++v) {
@@ -603,7 +599,7 @@ std::vector<std::vector<std::size_t>> baseline_maps(const HeadModel& model) {
       const bool same = kf == vf;
       const bool kivi = kf.axis == proofs::GroupAxis::kTokens && vf.encoding == kf.encoding &&
                         vf.axis == proofs::GroupAxis::kHeadDim && vf.group_size == 32;
-      if (same || kivi) add(k, v);
+      if (same || kivi) out.push_back(uniform_map(model, k, v));
     }
   }
   std::sort(out.begin(), out.end(), [&](const auto& a, const auto& b) {
