@@ -6,6 +6,8 @@ find_package(CLI11 REQUIRED)
 find_package(OpenSSL REQUIRED COMPONENTS Crypto)  # SHA-256 of models, texts, traces
 pkg_check_modules(MPFR REQUIRED IMPORTED_TARGET mpfr)
 pkg_check_modules(GMP REQUIRED IMPORTED_TARGET gmp)
+# The certificate checker's exact rationals (mpq_class).
+pkg_check_modules(GMPXX REQUIRED IMPORTED_TARGET gmpxx)
 # Boost.Interval (analysis/ interval engine): header-only, Boost::headers.
 find_package(Boost REQUIRED)
 # OpenMP: the analysis runs its per-query loops on every core.

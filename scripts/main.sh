@@ -1,8 +1,43 @@
 #!/usr/bin/env bash
-# The main job on its embedded default: set up, build, and inspect the bundled example trace.
-# Usage: scripts/main.sh [hnf-verify inspect arguments]  (default: examples/tiny-trace.safetensors)
+# The main job: set up and build, then trace a WikiText-2 passage with the committed reference
+# model, certify a precision map for it (Z3), re-check the certificate with the exact checker,
+# and print a short summary. Every figure printed is computed in this run.
+#
+# Usage: scripts/main.sh [--text FILE] [--tokens N] [--eps E] [--out DIR]
+#   defaults: examples/wikitext-2-test-passage.txt, 1024 tokens, eps 0.05, out .cache/main
 set -euo pipefail
 cd "$(dirname "$0")/.."
+text=examples/wikitext-2-test-passage.txt
+tokens=1024
+eps=0.05
+out=.cache/main
+while (($#)); do
+  case $1 in
+    --text) text=$2; shift 2 ;;
+    --tokens) tokens=$2; shift 2 ;;
+    --eps) eps=$2; shift 2 ;;
+    --out) out=$2; shift 2 ;;
+    -h|--help) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "main.sh: unknown argument '$1' (see --help)" >&2; exit 3 ;;
+  esac
+done
 bash scripts/setup.sh build >&2
-if (($# == 0)); then set -- examples/tiny-trace.safetensors; fi
-exec build/hnf-verify inspect "$@"
+model=models/hnf-llama-4m
+mkdir -p "$out"
+start=$(date +%s.%N)
+build/hnf-verify trace --model "$model" --text "$text" --tokens "$tokens" --out "$out/trace.safetensors"
+set +e
+build/hnf-verify certify "$out/trace.safetensors" --eps "$eps" --model "$model" --out "$out/certificate.json" \
+  --smt-dir "$out/smt"
+certify_status=$?
+set -e
+# 3 and 4 are errors (already reported); 0, 1 and 2 leave a complete certificate to check.
+((certify_status <= 2)) || exit "$certify_status"
+set +e
+build/hnf-verify check "$out/certificate.json" --model "$model" --trace "$out/trace.safetensors"
+check_status=$?
+set -e
+end=$(date +%s.%N)
+echo "main job: $(awk -v s="$start" -v e="$end" 'BEGIN { printf "%.1f", e - s }') s in all (trace, certify, check);" \
+  "certificate $out/certificate.json, SMT-LIB files $out/smt/"
+exit "$check_status"

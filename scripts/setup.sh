@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 # Keep in sync with docs/architecture.md (Dependencies).
 packages=(
   cmake ninja-build pkg-config g++ git time
-  libz3-dev libboost-dev libmpfr-dev libgmp-dev
+  libz3-dev z3 cvc5 libboost-dev libmpfr-dev libgmp-dev
   doctest-dev nlohmann-json3-dev libcli11-dev libfmt-dev
   libopenblas-dev libsentencepiece-dev libssl-dev
   libtorch-dev libopenblas0-openmp

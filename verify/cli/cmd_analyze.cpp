@@ -3,8 +3,6 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <filesystem>
-#include <fstream>
 
 #include "commands.h"
 #include "hnf/analysis/analysis_report.h"
@@ -12,6 +10,7 @@
 #include "hnf/proofs/error.h"
 #include "hnf/proofs/format.h"
 #include "progress.h"
+#include "write_file.h"
 
 namespace hnf::verify::cli {
 namespace {
@@ -42,22 +41,6 @@ void set_uniform_map(const std::string& spec, analysis::AnalysisOptions& options
     keys.assign(units, k);
     values.assign(units, v);
   };
-}
-
-// Writes `text` to `path` through "<path>.partial" and a rename, so a failed run leaves nothing.
-void write_atomically(const std::string& path, const std::string& text) {
-  const std::string partial = path + ".partial";
-  {
-    std::ofstream f(partial, std::ios::binary | std::ios::trunc);
-    if (!f) throw proofs::bad_input(path, "cannot open for writing");
-    f << text;
-    f.flush();
-    if (!f) {
-      std::filesystem::remove(partial);
-      throw proofs::bad_input(path, "write failed");
-    }
-  }
-  std::filesystem::rename(partial, path);
 }
 
 int run_analyze(AnalyzeCommandOptions o, bool eps_given, bool bits_given) {

@@ -28,6 +28,10 @@ int run(int argc, char** argv) {
   hnf::verify::cli::register_trace(app, &exit_code);
   hnf::verify::cli::register_eval(app, &exit_code);
   hnf::verify::cli::register_analyze(app, &exit_code);
+#ifdef HNF_HAVE_Z3
+  hnf::verify::cli::register_certify(app, &exit_code);
+#endif
+  hnf::verify::cli::register_check(app, &exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -2,32 +2,33 @@
 
 #include <z3++.h>
 
-#include <algorithm>
-#include <cctype>
+#include <chrono>
 
+#include "hnf/proofs/certificate.h"
 #include "hnf/proofs/error.h"
 
 namespace hnf::verify {
 namespace {
 
-bool all_digits(std::string_view s) {
-  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)); });
-}
-
-// "-?[0-9]+(/[0-9]+)?" with a non-zero denominator.
-bool is_exact_rational(std::string_view s) {
-  if (s.starts_with('-')) s.remove_prefix(1);
-  const auto slash = s.find('/');
-  if (slash == std::string_view::npos) return all_digits(s);
-  const std::string_view denominator = s.substr(slash + 1);
-  return all_digits(s.substr(0, slash)) && all_digits(denominator) &&
-         denominator.find_first_not_of('0') != std::string_view::npos;
-}
-
 void check_rational(const RationalSumLe& obligation, const std::string& value) {
-  if (!is_exact_rational(value)) {
+  if (!proofs::is_exact_rational(value)) {
     throw proofs::bad_input(obligation.name, "'" + value + "' is not an exact rational p or p/q with q > 0");
   }
+}
+
+// A solver with the query's time limit.
+z3::solver limited_solver(z3::context& ctx, unsigned timeout_ms) {
+  z3::solver solver(ctx);
+  z3::params params(ctx);
+  params.set("timeout", timeout_ms);
+  solver.set(params);
+  return solver;
+}
+
+// unknown -> kTimeout when Z3 gave up because of the time limit, else kUnknown.
+Answer unknown_answer(const std::string& reason) {
+  const bool timed_out = reason.find("timeout") != std::string::npos || reason.find("canceled") != std::string::npos;
+  return timed_out ? Answer::kTimeout : Answer::kUnknown;
 }
 
 }  // namespace
@@ -61,10 +62,7 @@ QueryResult Solver::check(const RationalSumLe& obligation) {
   QueryResult result{obligation.name, Answer::kError, {}, {}};
   try {
     z3::context& ctx = impl_->ctx;
-    z3::solver solver(ctx);
-    z3::params params(ctx);
-    params.set("timeout", impl_->timeout_ms);
-    solver.set(params);
+    z3::solver solver = limited_solver(ctx, impl_->timeout_ms);
     const z3::expr sum = ctx.real_const("sum");
     z3::expr total = ctx.real_val(0);
     for (const auto& t : obligation.terms) total = total + ctx.real_val(t.c_str());
@@ -81,17 +79,57 @@ QueryResult Solver::check(const RationalSumLe& obligation) {
         result.example = "Example: sum = " + std::string(Z3_get_numeral_string(ctx, value)) + ", bound = " + obligation.bound;
         break;
       }
-      case z3::unknown: {
+      case z3::unknown:
         result.reason = solver.reason_unknown();
-        const bool timed_out = result.reason.find("timeout") != std::string::npos ||
-                               result.reason.find("canceled") != std::string::npos;
-        result.answer = timed_out ? Answer::kTimeout : Answer::kUnknown;
+        result.answer = unknown_answer(result.reason);
         break;
-      }
     }
   } catch (const z3::exception& e) {
     result.answer = Answer::kError;
     result.reason = e.msg();
+  }
+  return result;
+}
+
+Solver::ScriptResult Solver::check_script(const std::string& script) {
+  ScriptResult result;
+  const auto start = std::chrono::steady_clock::now();
+  try {
+    z3::context& ctx = impl_->ctx;
+    z3::solver solver = limited_solver(ctx, impl_->timeout_ms);
+    solver.add(ctx.parse_string(script.c_str()));
+    switch (solver.check()) {
+      case z3::unsat:
+        result.answer = Answer::kProved;
+        break;
+      case z3::sat: {
+        result.answer = Answer::kRefuted;
+        const z3::model model = solver.get_model();
+        for (unsigned k = 0; k < model.num_consts(); ++k) {
+          const z3::func_decl decl = model.get_const_decl(k);
+          if (decl.name().str() != "i") continue;
+          std::int64_t value = 0;
+          if (model.get_const_interp(decl).is_numeral_i64(value)) result.index = value;
+        }
+        break;
+      }
+      case z3::unknown:
+        result.reason = solver.reason_unknown();
+        result.answer = unknown_answer(result.reason);
+        break;
+    }
+  } catch (const z3::exception& e) {
+    result.answer = Answer::kError;
+    result.reason = e.msg();
+  }
+  result.milliseconds = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count();
+  // The limit is on the whole query, parsing included: an answer that arrives after the
+  // deadline is discarded, so a limit always fails closed the same way.
+  if (result.milliseconds > impl_->timeout_ms && result.answer != Answer::kError) {
+    result.answer = Answer::kTimeout;
+    result.index.reset();
+    result.reason = "timeout: " + std::to_string(result.milliseconds) + " ms exceeds the limit of " +
+                    std::to_string(impl_->timeout_ms) + " ms";
   }
   return result;
 }

@@ -5,7 +5,9 @@
 // unknown or a timeout is reported as such, never as proved.
 #pragma once
 
+#include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -42,6 +44,17 @@ class Solver {
   [[nodiscard]] QueryResult check(const RationalSumLe& obligation);
   // The negated obligation as a self-contained SMT-LIB2 script (answer "unsat" = proved).
   [[nodiscard]] std::string smtlib(const RationalSumLe& obligation) const;
+
+  // Runs a self-contained SMT-LIB2 script holding the negation of an obligation, under the
+  // time limit. If the script declares an Int constant `i` (the index of a failing row), a
+  // sat answer reports its value. Unparsable scripts answer kError with the parser's reason.
+  struct ScriptResult {
+    Answer answer = Answer::kError;
+    std::optional<std::int64_t> index;  // the model's value of i, for kRefuted
+    std::string reason;                 // for kUnknown / kTimeout / kError
+    double milliseconds = 0.0;          // wall time of parse and check
+  };
+  [[nodiscard]] ScriptResult check_script(const std::string& script);
 
  private:
   struct Impl;

@@ -1,0 +1,766 @@
+// Certificate JSON (docs/certificate.md) and the exact checker. Every comparison of the
+// checker is done on GMP rationals parsed from the certificate's strings: no floating point
+// takes part in a verdict.
+#include "hnf/proofs/certificate.h"
+
+#include <gmpxx.h>
+#include <mpfr.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "hnf/proofs/error.h"
+#include "hnf/proofs/sha256.h"
+
+namespace hnf::proofs {
+namespace {
+
+using Json = nlohmann::json;
+
+bool all_digits(std::string_view s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)); });
+}
+
+bool is_sha256_hex(const std::string& s) {
+  return s.size() == 64 && std::all_of(s.begin(), s.end(), [](char c) { return std::isdigit(c) || (c >= 'a' && c <= 'f'); });
+}
+
+// Parses a string the caller validated with is_exact_rational.
+mpq_class to_mpq(const std::string& text) {
+  mpq_class q;
+  HNF_ASSERT(q.set_str(text, 10) == 0, "rational validated before parsing");
+  q.canonicalize();
+  return q;
+}
+
+// ---- JSON writing ---------------------------------------------------------------------------
+
+Json map_to_json(const PrecisionMap& map) {
+  Json entries = Json::array();
+  for (const auto& e : map.entries) {
+    Json keys = Json::array(), values = Json::array();
+    for (const auto& f : e.key_formats) keys.push_back(format_name(f));
+    for (const auto& f : e.value_formats) values.push_back(format_name(f));
+    entries.push_back({{"layer", e.layer}, {"kv_head", e.kv_head}, {"keys", keys}, {"values", values}});
+  }
+  return {{"layers", map.layers}, {"kv_heads", map.kv_heads}, {"heads", map.heads}, {"head_dim", map.head_dim},
+          {"tokens", map.tokens}, {"block", map.block}, {"entries", entries}};
+}
+
+Json scope_to_json(const Scope& scope) {
+  Json heads = Json::array();
+  for (const auto& h : scope.heads) {
+    heads.push_back({{"layer", h.layer}, {"kv_head", h.kv_head}, {"s2_radius", h.s2_radius}, {"s2_bound", h.s2_bound},
+                     {"s3_query_norm", h.s3_query_norm}, {"s3_bound", h.s3_bound}});
+  }
+  return {{"s1_query_positions", scope.query_positions}, {"heads", heads}, {"assumptions", scope.assumptions}};
+}
+
+Json obligation_to_json(const Obligation& o) {
+  Json j = {{"name", o.name},         {"kind", obligation_kind_name(o.kind)}, {"layer", o.layer},
+            {"budget", o.budget},     {"verdict", verdict_name(o.verdict)},   {"solver_ms", o.solver_ms},
+            {"example", o.example},   {"detail", o.detail},                   {"smt_file", o.smt_file}};
+  switch (o.kind) {
+    case ObligationKind::kSufficiency: {
+      Json kv = Json::array(), head = Json::array(), pos = Json::array(), bound = Json::array();
+      for (const auto& r : o.sufficiency) {
+        kv.push_back(r.kv_head);
+        head.push_back(r.head);
+        pos.push_back(r.position);
+        bound.push_back(r.bound);
+      }
+      j["rows"] = {{"kv_head", kv}, {"head", head}, {"position", pos}, {"bound", bound}};
+      break;
+    }
+    case ObligationKind::kNecessity: {
+      Json kv = Json::array(), pos = Json::array(), kd2 = Json::array(), bits = Json::array();
+      for (const auto& r : o.necessity) {
+        kv.push_back(r.kv_head);
+        pos.push_back(r.position);
+        kd2.push_back(r.kappa_d2);
+        bits.push_back(r.bits);
+      }
+      j["rows"] = {{"kv_head", kv}, {"position", pos}, {"kappa_d2", kd2}, {"bits", bits}};
+      j["below"] = o.below;
+      j["below_reason"] = o.below_reason;
+      break;
+    }
+    case ObligationKind::kComposition:
+      j["lipschitz"] = o.lipschitz;
+      j["injection"] = o.injection;
+      j["layer_eps"] = o.layer_eps;
+      break;
+  }
+  return j;
+}
+
+Json certificate_body(const Certificate& c) {
+  Json obligations = Json::array();
+  for (const auto& o : c.obligations) obligations.push_back(obligation_to_json(o));
+  return {{"format", "hnf-certificate"},
+          {"version", c.version},
+          {"tool_version", c.tool_version},
+          {"model_id", c.model_id},
+          {"model_sha256", c.model_sha256},
+          {"trace_file", c.trace_file},
+          {"trace_sha256", c.trace_sha256},
+          {"text_sha256", c.text_sha256},
+          {"map_sha256", c.map_sha256},
+          {"verdict", c.verdict},
+          {"eps", c.eps},
+          {"layer_eps", c.layer_eps},
+          {"bits_per_element", c.bits_per_element},
+          {"map", map_to_json(c.map)},
+          {"scope", scope_to_json(c.scope)},
+          {"obligations", obligations}};
+}
+
+std::string body_sha256(const Json& body) {
+  const std::string text = body.dump();
+  return sha256_hex(std::as_bytes(std::span(text.data(), text.size())));
+}
+
+// ---- Strict JSON reading --------------------------------------------------------------------
+
+// Reads one JSON object: every field must be read exactly once, with the expected type;
+// finish() rejects fields nobody asked for.
+class ObjectReader {
+ public:
+  ObjectReader(const Json& j, std::string where, const std::string& file) : j_(j), where_(std::move(where)), file_(file) {
+    if (!j_.is_object()) fail("", "is not an object");
+  }
+  [[noreturn]] void fail(const std::string& field, const std::string& problem) const {
+    throw bad_input(file_, where_ + (field.empty() ? "" : "." + field) + " " + problem);
+  }
+  const Json& field(const std::string& name) {
+    const auto it = j_.find(name);
+    if (it == j_.end()) fail(name, "is missing");
+    seen_.insert(name);
+    return *it;
+  }
+  std::string string(const std::string& name) {
+    const Json& v = field(name);
+    if (!v.is_string()) fail(name, "is not a string");
+    return v.get<std::string>();
+  }
+  std::string rational(const std::string& name) {
+    std::string s = string(name);
+    if (!is_exact_rational(s)) fail(name, "'" + s + "' is not an exact rational p or p/q");
+    return s;
+  }
+  std::int64_t integer(const std::string& name) {
+    const Json& v = field(name);
+    if (!v.is_number_integer()) fail(name, "is not an integer");
+    return v.get<std::int64_t>();
+  }
+  double number(const std::string& name) {
+    const Json& v = field(name);
+    if (!v.is_number()) fail(name, "is not a number");
+    return v.get<double>();
+  }
+  const Json& array(const std::string& name) {
+    const Json& v = field(name);
+    if (!v.is_array()) fail(name, "is not an array");
+    return v;
+  }
+  std::vector<std::string> strings(const std::string& name, bool rationals) {
+    std::vector<std::string> out;
+    for (const auto& v : array(name)) {
+      if (!v.is_string()) fail(name, "has an element that is not a string");
+      out.push_back(v.get<std::string>());
+      if (rationals && !is_exact_rational(out.back())) fail(name, "has '" + out.back() + "', not an exact rational");
+    }
+    return out;
+  }
+  std::vector<std::int64_t> integers(const std::string& name) {
+    std::vector<std::int64_t> out;
+    for (const auto& v : array(name)) {
+      if (!v.is_number_integer()) fail(name, "has an element that is not an integer");
+      out.push_back(v.get<std::int64_t>());
+    }
+    return out;
+  }
+  void finish() const {
+    for (const auto& [key, value] : j_.items()) {
+      if (!seen_.contains(key)) fail(key, "is not a field of this schema");
+    }
+  }
+  const std::string& where() const { return where_; }
+
+ private:
+  const Json& j_;
+  std::string where_;
+  const std::string& file_;
+  std::set<std::string> seen_;
+};
+
+std::vector<Format> parse_formats(ObjectReader& r, const std::string& name) {
+  std::vector<Format> out;
+  for (const auto& s : r.strings(name, false)) {
+    const auto f = parse_format(s);
+    if (!f) r.fail(name, "has unknown format '" + s + "'");
+    out.push_back(*f);
+  }
+  return out;
+}
+
+PrecisionMap parse_map(const Json& j, const std::string& file) {
+  ObjectReader r(j, "map", file);
+  PrecisionMap m;
+  m.layers = r.integer("layers");
+  m.kv_heads = r.integer("kv_heads");
+  m.heads = r.integer("heads");
+  m.head_dim = r.integer("head_dim");
+  m.tokens = r.integer("tokens");
+  m.block = static_cast<int>(r.integer("block"));
+  std::size_t index = 0;
+  for (const auto& e : r.array("entries")) {
+    ObjectReader er(e, "map.entries[" + std::to_string(index++) + "]", file);
+    HeadMap h;
+    h.layer = er.integer("layer");
+    h.kv_head = er.integer("kv_head");
+    h.key_formats = parse_formats(er, "keys");
+    h.value_formats = parse_formats(er, "values");
+    er.finish();
+    m.entries.push_back(std::move(h));
+  }
+  r.finish();
+  return m;
+}
+
+Scope parse_scope(const Json& j, const std::string& file) {
+  ObjectReader r(j, "scope", file);
+  Scope s;
+  s.query_positions = r.integers("s1_query_positions");
+  std::size_t index = 0;
+  for (const auto& h : r.array("heads")) {
+    ObjectReader hr(h, "scope.heads[" + std::to_string(index++) + "]", file);
+    HeadScope hs;
+    hs.layer = hr.integer("layer");
+    hs.kv_head = hr.integer("kv_head");
+    hs.s2_radius = hr.rational("s2_radius");
+    hs.s2_bound = hr.rational("s2_bound");
+    hs.s3_query_norm = hr.rational("s3_query_norm");
+    hs.s3_bound = hr.rational("s3_bound");
+    hr.finish();
+    s.heads.push_back(std::move(hs));
+  }
+  s.assumptions = r.strings("assumptions", false);
+  r.finish();
+  return s;
+}
+
+ObligationKind parse_kind(ObjectReader& r) {
+  const std::string k = r.string("kind");
+  if (k == "sufficiency") return ObligationKind::kSufficiency;
+  if (k == "necessity") return ObligationKind::kNecessity;
+  if (k == "composition") return ObligationKind::kComposition;
+  r.fail("kind", "'" + k + "' is not sufficiency, necessity or composition");
+}
+
+Verdict parse_verdict(ObjectReader& r) {
+  const std::string v = r.string("verdict");
+  for (Verdict candidate : {Verdict::kProved, Verdict::kRefuted, Verdict::kUnknown, Verdict::kTimeout}) {
+    if (v == verdict_name(candidate)) return candidate;
+  }
+  r.fail("verdict", "'" + v + "' is not proved, refuted, unknown or timeout");
+}
+
+// Columnar rows: every column must have the same length.
+void require_same_length(ObjectReader& r, std::size_t expected, std::size_t actual, const std::string& column) {
+  if (actual != expected) r.fail(column, "has " + std::to_string(actual) + " rows, expected " + std::to_string(expected));
+}
+
+void parse_sufficiency_rows(ObjectReader& rows, Obligation& o) {
+  const auto kv = rows.integers("kv_head");
+  const auto head = rows.integers("head");
+  const auto pos = rows.integers("position");
+  const auto bound = rows.strings("bound", true);
+  require_same_length(rows, kv.size(), head.size(), "head");
+  require_same_length(rows, kv.size(), pos.size(), "position");
+  require_same_length(rows, kv.size(), bound.size(), "bound");
+  for (std::size_t i = 0; i < kv.size(); ++i) o.sufficiency.push_back({kv[i], head[i], pos[i], bound[i]});
+}
+
+void parse_necessity_rows(ObjectReader& rows, Obligation& o) {
+  const auto kv = rows.integers("kv_head");
+  const auto pos = rows.integers("position");
+  const auto kd2 = rows.strings("kappa_d2", true);
+  const auto bits = rows.integers("bits");
+  require_same_length(rows, kv.size(), pos.size(), "position");
+  require_same_length(rows, kv.size(), kd2.size(), "kappa_d2");
+  require_same_length(rows, kv.size(), bits.size(), "bits");
+  for (std::size_t i = 0; i < kv.size(); ++i) {
+    if (bits[i] < 0 || bits[i] > 64) rows.fail("bits", "has " + std::to_string(bits[i]) + ", outside 0..64");
+    o.necessity.push_back({kv[i], pos[i], kd2[i], static_cast<int>(bits[i])});
+  }
+}
+
+Obligation parse_obligation(const Json& j, std::size_t index, const std::string& file) {
+  ObjectReader r(j, "obligations[" + std::to_string(index) + "]", file);
+  Obligation o;
+  o.name = r.string("name");
+  o.kind = parse_kind(r);
+  o.layer = r.integer("layer");
+  o.budget = r.rational("budget");
+  o.verdict = parse_verdict(r);
+  o.solver_ms = r.number("solver_ms");
+  o.example = r.string("example");
+  o.detail = r.string("detail");
+  o.smt_file = r.string("smt_file");
+  if (o.kind == ObligationKind::kComposition) {
+    o.lipschitz = r.strings("lipschitz", true);
+    o.injection = r.strings("injection", true);
+    o.layer_eps = r.strings("layer_eps", true);
+  } else {
+    ObjectReader rows(r.field("rows"), r.where() + ".rows", file);
+    if (o.kind == ObligationKind::kSufficiency) {
+      parse_sufficiency_rows(rows, o);
+    } else {
+      parse_necessity_rows(rows, o);
+      o.below = r.integers("below");
+      o.below_reason = r.string("below_reason");
+    }
+    rows.finish();
+  }
+  r.finish();
+  return o;
+}
+
+// ---- The checker's semantic checks ----------------------------------------------------------
+
+class Checker {
+ public:
+  Checker(const Certificate& c, CheckReport& report) : c_(c), report_(report) {}
+
+  void problem(std::string text) { report_.problems.push_back(std::move(text)); }
+
+  // Checks the map's shape and formats; false when the rest cannot be checked against it.
+  bool check_map() {
+    const PrecisionMap& m = c_.map;
+    if (m.layers <= 0 || m.kv_heads <= 0 || m.heads <= 0 || m.head_dim <= 0 || m.tokens <= 0) {
+      problem("map: layers, kv_heads, heads, head_dim and tokens must be positive");
+      return false;
+    }
+    if (m.heads % m.kv_heads != 0) problem("map: heads is not a multiple of kv_heads");
+    if (m.block != 16 && m.block != 32 && m.block != 64) problem("map: block must be 16, 32 or 64");
+    if (m.entries.size() != static_cast<std::size_t>(m.layers * m.kv_heads)) {
+      problem("map: " + std::to_string(m.entries.size()) + " entries, expected layers x kv_heads");
+      return false;
+    }
+    const auto units = static_cast<std::size_t>((m.tokens + m.block - 1) / m.block);
+    for (std::size_t i = 0; i < m.entries.size(); ++i) check_map_entry(m.entries[i], i, units);
+    if (map_sha256(m) != c_.map_sha256) problem("map_sha256 does not match the map");
+    const double bits = map_bits_per_element(m);
+    if (!(std::abs(bits - c_.bits_per_element) <= 1e-9 * bits)) problem("bits_per_element does not match the map");
+    return report_.problems.empty();
+  }
+
+  void check_header(const CheckOptions& options, std::string_view tool_version) {
+    for (const auto* hash : {&c_.trace_sha256, &c_.map_sha256}) {
+      if (!is_sha256_hex(*hash)) problem("trace_sha256 and map_sha256 must be 64 lowercase hex digits");
+    }
+    // Synthetic traces have no model: "none".
+    if (!is_sha256_hex(c_.model_sha256) && c_.model_sha256 != "none") problem("model_sha256 must be 64 lowercase hex digits or none");
+    if (c_.trace_file.find('/') != std::string::npos) problem("trace_file must be a file name without directories");
+    if (options.model_dir) {
+      const auto actual = sha256_file_hex(*options.model_dir / "model.safetensors");
+      if (actual != c_.model_sha256) problem("model: " + (*options.model_dir / "model.safetensors").string() + " has sha256 " + actual + ", the certificate is for " + c_.model_sha256);
+    } else {
+      report_.notes.push_back("model hash not compared (no --model)");
+    }
+    if (options.trace) {
+      const auto actual = sha256_file_hex(*options.trace);
+      if (actual != c_.trace_sha256) problem("trace: " + options.trace->string() + " has sha256 " + actual + ", the certificate is for " + c_.trace_sha256);
+    } else {
+      report_.notes.push_back("trace hash not compared (no --trace)");
+    }
+    if (c_.tool_version != tool_version) {
+      report_.notes.push_back("written by " + c_.tool_version + ", checked by " + std::string(tool_version));
+    }
+  }
+
+  void check_budgets() {
+    if (c_.layer_eps.size() != static_cast<std::size_t>(c_.map.layers)) {
+      problem("layer_eps has " + std::to_string(c_.layer_eps.size()) + " entries, expected one per layer");
+      return;
+    }
+    mpq_class largest = 0;
+    for (const auto& e : c_.layer_eps) {
+      const mpq_class q = to_mpq(e);
+      if (q <= 0) problem("layer_eps: " + e + " is not positive");
+      largest = std::max(largest, q);
+    }
+    if (to_mpq(c_.eps) != largest) problem("eps is not the largest layer epsilon");
+  }
+
+  void check_scope() {
+    const auto& p = c_.scope.query_positions;
+    if (p.empty()) problem("scope.s1_query_positions is empty");
+    for (std::size_t i = 0; i < p.size(); ++i) {
+      if (p[i] < 0 || p[i] >= c_.map.tokens || (i > 0 && p[i] <= p[i - 1])) {
+        problem("scope.s1_query_positions must increase strictly within [0, tokens)");
+        break;
+      }
+    }
+    if (c_.scope.heads.size() != c_.map.entries.size()) {
+      problem("scope.heads must have one entry per (layer, kv head)");
+      return;
+    }
+    for (std::size_t i = 0; i < c_.scope.heads.size(); ++i) {
+      const HeadScope& h = c_.scope.heads[i];
+      if (h.layer != c_.map.entries[i].layer || h.kv_head != c_.map.entries[i].kv_head) problem("scope.heads[" + std::to_string(i) + "] is out of order");
+      for (const auto* v : {&h.s2_radius, &h.s2_bound, &h.s3_query_norm, &h.s3_bound}) {
+        if (to_mpq(*v) < 0) problem("scope.heads[" + std::to_string(i) + "] has a negative radius or bound");
+      }
+    }
+  }
+
+  // Re-derives every obligation's truth and compares it with its verdict; returns the verdicts.
+  void check_obligations() {
+    std::map<std::string, int> seen;
+    bool any_refuted = false, all_proved = true, has_composition = false;
+    for (const auto& o : c_.obligations) {
+      if (++seen[o.name] > 1) problem("obligation " + o.name + " appears twice");
+      const std::optional<bool> truth = obligation_truth(o);
+      if (!truth) continue;  // a structural problem was recorded
+      if (o.verdict == Verdict::kProved && !*truth) problem(o.name + ": verdict proved, but the inequality does not hold");
+      if (o.verdict == Verdict::kRefuted && *truth) problem(o.name + ": verdict refuted, but the inequality holds");
+      any_refuted |= o.verdict == Verdict::kRefuted;
+      all_proved &= o.verdict == Verdict::kProved;
+      has_composition |= o.kind == ObligationKind::kComposition;
+    }
+    for (std::int64_t l = 0; l < c_.map.layers; ++l) {
+      for (const char* kind : {"sufficiency", "necessity"}) {
+        const std::string name = "layer" + std::to_string(l) + "_" + kind;
+        if (!seen.contains(name)) problem("obligation " + name + " is missing");
+      }
+    }
+    const std::size_t expected = 2 * static_cast<std::size_t>(c_.map.layers) + (has_composition ? 1 : 0);
+    if (c_.obligations.size() != expected) problem("unexpected obligations beyond one sufficiency and one necessity per layer and one composition");
+    const std::string derived = any_refuted ? "refuted" : all_proved ? "certified" : "unknown";
+    report_.verdict = derived;
+    if (derived != c_.verdict) problem("verdict " + c_.verdict + " does not follow from the obligations (" + derived + ")");
+  }
+
+ private:
+  void check_map_entry(const HeadMap& e, std::size_t i, std::size_t units) {
+    const std::string where = "map.entries[" + std::to_string(i) + "]";
+    if (e.layer != static_cast<std::int64_t>(i) / c_.map.kv_heads || e.kv_head != static_cast<std::int64_t>(i) % c_.map.kv_heads) {
+      problem(where + " is out of order (layer-major, then kv head)");
+    }
+    if (e.key_formats.size() != units || e.value_formats.size() != units) {
+      problem(where + " must have " + std::to_string(units) + " key and value formats");
+    }
+    for (const auto& f : e.key_formats) {
+      if (!is_valid_format(f, static_cast<int>(c_.map.head_dim))) problem(where + ": key format " + format_name(f) + " is not valid for this head_dim");
+    }
+    for (const auto& f : e.value_formats) {
+      if (!is_valid_format(f, static_cast<int>(c_.map.head_dim)) || f.axis == GroupAxis::kTokens) {
+        problem(where + ": value format " + format_name(f) + " is not a valid value format");
+      }
+    }
+  }
+
+  const HeadMap* entry(std::int64_t layer, std::int64_t kv_head) const {
+    if (layer < 0 || layer >= c_.map.layers || kv_head < 0 || kv_head >= c_.map.kv_heads) return nullptr;
+    const auto& e = c_.map.entries[static_cast<std::size_t>(layer * c_.map.kv_heads + kv_head)];
+    return e.key_formats.empty() ? nullptr : &e;
+  }
+
+  bool check_layer_budget(const Obligation& o) {
+    if (o.layer < 0 || o.layer >= c_.map.layers) {
+      problem(o.name + ": layer " + std::to_string(o.layer) + " is outside the map");
+      return false;
+    }
+    const std::string expected_name =
+        "layer" + std::to_string(o.layer) + "_" + std::string(obligation_kind_name(o.kind));
+    if (o.name != expected_name) problem(o.name + ": name must be " + expected_name);
+    if (c_.layer_eps.size() == static_cast<std::size_t>(c_.map.layers) &&
+        to_mpq(o.budget) != to_mpq(c_.layer_eps[static_cast<std::size_t>(o.layer)])) {
+      problem(o.name + ": budget is not the layer's epsilon");
+    }
+    return true;
+  }
+
+  std::optional<bool> obligation_truth(const Obligation& o) {
+    switch (o.kind) {
+      case ObligationKind::kSufficiency: return sufficiency_truth(o);
+      case ObligationKind::kNecessity: return necessity_truth(o);
+      case ObligationKind::kComposition: return composition_truth(o);
+    }
+    return std::nullopt;
+  }
+
+  // Rows must be exactly (kv head, query head of its group, recorded query of the scope), in
+  // that order: a dropped row would hide a query from the certificate.
+  std::optional<bool> sufficiency_truth(const Obligation& o) {
+    if (!check_layer_budget(o)) return std::nullopt;
+    const auto& positions = c_.scope.query_positions;
+    const std::int64_t group = c_.map.heads / c_.map.kv_heads;
+    const std::size_t expected = static_cast<std::size_t>(c_.map.heads) * positions.size();
+    if (o.sufficiency.size() != expected) {
+      problem(o.name + ": " + std::to_string(o.sufficiency.size()) + " rows, expected one per query head and recorded query (" + std::to_string(expected) + ")");
+      return std::nullopt;
+    }
+    const mpq_class budget = to_mpq(o.budget);
+    bool holds = true;
+    std::size_t r = 0;
+    for (std::int64_t kv = 0; kv < c_.map.kv_heads; ++kv) {
+      for (std::int64_t h = kv * group; h < (kv + 1) * group; ++h) {
+        for (const std::int64_t p : positions) {
+          const SufficiencyRow& row = o.sufficiency[r++];
+          if (row.kv_head != kv || row.head != h || row.position != p) {
+            problem(o.name + ": row " + std::to_string(r - 1) + " is not (kv head " + std::to_string(kv) + ", head " + std::to_string(h) + ", position " + std::to_string(p) + ")");
+            return std::nullopt;
+          }
+          const mpq_class bound = to_mpq(row.bound);
+          if (bound < 0) problem(o.name + ": row " + std::to_string(r - 1) + " has a negative bound");
+          holds &= bound <= budget;
+          ++report_.inequalities;
+        }
+      }
+    }
+    return holds;
+  }
+
+  // Rows must be every (kv head, position); bits must be the map's key precision there; the
+  // rows listed as below the obstruction must be exactly those failing 8 eps 4^bits >= kappa D^2.
+  std::optional<bool> necessity_truth(const Obligation& o) {
+    if (!check_layer_budget(o)) return std::nullopt;
+    const std::size_t expected = static_cast<std::size_t>(c_.map.kv_heads * c_.map.tokens);
+    if (o.necessity.size() != expected) {
+      problem(o.name + ": " + std::to_string(o.necessity.size()) + " rows, expected one per kv head and position (" + std::to_string(expected) + ")");
+      return std::nullopt;
+    }
+    const mpq_class eight_eps = 8 * to_mpq(o.budget);
+    std::vector<std::int64_t> failing;
+    std::size_t r = 0;
+    for (std::int64_t kv = 0; kv < c_.map.kv_heads; ++kv) {
+      const HeadMap* e = entry(o.layer, kv);
+      if (e == nullptr) return std::nullopt;
+      for (std::int64_t t = 0; t < c_.map.tokens; ++t, ++r) {
+        const NecessityRow& row = o.necessity[r];
+        if (row.kv_head != kv || row.position != t) {
+          problem(o.name + ": row " + std::to_string(r) + " is not (kv head " + std::to_string(kv) + ", position " + std::to_string(t) + ")");
+          return std::nullopt;
+        }
+        const Format& f = e->key_formats[static_cast<std::size_t>(t / c_.map.block)];
+        if (row.bits != precision_bits(f)) {
+          problem(o.name + ": row " + std::to_string(r) + " has bits " + std::to_string(row.bits) + ", the map stores " + format_name(f));
+        }
+        const mpq_class kd2 = to_mpq(row.kappa_d2);
+        if (kd2 < 0) problem(o.name + ": row " + std::to_string(r) + " has a negative kappa_d2");
+        mpq_class capacity = eight_eps;
+        mpz_class power;
+        mpz_ui_pow_ui(power.get_mpz_t(), 2, static_cast<unsigned long>(2 * row.bits));
+        capacity *= power;
+        if (capacity < kd2) failing.push_back(static_cast<std::int64_t>(r));
+        ++report_.inequalities;
+      }
+    }
+    if (failing != o.below) {
+      problem(o.name + ": the rows listed below the obstruction (" + std::to_string(o.below.size()) + ") are not exactly the failing rows (" + std::to_string(failing.size()) + ")");
+    }
+    if (!o.below.empty() && o.below_reason.empty()) problem(o.name + ": rows below the obstruction need a reason");
+    return true;  // every row not listed holds (checked above by the equality of the lists)
+  }
+
+  std::optional<bool> composition_truth(const Obligation& o) {
+    if (o.name != "composition" || o.layer != -1) problem("the composition obligation must be named composition with layer -1");
+    const auto layers = static_cast<std::size_t>(c_.map.layers);
+    if (o.lipschitz.size() != layers || o.injection.size() != layers || o.layer_eps.size() != layers) {
+      problem("composition: lipschitz, injection and layer_eps need one entry per layer");
+      return std::nullopt;
+    }
+    for (std::size_t l = 0; l < layers && l < c_.layer_eps.size(); ++l) {
+      if (to_mpq(o.layer_eps[l]) != to_mpq(c_.layer_eps[l])) problem("composition: layer_eps differs from the certificate's");
+      if (to_mpq(o.lipschitz[l]) < 1 || to_mpq(o.injection[l]) < 0) problem("composition: a Lipschitz bound below 1 or a negative injection");
+    }
+    // sum_i (prod_{j>i} L_j) * injection_i * eps_i, accumulated from the last layer down.
+    mpq_class total = 0, tail = 1;
+    for (std::size_t i = layers; i-- > 0;) {
+      total += tail * to_mpq(o.injection[i]) * to_mpq(o.layer_eps[i]);
+      tail *= to_mpq(o.lipschitz[i]);
+    }
+    ++report_.inequalities;
+    return total <= to_mpq(o.budget);
+  }
+
+  const Certificate& c_;
+  CheckReport& report_;
+};
+
+}  // namespace
+
+std::string exact_rational(double value) {
+  HNF_ASSERT(std::isfinite(value), "exact_rational needs a finite value");
+  mpq_class q(value);  // exact: every finite double is a dyadic rational
+  q.canonicalize();
+  return q.get_str(10);
+}
+
+double rational_to_double(const std::string& rational) {
+  HNF_ASSERT(is_exact_rational(rational), "rational_to_double needs an exact rational");
+  // MPFR rounds the quotient once, to nearest (mpq_get_d would truncate).
+  mpfr_t m;
+  mpfr_init2(m, 53);
+  mpfr_set_q(m, to_mpq(rational).get_mpq_t(), MPFR_RNDN);
+  const double d = mpfr_get_d(m, MPFR_RNDN);
+  mpfr_clear(m);
+  return d;
+}
+
+bool is_exact_rational(std::string_view s) {
+  if (s.starts_with('-')) s.remove_prefix(1);
+  const auto slash = s.find('/');
+  if (slash == std::string_view::npos) return all_digits(s);
+  const std::string_view denominator = s.substr(slash + 1);
+  return all_digits(s.substr(0, slash)) && all_digits(denominator) &&
+         denominator.find_first_not_of('0') != std::string_view::npos;
+}
+
+std::string map_sha256(const PrecisionMap& map) {
+  std::ostringstream text;
+  text << "hnf-map 1\nlayers " << map.layers << " kv_heads " << map.kv_heads << " heads " << map.heads << " head_dim "
+       << map.head_dim << " tokens " << map.tokens << " block " << map.block << "\n";
+  for (const auto& e : map.entries) {
+    text << e.layer << " " << e.kv_head << " K";
+    for (const auto& f : e.key_formats) text << " " << format_name(f);
+    text << " V";
+    for (const auto& f : e.value_formats) text << " " << format_name(f);
+    text << "\n";
+  }
+  const std::string s = text.str();
+  return sha256_hex(std::as_bytes(std::span(s.data(), s.size())));
+}
+
+int precision_bits(const Format& format) {
+  switch (format.encoding) {
+    case Encoding::kF16: return 11;
+    case Encoding::kBF16: return 8;
+    default: return code_bits(format.encoding);
+  }
+}
+
+double map_bits_per_element(const PrecisionMap& map) {
+  // Per unit: block positions (the last unit may be shorter) x head_dim elements, K and V.
+  double bits = 0.0, elements = 0.0;
+  for (const auto& e : map.entries) {
+    for (std::size_t u = 0; u < e.key_formats.size(); ++u) {
+      const std::int64_t begin = static_cast<std::int64_t>(u) * map.block;
+      const double n = static_cast<double>(std::min<std::int64_t>(map.block, map.tokens - begin) * map.head_dim);
+      bits += n * (storage_bits_per_element(e.key_formats[u]) + storage_bits_per_element(e.value_formats[u]));
+      elements += 2.0 * n;
+    }
+  }
+  return elements > 0.0 ? bits / elements : 0.0;
+}
+
+std::string_view obligation_kind_name(ObligationKind kind) noexcept {
+  switch (kind) {
+    case ObligationKind::kSufficiency: return "sufficiency";
+    case ObligationKind::kNecessity: return "necessity";
+    case ObligationKind::kComposition: return "composition";
+  }
+  return "sufficiency";
+}
+
+std::string_view verdict_name(Verdict verdict) noexcept {
+  switch (verdict) {
+    case Verdict::kProved: return "proved";
+    case Verdict::kRefuted: return "refuted";
+    case Verdict::kUnknown: return "unknown";
+    case Verdict::kTimeout: return "timeout";
+  }
+  return "unknown";
+}
+
+std::string certificate_to_json(const Certificate& certificate) {
+  Json body = certificate_body(certificate);
+  body["certificate_sha256"] = body_sha256(certificate_body(certificate));
+  return body.dump(1) + "\n";
+}
+
+Certificate certificate_from_json(std::string_view text, const std::string& file) {
+  Json j;
+  try {
+    j = Json::parse(text);
+  } catch (const Json::parse_error& e) {
+    throw bad_input(file, std::string("not valid JSON: ") + e.what());
+  }
+  ObjectReader r(j, "certificate", file);
+  if (r.string("format") != "hnf-certificate") r.fail("format", "is not hnf-certificate");
+  Certificate c;
+  c.version = static_cast<int>(r.integer("version"));
+  if (c.version != kCertificateVersion) r.fail("version", "is " + std::to_string(c.version) + "; this tool reads version 1");
+  c.tool_version = r.string("tool_version");
+  c.model_id = r.string("model_id");
+  c.model_sha256 = r.string("model_sha256");
+  c.trace_file = r.string("trace_file");
+  c.trace_sha256 = r.string("trace_sha256");
+  c.text_sha256 = r.string("text_sha256");
+  c.map_sha256 = r.string("map_sha256");
+  c.verdict = r.string("verdict");
+  if (c.verdict != "certified" && c.verdict != "refuted" && c.verdict != "unknown") r.fail("verdict", "must be certified, refuted or unknown");
+  c.eps = r.rational("eps");
+  c.layer_eps = r.strings("layer_eps", true);
+  c.bits_per_element = r.number("bits_per_element");
+  c.map = parse_map(r.field("map"), file);
+  c.scope = parse_scope(r.field("scope"), file);
+  std::size_t index = 0;
+  for (const auto& o : r.array("obligations")) c.obligations.push_back(parse_obligation(o, index++, file));
+  const std::string stated_hash = r.string("certificate_sha256");
+  r.finish();
+  if (stated_hash != body_sha256(certificate_body(c))) {
+    throw bad_input(file, "certificate_sha256 does not match the content: the certificate was modified");
+  }
+  return c;
+}
+
+// The checker's friend: the one place a CertifiedPrecisionMap is made.
+struct CheckAccess {
+  static CertifiedPrecisionMap make(const Certificate& c) {
+    CertifiedPrecisionMap m;
+    m.map_ = c.map;
+    m.map_sha256_ = c.map_sha256;
+    m.model_sha256_ = c.model_sha256;
+    m.trace_sha256_ = c.trace_sha256;
+    m.eps_ = c.eps;
+    m.scope_ = c.scope;
+    return m;
+  }
+};
+
+CheckReport check_certificate_text(std::string_view text, const std::string& file, const CheckOptions& options,
+                                   std::string_view tool_version) {
+  const Certificate c = certificate_from_json(text, file);
+  CheckReport report;
+  Checker checker(c, report);
+  checker.check_header(options, tool_version);
+  if (checker.check_map()) {
+    checker.check_budgets();
+    checker.check_scope();
+    checker.check_obligations();
+  }
+  if (report.problems.empty() && report.verdict == "certified") report.certified = CheckAccess::make(c);
+  return report;
+}
+
+CheckReport check_certificate(const std::filesystem::path& path, const CheckOptions& options, std::string_view tool_version) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw bad_input(path.string(), "cannot open the certificate");
+  std::ostringstream buffer;
+  buffer << f.rdbuf();
+  if (!f.good() && !f.eof()) throw bad_input(path.string(), "cannot read the certificate");
+  return check_certificate_text(buffer.str(), path.string(), options, tool_version);
+}
+
+}  // namespace hnf::proofs

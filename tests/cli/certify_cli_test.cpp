@@ -1,0 +1,238 @@
+// certify and check through the CLI: golden inputs (tests/golden/*.json, expected verdict
+// inside each file), tampering, the SMT-LIB cross-check with z3 and cvc5, the reference model
+// with the composition obligation, and bad input.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <random>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "hnf/proofs/certificate.h"
+#include "hnf/proofs/error.h"
+#include "run_cli.h"
+#include "test_files.h"
+
+using namespace hnf::testing;
+using Json = nlohmann::json;
+
+namespace {
+
+const std::filesystem::path kSource = HNF_SOURCE_DIR;
+const std::filesystem::path kTinyTrace = kSource / "examples" / "tiny-trace.safetensors";
+const std::filesystem::path kModel = kSource / "models" / "hnf-llama-4m";
+
+std::string args_of(const Json& golden) {
+  std::string s;
+  for (const auto& a : golden.at("args")) s += " " + quote(a.get<std::string>());
+  return s;
+}
+
+int exit_for(const std::string& verdict) { return verdict == "certified" ? 0 : verdict == "refuted" ? 1 : 2; }
+
+// Runs `command`, returning its stdout (stderr dropped) and exit status.
+std::pair<int, std::string> shell(const std::string& command) {
+  TempDir dir;
+  const int status = std::system((command + " >" + quote(dir / "out") + " 2>/dev/null </dev/null").c_str());
+  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, read_file(dir / "out")};
+}
+
+}  // namespace
+
+TEST_CASE("golden inputs give the verdict written inside each file, and check agrees") {
+  int cases = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(kSource / "tests" / "golden")) {
+    if (entry.path().extension() != ".json") continue;
+    ++cases;
+    const Json golden = Json::parse(read_file(entry.path()));
+    const Json& expect = golden.at("expect");
+    CAPTURE(entry.path().filename().string());
+    TempDir dir;
+    const auto run = hnf_verify("certify " + quote(kSource / golden.at("trace").get<std::string>()) + args_of(golden) +
+                                " --out " + quote(dir / "cert.json"));
+    CAPTURE(run.out);
+    CAPTURE(run.err);
+    CHECK(run.exit_code == expect.at("exit").get<int>());
+    for (const auto& s : expect.value("stdout_contains", Json::array())) CHECK(contains(run.out, s.get<std::string>()));
+    for (const auto& s : expect.value("stdout_excludes", Json::array())) CHECK_FALSE(contains(run.out, s.get<std::string>()));
+    const Json cert = Json::parse(read_file(dir / "cert.json"));
+    CHECK(cert.at("verdict") == expect.at("verdict"));
+    const auto check = hnf_verify("check " + quote(dir / "cert.json") + " --trace " +
+                                  quote(kSource / golden.at("trace").get<std::string>()));
+    CAPTURE(check.out);
+    CAPTURE(check.err);
+    CHECK(check.exit_code == exit_for(expect.at("verdict").get<std::string>()));
+    CHECK(contains(check.out, "valid, verdict " + expect.at("verdict").get<std::string>()));
+  }
+  CHECK(cases >= 3);
+}
+
+TEST_CASE("every SMT-LIB file of a certified map is answered unsat by z3 and by cvc5") {
+  TempDir dir;
+  const auto run = hnf_verify("certify " + quote(kTinyTrace) + " --eps 0.5 --out " + quote(dir / "cert.json") +
+                              " --smt-dir " + quote(dir / "smt"));
+  REQUIRE(run.exit_code == 0);
+  int files = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(dir / "smt")) {
+    ++files;
+    CAPTURE(entry.path().string());
+    const auto [z3_status, z3_out] = shell("z3 -T:60 " + quote(entry.path()));
+    CHECK(z3_status == 0);
+    CHECK(z3_out == "unsat\n");
+    const auto [cvc5_status, cvc5_out] = shell("cvc5 --tlimit=60000 " + quote(entry.path()));
+    CHECK(cvc5_status == 0);
+    CHECK(cvc5_out == "unsat\n");
+  }
+  CHECK(files == 4);
+  // The refuted obligation's file is answered sat by both: the scripts are not trivially unsat.
+  TempDir refuted;
+  REQUIRE(hnf_verify("certify " + quote(kTinyTrace) + " --eps 1e-12 --out " + quote(refuted / "cert.json") +
+                     " --smt-dir " + quote(refuted / "smt"))
+              .exit_code == 1);
+  CHECK(shell("z3 -T:60 " + quote(refuted / "smt" / "layer0_sufficiency.smt2")).second == "sat\n");
+  CHECK(shell("cvc5 --tlimit=60000 " + quote(refuted / "smt" / "layer0_sufficiency.smt2")).second == "sat\n");
+}
+
+// 1,000 mutations of a valid certificate: 500 single-byte edits of the file and 500 edits of
+// one JSON value. Every edit that changes the certificate's meaning (its canonical JSON) must
+// be rejected; edits of whitespace may pass.
+TEST_CASE("tampering: no meaning-changing mutation of a certificate is accepted") {
+  TempDir dir;
+  REQUIRE(hnf_verify("certify " + quote(kTinyTrace) + " --eps 0.5 --out " + quote(dir / "cert.json")).exit_code == 0);
+  const std::string original = read_file(dir / "cert.json");
+  const std::string canonical = Json::parse(original).dump();
+  std::mt19937_64 rng(2026);
+  int meaningful = 0, rejected = 0, accepted_changed = 0;
+  auto judge = [&](const std::string& text) {
+    bool parses = true;
+    std::string mutated_canonical;
+    try {
+      mutated_canonical = Json::parse(text).dump();
+    } catch (const Json::exception&) {
+      parses = false;
+    }
+    if (parses && mutated_canonical == canonical) return;  // same meaning (whitespace)
+    ++meaningful;
+    bool ok = false;
+    try {
+      const auto report = hnf::proofs::check_certificate_text(text, "cert.json", {}, "hnf-verify test");
+      ok = report.problems.empty();
+    } catch (const hnf::proofs::Error&) {
+      ok = false;
+    }
+    if (ok) {
+      ++accepted_changed;
+    } else {
+      ++rejected;
+    }
+  };
+  for (int i = 0; i < 500; ++i) {
+    std::string text = original;
+    const std::size_t at = std::uniform_int_distribution<std::size_t>(0, text.size() - 1)(rng);
+    char replacement = static_cast<char>(std::uniform_int_distribution<int>(32, 126)(rng));
+    if (replacement == text[at]) replacement = text[at] == 'x' ? 'y' : 'x';
+    text[at] = replacement;
+    judge(text);
+  }
+  // Value edits: pick a random leaf of the JSON tree and change it minimally.
+  std::vector<Json::json_pointer> leaves;
+  const Json doc = Json::parse(original);
+  const Json flat = doc.flatten();
+  for (const auto& [path, value] : flat.items()) leaves.emplace_back(path);
+  for (int i = 0; i < 500; ++i) {
+    Json j = doc;
+    const auto& ptr = leaves[std::uniform_int_distribution<std::size_t>(0, leaves.size() - 1)(rng)];
+    Json& v = j[ptr];
+    if (v.is_string()) {
+      std::string s = v.get<std::string>();
+      if (s.empty()) {
+        s = "x";
+      } else {
+        const std::size_t at = std::uniform_int_distribution<std::size_t>(0, s.size() - 1)(rng);
+        s[at] = std::isdigit(static_cast<unsigned char>(s[at])) ? static_cast<char>('0' + (s[at] - '0' + 1) % 10) : 'z';
+      }
+      v = s;
+    } else if (v.is_number_integer()) {
+      v = v.get<std::int64_t>() + 1;
+    } else if (v.is_number()) {
+      v = v.get<double>() * 1.5 + 1.0;
+    } else if (v.is_boolean()) {
+      v = !v.get<bool>();
+    } else {
+      v = "x";
+    }
+    judge(j.dump(1));
+  }
+  MESSAGE("tampering: " << meaningful << " meaning-changing mutations, " << rejected << " rejected, " << accepted_changed
+                        << " accepted");
+  CHECK(meaningful > 900);
+  CHECK(accepted_changed == 0);
+}
+
+TEST_CASE("certify on the reference model with the composition obligation, then check against model and trace") {
+  TempDir dir;
+  std::string text;
+  for (int i = 0; i < 40; ++i) text += "The river flows past the old mill and the town council meets on Tuesday . ";
+  write_file(dir / "text.txt", text);
+  REQUIRE(hnf_verify("trace --model " + quote(kModel) + " --text " + quote(dir / "text.txt") + " --tokens 128 --out " +
+                     quote(dir / "trace.safetensors"))
+              .exit_code == 0);
+  const auto run = hnf_verify("certify " + quote(dir / "trace.safetensors") + " --eps 0.1 --model " + quote(kModel) +
+                              " --out " + quote(dir / "cert.json"));
+  CAPTURE(run.out);
+  CAPTURE(run.err);
+  CHECK(run.exit_code == 0);
+  CHECK(contains(run.out, "composition"));
+  const Json cert = Json::parse(read_file(dir / "cert.json"));
+  bool has_composition = false;
+  for (const auto& o : cert.at("obligations")) has_composition |= o.at("kind") == "composition";
+  CHECK(has_composition);
+  const auto check = hnf_verify("check " + quote(dir / "cert.json") + " --model " + quote(kModel) + " --trace " +
+                                quote(dir / "trace.safetensors"));
+  CAPTURE(check.err);
+  CHECK(check.exit_code == 0);
+  // Another trace (the bundled synthetic one) does not match the certificate's hash.
+  const auto wrong = hnf_verify("check " + quote(dir / "cert.json") + " --trace " + quote(kTinyTrace));
+  CHECK(wrong.exit_code == 3);
+  CHECK(contains(wrong.err, "trace"));
+  // A --eps-total below the composed bound refutes the composition obligation.
+  const auto tight = hnf_verify("certify " + quote(dir / "trace.safetensors") + " --eps 0.1 --model " + quote(kModel) +
+                                " --eps-total 1e-30 --out " + quote(dir / "tight.json"));
+  CHECK(tight.exit_code == 1);
+  CHECK(contains(tight.out, "composition refuted"));
+}
+
+TEST_CASE("certify and check reject bad input with exit 3, one line, and no file written") {
+  TempDir dir;
+  const auto out = quote(dir / "cert.json");
+  struct Case {
+    std::string args;
+    std::string message;
+  };
+  const std::vector<Case> cases = {
+      {"certify " + quote(kTinyTrace) + " --eps -1 --out " + out, "--eps"},
+      {"certify " + quote(kTinyTrace) + " --eps 0.1 --layer-eps 0.1 --out " + out, "--layer-eps"},
+      {"certify " + quote(dir / "missing.safetensors") + " --eps 0.1 --out " + out, "missing.safetensors"},
+      {"certify " + quote(kTinyTrace) + " --eps 0.1 --eps-total 1 --out " + out, "--eps-total"},
+      {"certify " + quote(kTinyTrace) + " --eps 0.1 --model " + quote(kModel) + " --out " + out, "not the model"},
+      {"certify " + quote(kTinyTrace) + " --eps 0.1 --timeout-ms 0 --out " + out, "--timeout-ms"},
+  };
+  for (const auto& c : cases) {
+    CAPTURE(c.args);
+    const auto run = hnf_verify(c.args);
+    CHECK(run.exit_code == 3);
+    CHECK(contains(run.err, c.message));
+    CHECK(std::count(run.err.begin(), run.err.end(), '\n') == 1);
+    CHECK_FALSE(std::filesystem::exists(dir / "cert.json"));
+  }
+  write_file(dir / "junk.json", "{\"format\": \"hnf-certificate\"");
+  const auto junk = hnf_verify("check " + quote(dir / "junk.json"));
+  CHECK(junk.exit_code == 3);
+  CHECK(contains(junk.err, "junk.json"));
+  const auto missing = hnf_verify("check " + quote(dir / "nothing.json"));
+  CHECK(missing.exit_code == 3);
+}

@@ -1,0 +1,261 @@
+#include <doctest/doctest.h>
+#include <gmpxx.h>
+#include <mpfr.h>
+
+#include <unistd.h>
+
+#include <cmath>
+#include <fstream>
+#include <limits>
+#include <random>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "hnf/proofs/certificate.h"
+#include "hnf/proofs/error.h"
+#include "hnf/proofs/sha256.h"
+
+using namespace hnf::proofs;
+using Json = nlohmann::json;
+
+namespace {
+
+constexpr std::string_view kTool = "hnf-verify test";
+
+// A small, valid, certified certificate: 1 layer, 1 kv head, 2 query heads, 32 tokens in two
+// blocks of 16, recorded queries at 30 and 31, keys int4-d32 then fp16, values int8-d32.
+Certificate tiny_certificate() {
+  Certificate c;
+  c.tool_version = std::string(kTool);
+  c.model_id = "synthetic";
+  c.model_sha256 = "none";
+  c.trace_file = "t.safetensors";
+  c.trace_sha256 = std::string(64, 'a');
+  c.text_sha256 = "none";
+  c.map.layers = 1;
+  c.map.kv_heads = 1;
+  c.map.heads = 2;
+  c.map.head_dim = 32;
+  c.map.tokens = 32;
+  c.map.block = 16;
+  c.map.entries.push_back({0, 0, {*parse_format("int4-d32"), *parse_format("fp16")},
+                           {*parse_format("int8-d32"), *parse_format("int8-d32")}});
+  c.map_sha256 = map_sha256(c.map);
+  c.bits_per_element = map_bits_per_element(c.map);
+  c.eps = "1/20";
+  c.layer_eps = {"1/20"};
+  c.scope.query_positions = {30, 31};
+  c.scope.heads.push_back({0, 0, "3/2", "1/10", "7", "5"});
+  c.scope.assumptions = {"test"};
+  Obligation s;
+  s.name = "layer0_sufficiency";
+  s.kind = ObligationKind::kSufficiency;
+  s.layer = 0;
+  s.budget = "1/20";
+  s.verdict = Verdict::kProved;
+  for (std::int64_t h = 0; h < 2; ++h) {
+    for (std::int64_t p : {30, 31}) s.sufficiency.push_back({0, h, p, exact_rational(0.01 * static_cast<double>(h + 1))});
+  }
+  Obligation n;
+  n.name = "layer0_necessity";
+  n.kind = ObligationKind::kNecessity;
+  n.layer = 0;
+  n.budget = "1/20";
+  n.verdict = Verdict::kProved;
+  n.below_reason = "worst case over a cell";
+  for (std::int64_t t = 0; t < 32; ++t) {
+    // 8 * (1/20) * 4^4 = 102.4 for the int4 block; position 3 needs more (listed below).
+    const std::string kd2 = t == 3 ? "200" : "1/3";
+    n.necessity.push_back({0, t, kd2, t < 16 ? 4 : 11});
+  }
+  n.below = {3};
+  Obligation comp;
+  comp.name = "composition";
+  comp.kind = ObligationKind::kComposition;
+  comp.layer = -1;
+  comp.lipschitz = {"3"};
+  comp.injection = {"2"};
+  comp.layer_eps = {"1/20"};
+  comp.budget = "1/10";  // 2 * 1/20 = 1/10: holds with equality
+  comp.verdict = Verdict::kProved;
+  c.obligations = {s, n, comp};
+  c.verdict = "certified";
+  return c;
+}
+
+CheckReport check(const Certificate& c, CheckOptions options = {}) {
+  return check_certificate_text(certificate_to_json(c), "cert.json", options, kTool);
+}
+
+bool rejected(const Certificate& c) { return !check(c).problems.empty(); }
+
+}  // namespace
+
+TEST_CASE("exact_rational is the exact value of the double (checked with GMP and MPFR)") {
+  std::mt19937_64 rng(7);
+  std::uniform_real_distribution<double> exponent(-1070.0, 1020.0);
+  for (int i = 0; i < 20000; ++i) {
+    const double x = std::ldexp(std::uniform_real_distribution<double>(-1.0, 1.0)(rng), static_cast<int>(exponent(rng)));
+    const std::string r = exact_rational(x);
+    REQUIRE(is_exact_rational(r));
+    mpq_class q(r);
+    // MPFR at 2200 bits holds any double exactly; the rational must convert back without rounding.
+    mpfr_t m;
+    mpfr_init2(m, 2200);
+    REQUIRE(mpfr_set_q(m, q.get_mpq_t(), MPFR_RNDN) == 0);  // 0: exact
+    CHECK(mpfr_get_d(m, MPFR_RNDN) == x);
+    CHECK(mpfr_cmp_d(m, x) == 0);
+    mpfr_clear(m);
+  }
+  CHECK(exact_rational(0.1) == "3602879701896397/36028797018963968");
+  CHECK(exact_rational(-2.0) == "-2");
+  CHECK(exact_rational(std::numeric_limits<double>::denorm_min()).ends_with("/" + mpz_class(mpz_class(1) << 1074).get_str()));
+  CHECK_THROWS(exact_rational(std::nan("")));
+}
+
+TEST_CASE("is_exact_rational accepts only p and p/q with q > 0") {
+  for (const char* ok : {"0", "-3", "12/5", "-1/7", "007"}) CHECK(is_exact_rational(ok));
+  for (const char* bad : {"", "0.1", "1e3", "1/0", "1/-2", "+1", "1/", "/2", " 1", "0x10", "1/00"}) CHECK_FALSE(is_exact_rational(bad));
+}
+
+TEST_CASE("a valid certificate round-trips and checks as certified") {
+  const Certificate c = tiny_certificate();
+  const std::string text = certificate_to_json(c);
+  const Certificate back = certificate_from_json(text, "cert.json");
+  CHECK(certificate_to_json(back) == text);
+  const auto report = check(c);
+  CHECK(report.problems.empty());
+  CHECK(report.verdict == "certified");
+  CHECK(report.certified.has_value());
+  CHECK(report.certified->map_sha256() == c.map_sha256);
+  CHECK(report.inequalities == 4 + 32 + 1);
+}
+
+TEST_CASE("the certificate hash catches any edit of the content") {
+  Json j = Json::parse(certificate_to_json(tiny_certificate()));
+  j["obligations"][0]["rows"]["bound"][0] = "1/1000";  // a smaller, still passing bound
+  CHECK_THROWS_WITH_AS(check_certificate_text(j.dump(), "cert.json", {}, kTool), doctest::Contains("certificate_sha256"), Error);
+}
+
+TEST_CASE("unknown fields, missing fields and decimal numbers are rejected by the parser") {
+  const Json good = Json::parse(certificate_to_json(tiny_certificate()));
+  Json extra = good;
+  extra["obligations"][0]["note"] = "x";
+  CHECK_THROWS_WITH_AS(certificate_from_json(extra.dump(), "c.json"), doctest::Contains("not a field"), Error);
+  Json missing = good;
+  missing["map"].erase("block");
+  CHECK_THROWS_WITH_AS(certificate_from_json(missing.dump(), "c.json"), doctest::Contains("map.block is missing"), Error);
+  Json decimal = good;
+  decimal["eps"] = "0.05";
+  CHECK_THROWS_WITH_AS(certificate_from_json(decimal.dump(), "c.json"), doctest::Contains("not an exact rational"), Error);
+  CHECK_THROWS_WITH_AS(certificate_from_json("{", "c.json"), doctest::Contains("c.json: not valid JSON"), Error);
+}
+
+// The checker's meaning checks, on certificates whose hash was recomputed (a forger's edit).
+TEST_CASE("the checker re-derives every verdict and rejects inconsistent certificates") {
+  SUBCASE("a bound above the budget with verdict proved") {
+    Certificate c = tiny_certificate();
+    c.obligations[0].sufficiency[1].bound = "1/19";
+    CHECK(rejected(c));
+  }
+  SUBCASE("the same bound with verdict refuted gives a valid refuted certificate") {
+    Certificate c = tiny_certificate();
+    c.obligations[0].sufficiency[1].bound = "1/19";
+    c.obligations[0].verdict = Verdict::kRefuted;
+    c.verdict = "refuted";
+    const auto report = check(c);
+    CHECK(report.problems.empty());
+    CHECK(report.verdict == "refuted");
+    CHECK_FALSE(report.certified.has_value());
+  }
+  SUBCASE("a bound exactly at the budget holds (<=)") {
+    Certificate c = tiny_certificate();
+    c.obligations[0].sufficiency[1].bound = "1/20";
+    CHECK_FALSE(rejected(c));
+  }
+  SUBCASE("a dropped sufficiency row") {
+    Certificate c = tiny_certificate();
+    c.obligations[0].sufficiency.pop_back();
+    CHECK(rejected(c));
+  }
+  SUBCASE("a row moved to another query") {
+    Certificate c = tiny_certificate();
+    c.obligations[0].sufficiency[0].position = 29;
+    CHECK(rejected(c));
+  }
+  SUBCASE("an unknown obligation cannot be certified") {
+    Certificate c = tiny_certificate();
+    c.obligations[2].verdict = Verdict::kTimeout;
+    CHECK(rejected(c));  // verdict still says certified
+    c.verdict = "unknown";
+    const auto report = check(c);
+    CHECK(report.problems.empty());
+    CHECK(report.verdict == "unknown");
+    CHECK_FALSE(report.certified.has_value());
+  }
+  SUBCASE("necessity bits must be the map's") {
+    Certificate c = tiny_certificate();
+    c.obligations[1].necessity[20].bits = 4;
+    CHECK(rejected(c));
+  }
+  SUBCASE("the rows below the obstruction must be exactly the failing ones") {
+    Certificate c = tiny_certificate();
+    c.obligations[1].below.clear();
+    CHECK(rejected(c));
+    c = tiny_certificate();
+    c.obligations[1].below = {3, 4};
+    CHECK(rejected(c));
+    c = tiny_certificate();
+    c.obligations[1].necessity[3].kappa_d2 = "512/5";  // exactly 8 eps 4^4 = 102.4: holds, so not below
+    CHECK(rejected(c));
+  }
+  SUBCASE("composition over its budget") {
+    Certificate c = tiny_certificate();
+    c.obligations[2].budget = "99/1000";
+    CHECK(rejected(c));
+    c.obligations[2].injection = {"1"};  // 1/20 <= 99/1000
+    CHECK_FALSE(rejected(c));
+  }
+  SUBCASE("a map edit without a new map hash") {
+    Certificate c = tiny_certificate();
+    c.map.entries[0].key_formats[1] = *parse_format("int2-d32");
+    CHECK(rejected(c));
+  }
+  SUBCASE("eps that is not the largest layer budget") {
+    Certificate c = tiny_certificate();
+    c.eps = "1/10";
+    CHECK(rejected(c));
+  }
+  SUBCASE("a missing necessity obligation") {
+    Certificate c = tiny_certificate();
+    c.obligations.erase(c.obligations.begin() + 1);
+    CHECK(rejected(c));
+  }
+  SUBCASE("bits_per_element that does not match the map") {
+    Certificate c = tiny_certificate();
+    c.bits_per_element *= 0.5;
+    CHECK(rejected(c));
+  }
+}
+
+TEST_CASE("model and trace hashes are compared when the files are given") {
+  Certificate c = tiny_certificate();
+  const auto dir = std::filesystem::temp_directory_path() / ("hnf-cert-test-" + std::to_string(::getpid()));
+  std::filesystem::create_directories(dir);
+  {
+    std::ofstream(dir / "t.safetensors") << "trace bytes";
+  }
+  c.trace_sha256 = sha256_file_hex(dir / "t.safetensors");
+  CheckOptions options;
+  options.trace = dir / "t.safetensors";
+  CHECK(check(c, options).problems.empty());
+  {
+    std::ofstream(dir / "t.safetensors") << "other bytes";
+  }
+  CHECK_FALSE(check(c, options).problems.empty());
+  CheckOptions with_model;
+  with_model.model_dir = dir;  // no model.safetensors there: unreadable file is bad input
+  CHECK_THROWS_AS((void)check(c, with_model), Error);
+  std::filesystem::remove_all(dir);
+}

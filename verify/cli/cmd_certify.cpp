@@ -1,0 +1,126 @@
+// hnf-verify certify: analysis, allocation, obligations, Z3, certificate, then the exact
+// checker on the certificate just written, in one command (docs/certificate.md).
+#include <chrono>
+#include <cstdio>
+#include <memory>
+
+#include <fmt/format.h>
+
+#include "commands.h"
+#include "hnf/proofs/certificate.h"
+#include "hnf/proofs/error.h"
+#include "hnf/verify/certify.h"
+#include "progress.h"
+#include "write_file.h"
+
+namespace hnf::verify::cli {
+namespace {
+
+struct CertifyCommandOptions {
+  std::string trace;
+  std::string out;
+  std::string model_dir;
+  double bits = 0.0;
+  double eps_total = 0.0;
+  CertifyOptions certify;
+};
+
+int exit_code_for(const std::string& verdict) {
+  if (verdict == "certified") return static_cast<int>(proofs::ExitCode::kSuccess);
+  if (verdict == "refuted") return static_cast<int>(proofs::ExitCode::kRefuted);
+  return static_cast<int>(proofs::ExitCode::kUnknown);
+}
+
+std::string obligation_line(const proofs::Certificate& c) {
+  int proved = 0, refuted = 0, open = 0;
+  std::size_t below = 0, positions = 0;
+  for (const auto& o : c.obligations) {
+    proved += o.verdict == proofs::Verdict::kProved;
+    refuted += o.verdict == proofs::Verdict::kRefuted;
+    open += o.verdict == proofs::Verdict::kUnknown || o.verdict == proofs::Verdict::kTimeout;
+    if (o.kind == proofs::ObligationKind::kNecessity) {
+      below += o.below.size();
+      positions += o.necessity.size();
+    }
+  }
+  return fmt::format("obligations {}: {} proved, {} refuted, {} unknown or timed out; {} of {} key positions below "
+                     "the Theorem 5.7 obstruction (listed)",
+                     c.obligations.size(), proved, refuted, open, below, positions);
+}
+
+void print_summary(const CertifyCommandOptions& o, const CertifyResult& r, double seconds, const proofs::CheckReport& check) {
+  const auto& c = r.certificate;
+  std::string verdict = c.verdict;
+  for (auto& ch : verdict) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+  std::printf("certify %s: %s\n", o.trace.c_str(), verdict.c_str());
+  std::printf("epsilon      %s per query and layer (S1 scope: %zu recorded query positions x %lld query heads)\n",
+              fmt::format("{:.6g}", o.certify.eps).c_str(), c.scope.query_positions.size(), static_cast<long long>(c.map.heads));
+  std::printf("map          %.4f bits (%.4f bytes) per K/V element, metadata included: %.2fx smaller than fp16\n",
+              c.bits_per_element, c.bits_per_element / 8.0, 16.0 / c.bits_per_element);
+  std::printf("%s\n", obligation_line(c).c_str());
+  for (const auto& o2 : c.obligations) {
+    if (o2.kind == proofs::ObligationKind::kComposition) {
+      std::printf("composition  end-to-end error <= %.4g (Theorem C with global per-layer Lipschitz bounds; conditional on THEORY.md 10.4 (H)): %s\n",
+                  proofs::rational_to_double(o2.budget), std::string(proofs::verdict_name(o2.verdict)).c_str());
+    }
+  }
+  for (const auto& line : r.refutations) std::printf("%s\n", line.c_str());
+  for (const auto& line : r.unresolved) std::printf("%s\n", line.c_str());
+  std::printf("time         %.2f s (analysis %.2f s, z3 %.3f s, largest query %.1f ms)\n", seconds, r.analysis_seconds,
+              r.solver_seconds, r.largest_solver_ms);
+  std::printf("checker      %zu inequalities re-validated exactly: %s\n", check.inequalities,
+              check.problems.empty() ? "consistent" : check.problems.front().c_str());
+  std::printf("wrote %s\n", o.out.c_str());
+}
+
+int run_certify(CertifyCommandOptions o, bool bits_given, bool eps_total_given) {
+  if (bits_given) o.certify.bits = o.bits;
+  if (eps_total_given) o.certify.eps_total = o.eps_total;
+  if (!o.model_dir.empty()) o.certify.model_dir = o.model_dir;
+  o.certify.tool_version = "hnf-verify " HNF_VERSION;
+  Progress progress("certify " + o.trace, 1000);
+  o.certify.progress = [&progress](std::string_view, double fraction) {
+    progress.update(static_cast<std::uint64_t>(fraction * 1000.0));
+  };
+  const auto start = std::chrono::steady_clock::now();
+  const CertifyResult result = certify(o.trace, o.certify);
+  const std::string text = proofs::certificate_to_json(result.certificate);
+  // The trusted checker must agree with what was just produced; anything else is a bug.
+  const auto check = proofs::check_certificate_text(text, o.out, {}, o.certify.tool_version);
+  if (!check.problems.empty()) {
+    throw proofs::Error(proofs::ErrorKind::kInternal, "the checker rejects the new certificate: " + check.problems.front());
+  }
+  write_atomically(o.out, text);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  print_summary(o, result, seconds, check);
+  return exit_code_for(result.certificate.verdict);
+}
+
+}  // namespace
+
+void register_certify(CLI::App& app, int* exit_code) {
+  auto o = std::make_shared<CertifyCommandOptions>();
+  CLI::App* cmd = app.add_subcommand(
+      "certify",
+      "Analyse a trace, choose a precision map, discharge its obligations with Z3 and write a certificate that "
+      "`check` re-validates. Exit 0 certified, 1 refuted (with the failing layer, head, position and an example), "
+      "2 unknown or timeout, 3 bad input");
+  cmd->add_option("trace", o->trace, "Trace file (hnf-trace safetensors)")->required();
+  cmd->add_option("--eps", o->certify.eps, "Budget for ||o_hat - o||_2 of every (layer, head, recorded query)")->required();
+  cmd->add_option("--layer-eps", o->certify.layer_eps, "Per-layer budgets E0,E1,... (one per layer)")->delimiter(',');
+  auto* bits = cmd->add_option("--bits", o->bits, "Allocate for this average bits per element instead of for --eps");
+  cmd->add_option("--out", o->out, "Certificate file to write")->required();
+  cmd->add_option("--smt-dir", o->certify.smt_dir, "Also write each obligation as an SMT-LIB2 file here");
+  cmd->add_option("--model", o->model_dir, "Model directory of the trace: adds the composition obligation");
+  auto* total = cmd->add_option("--eps-total", o->eps_total, "End-to-end budget of the composition obligation (with --model)");
+  cmd->add_option("--timeout-ms", o->certify.timeout_ms, "Z3 time limit per obligation")->capture_default_str();
+  cmd->add_option("--last-queries", o->certify.analysis.last_queries, "Analyse the newest N recorded queries ...")
+      ->capture_default_str();
+  cmd->add_option("--query-stride", o->certify.analysis.query_stride, "... plus every S-th (0: automatic)")
+      ->capture_default_str();
+  cmd->add_option("--block", o->certify.analysis.block, "Allocation unit in positions: 16, 32 or 64")->capture_default_str();
+  cmd->add_option("--objective", o->certify.analysis.model, "Allocation objective: rms or bound")->capture_default_str();
+  cmd->callback([o, bits, total, exit_code] { *exit_code = run_certify(*o, bits->count() > 0, total->count() > 0); });
+}
+
+}  // namespace hnf::verify::cli

@@ -1,0 +1,301 @@
+// hnf::verify::certify: builds the obligations of docs/certificate.md from an analysis,
+// discharges them with Z3 and assembles the certificate.
+#include "hnf/verify/certify.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <fstream>
+#include <map>
+
+#include <fmt/format.h>
+
+#include "hnf/analysis/composition.h"
+#include "hnf/analysis/interval.h"
+#include "hnf/proofs/error.h"
+#include "hnf/proofs/sha256.h"
+#include "hnf/verify/solver.h"
+
+namespace hnf::verify {
+namespace {
+
+using proofs::exact_rational;
+using proofs::Obligation;
+using proofs::ObligationKind;
+
+std::string layer_name(std::int64_t layer, ObligationKind kind) {
+  return "layer" + std::to_string(layer) + "_" + std::string(proofs::obligation_kind_name(kind));
+}
+
+void validate(const CertifyOptions& o) {
+  if (!(std::isfinite(o.eps) && o.eps > 0.0)) throw proofs::bad_input("--eps", "must be a positive number");
+  for (double e : o.layer_eps) {
+    if (!(std::isfinite(e) && e > 0.0)) throw proofs::bad_input("--layer-eps", "every budget must be a positive number");
+  }
+  if (o.eps_total && !(std::isfinite(*o.eps_total) && *o.eps_total > 0.0)) {
+    throw proofs::bad_input("--eps-total", "must be a positive number");
+  }
+  if (o.eps_total && !o.model_dir) throw proofs::bad_input("--eps-total", "needs --model (the composition law uses its weights)");
+  if (o.timeout_ms < 1) throw proofs::bad_input("--timeout-ms", "must be at least 1");
+}
+
+// The per-layer budgets: --layer-eps, or eps for every layer.
+std::vector<double> layer_budgets(const CertifyOptions& o, std::int64_t layers) {
+  if (o.layer_eps.empty()) return std::vector<double>(static_cast<std::size_t>(layers), o.eps);
+  if (static_cast<std::int64_t>(o.layer_eps.size()) != layers) {
+    throw proofs::bad_input("--layer-eps", "needs one budget per layer (" + std::to_string(layers) + ")");
+  }
+  return o.layer_eps;
+}
+
+proofs::PrecisionMap precision_map(const analysis::AnalysisResult& a) {
+  proofs::PrecisionMap m;
+  m.layers = a.shape.num_layers;
+  m.kv_heads = a.shape.num_kv_heads;
+  m.heads = a.shape.num_heads;
+  m.head_dim = a.shape.head_dim;
+  m.tokens = a.shape.num_tokens;
+  m.block = a.options.block;
+  for (const auto& h : a.heads) m.entries.push_back({h.layer, h.kv_head, h.key_formats, h.value_formats});
+  return m;
+}
+
+proofs::Scope scope_of(const analysis::AnalysisResult& a, bool composition) {
+  proofs::Scope s;
+  s.query_positions = a.query_positions;
+  for (const auto& h : a.heads) {
+    double s2 = 0.0;
+    for (const auto& q : h.queries) s2 = std::max(s2, q.s2);
+    s.heads.push_back({h.layer, h.kv_head, exact_rational(h.s2_radius), exact_rational(s2), exact_rational(h.s3_query_norm),
+                       exact_rational(h.s3)});
+  }
+  s.assumptions = {
+      "S1 (the sufficiency obligations) covers the recorded queries at s1_query_positions, every query head, with the "
+      "trace's keys and values; other queries are covered by S2 (within s2_radius of a recorded query) and S3 (query "
+      "norm at most s3_query_norm) only, whose bounds per head are listed in scope.heads",
+      "Integer formats are stored by the reference quantizer of proofs/format.h (bit-exact), whose error radius the "
+      "bounds use",
+      "libm exp and log return one of the two doubles bracketing the exact value (THEORY.md section 11.1)",
+      "Necessity rows use kappa_t rounded to nearest: Theorem 5.7 is a second-order necessary condition (THEORY.md "
+      "section 9), not a certified lower bound; positions below it are listed, S1 still covers them",
+  };
+  s.assumptions.push_back(
+      composition ? "Composition (Theorem C, THEORY.md section 10) is conditional on hypothesis (H) of section 10.4: each "
+                    "layer's error budget must hold at the input that layer receives in the quantized run, with keys, "
+                    "values and residuals recomputed from it; S1 (and S2, S3) bound the error at the recorded input "
+                    "only, so the end-to-end bound is not established by this certificate for layers after the first; "
+                    "it also bounds exact-arithmetic layers, not fp32 evaluation"
+                  : "No composition obligation: certify ran without --model, so only per-layer attention errors are "
+                    "certified");
+  return s;
+}
+
+// Rows ordered (kv head, query head, recorded query), as the checker expects.
+Obligation sufficiency_obligation(const analysis::AnalysisResult& a, std::int64_t layer, double budget) {
+  Obligation o;
+  o.name = layer_name(layer, ObligationKind::kSufficiency);
+  o.kind = ObligationKind::kSufficiency;
+  o.layer = layer;
+  o.budget = exact_rational(budget);
+  for (const auto& h : a.heads) {
+    if (h.layer != layer) continue;
+    auto queries = h.queries;
+    std::sort(queries.begin(), queries.end(), [](const auto& x, const auto& y) {
+      return std::pair(x.head, x.position) < std::pair(y.head, y.position);
+    });
+    for (const auto& q : queries) o.sufficiency.push_back({h.kv_head, q.head, q.position, exact_rational(q.s1)});
+  }
+  return o;
+}
+
+// Theorem 5.7 rows: kappa_t D_t^2 (rounded up) against 8 eps 4^bits of the stored key format.
+Obligation necessity_obligation(const analysis::AnalysisResult& a, std::int64_t layer, double budget) {
+  Obligation o;
+  o.name = layer_name(layer, ObligationKind::kNecessity);
+  o.kind = ObligationKind::kNecessity;
+  o.layer = layer;
+  o.budget = exact_rational(budget);
+  o.below_reason =
+      "Theorem 5.7 bounds the worst case over a quantization cell; S1 certifies the trace's actual keys, which may "
+      "need fewer bits (THEORY.md section 9, status (3))";
+  for (const auto& h : a.heads) {
+    if (h.layer != layer) continue;
+    for (std::int64_t t = 0; t < a.shape.num_tokens; ++t) {
+      const auto i = static_cast<std::size_t>(t);
+      const double d = h.positions.diameter[i];
+      const double kd2 = analysis::mul_up(h.positions.kappa[i], analysis::mul_up(d, d));
+      const int bits = proofs::precision_bits(h.key_formats[static_cast<std::size_t>(t / a.options.block)]);
+      // 8 eps 4^bits < kappa D^2, evaluated with a rounded-down left side: a row is listed
+      // below whenever it might fail; the checker re-decides each row exactly.
+      const double capacity = analysis::mul_down(8.0 * budget, std::ldexp(1.0, 2 * bits));
+      if (!(capacity > kd2)) o.below.push_back(static_cast<std::int64_t>(o.necessity.size()));
+      o.necessity.push_back({h.kv_head, t, exact_rational(kd2), bits});
+    }
+  }
+  return o;
+}
+
+Obligation composition_obligation(const analysis::ModelConstants& constants, const std::vector<double>& layer_eps,
+                                  std::optional<double> eps_total) {
+  Obligation o;
+  o.name = "composition";
+  o.kind = ObligationKind::kComposition;
+  o.layer = -1;
+  for (std::size_t l = 0; l < constants.layers.size(); ++l) {
+    o.lipschitz.push_back(exact_rational(constants.layers[l].lipschitz_up));
+    o.injection.push_back(exact_rational(constants.layers[l].injection_up));
+    o.layer_eps.push_back(exact_rational(layer_eps[l]));
+  }
+  const double composed = analysis::end_to_end_bound_up(constants, layer_eps);
+  o.budget = exact_rational(eps_total.value_or(composed));
+  return o;
+}
+
+// Row names for refutation messages.
+std::string describe_row(const Obligation& o, std::int64_t index) {
+  const auto i = static_cast<std::size_t>(index);
+  if (o.kind == ObligationKind::kSufficiency && i < o.sufficiency.size()) {
+    const auto& r = o.sufficiency[i];
+    return "layer " + std::to_string(o.layer) + " kv head " + std::to_string(r.kv_head) + " head " + std::to_string(r.head) +
+           " position " + std::to_string(r.position);
+  }
+  if (o.kind == ObligationKind::kNecessity) {
+    const auto classes = necessity_classes(o);
+    if (i < classes.size()) {
+      const auto& c = classes[i];
+      return "layer " + std::to_string(o.layer) + " kv head " + std::to_string(c.kv_head) + " position " +
+             std::to_string(o.necessity[c.max_row].position);
+    }
+  }
+  return "composition";
+}
+
+double to_double(const std::string& rational) { return proofs::rational_to_double(rational); }
+
+// The refuted obligation's detail ("... by how much") and Example line from the solver's row.
+void explain_refutation(Obligation& o, std::optional<std::int64_t> index) {
+  const double budget = to_double(o.budget);
+  if (o.kind == ObligationKind::kSufficiency && index) {
+    const auto& r = o.sufficiency[static_cast<std::size_t>(*index)];
+    const double b = to_double(r.bound);
+    o.detail = describe_row(o, *index) + ": S1 bound " + fmt::format("{:.6g}", b) + " exceeds epsilon " +
+               fmt::format("{:.6g}", budget) + " by " + fmt::format("{:.6g}", b - budget);
+    o.example = "Example: i = " + std::to_string(*index) + ", bound = " + r.bound + ", budget = " + o.budget;
+  } else if (o.kind == ObligationKind::kNecessity && index) {
+    const auto classes = necessity_classes(o);
+    const auto& c = classes.at(static_cast<std::size_t>(*index));
+    o.detail = describe_row(o, *index) + ": " + std::to_string(c.bits) + " bits are below the obstruction";
+    o.example = "Example: i = " + std::to_string(*index) + ", kappa_d2 = " + c.max_kappa_d2 + ", bits = " + std::to_string(c.bits);
+  } else {
+    o.detail = "the composed end-to-end bound exceeds eps_total " + fmt::format("{:.6g}", budget);
+    o.example = "Example: eps_total = " + o.budget;
+  }
+}
+
+void write_text(const std::filesystem::path& path, const std::string& text) {
+  std::ofstream f(path, std::ios::binary | std::ios::trunc);
+  if (!f) throw proofs::bad_input(path.string(), "cannot open for writing");
+  f << text;
+  if (!f.flush()) throw proofs::bad_input(path.string(), "write failed");
+}
+
+void discharge(Obligation& o, Solver& solver, const CertifyOptions& options, CertifyResult& result) {
+  const std::string script = obligation_smtlib(o);
+  if (!options.smt_dir.empty()) {
+    o.smt_file = o.name + ".smt2";
+    write_text(std::filesystem::path(options.smt_dir) / o.smt_file, script);
+  }
+  const auto answer = solver.check_script(script);
+  o.solver_ms = answer.milliseconds;
+  result.solver_seconds += answer.milliseconds / 1000.0;
+  result.largest_solver_ms = std::max(result.largest_solver_ms, answer.milliseconds);
+  switch (answer.answer) {
+    case Answer::kProved: o.verdict = proofs::Verdict::kProved; break;
+    case Answer::kRefuted:
+      o.verdict = proofs::Verdict::kRefuted;
+      explain_refutation(o, answer.index);
+      result.refutations.push_back(o.name + " refuted: " + o.detail);
+      result.refutations.push_back(o.example);
+      break;
+    case Answer::kTimeout:
+    case Answer::kUnknown:
+    case Answer::kError:
+      o.verdict = answer.answer == Answer::kTimeout ? proofs::Verdict::kTimeout : proofs::Verdict::kUnknown;
+      o.detail = std::string(answer_name(answer.answer)) + ": " + answer.reason;
+      result.unresolved.push_back(o.name + " " + o.detail);
+      break;
+  }
+}
+
+std::string overall_verdict(const std::vector<Obligation>& obligations) {
+  bool all_proved = true;
+  for (const auto& o : obligations) {
+    if (o.verdict == proofs::Verdict::kRefuted) return "refuted";
+    all_proved &= o.verdict == proofs::Verdict::kProved;
+  }
+  return all_proved ? "certified" : "unknown";
+}
+
+std::string file_name_only(const std::string& path) { return std::filesystem::path(path).filename().string(); }
+
+}  // namespace
+
+CertifyResult certify(const std::string& trace_path, const CertifyOptions& options) {
+  validate(options);
+  const auto trace = analysis::Trace::open(trace_path);
+  const auto budgets = layer_budgets(options, trace.shape().num_layers);
+  std::optional<analysis::ModelConstants> constants;
+  if (options.model_dir) {
+    constants = analysis::composition_constants(*options.model_dir);
+    if (constants->model_sha256 != trace.metadata().at("model_sha256")) {
+      throw proofs::bad_input(options.model_dir->string(), "model.safetensors is not the model the trace was recorded with");
+    }
+    if (static_cast<std::int64_t>(constants->layers.size()) != trace.shape().num_layers) {
+      throw proofs::bad_input(options.model_dir->string(), "the model's layer count differs from the trace's");
+    }
+  }
+
+  analysis::AnalysisOptions a = options.analysis;
+  a.progress = options.progress;
+  if (options.bits) {
+    a.bits = options.bits;
+  } else {
+    a.eps = *std::max_element(budgets.begin(), budgets.end());
+    if (!options.layer_eps.empty()) a.layer_eps = budgets;
+  }
+  CertifyResult result;
+  const auto start = std::chrono::steady_clock::now();
+  const analysis::AnalysisResult analysis = analysis::analyze_trace(trace_path, a);
+  result.analysis_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+
+  proofs::Certificate& c = result.certificate;
+  c.tool_version = options.tool_version;
+  c.model_id = trace.metadata().at("model_id");
+  c.model_sha256 = trace.metadata().at("model_sha256");
+  c.text_sha256 = trace.metadata().at("text_sha256");
+  c.trace_file = file_name_only(trace_path);
+  c.trace_sha256 = proofs::sha256_file_hex(trace_path);
+  c.map = precision_map(analysis);
+  c.map_sha256 = proofs::map_sha256(c.map);
+  c.bits_per_element = proofs::map_bits_per_element(c.map);
+  for (double e : budgets) c.layer_eps.push_back(exact_rational(e));
+  c.eps = exact_rational(*std::max_element(budgets.begin(), budgets.end()));
+  c.scope = scope_of(analysis, constants.has_value());
+
+  for (std::int64_t l = 0; l < analysis.shape.num_layers; ++l) {
+    c.obligations.push_back(sufficiency_obligation(analysis, l, budgets[static_cast<std::size_t>(l)]));
+    c.obligations.push_back(necessity_obligation(analysis, l, budgets[static_cast<std::size_t>(l)]));
+  }
+  if (constants) c.obligations.push_back(composition_obligation(*constants, budgets, options.eps_total));
+
+  if (!options.smt_dir.empty()) std::filesystem::create_directories(options.smt_dir);
+  Solver solver(options.timeout_ms);
+  for (std::size_t i = 0; i < c.obligations.size(); ++i) {
+    if (options.progress) options.progress("solver " + c.obligations[i].name, static_cast<double>(i) / static_cast<double>(c.obligations.size()));
+    discharge(c.obligations[i], solver, options, result);
+  }
+  c.verdict = overall_verdict(c.obligations);
+  return result;
+}
+
+}  // namespace hnf::verify
