@@ -82,6 +82,21 @@ std::vector<std::size_t> select_queries(std::size_t recorded, std::int64_t last,
   return out;
 }
 
+// Indices of the recorded queries at `positions` (strictly increasing, each recorded).
+std::vector<std::size_t> queries_at(const Trace& trace, const std::vector<std::int64_t>& positions, const std::string& path) {
+  const auto& recorded = trace.query_positions();
+  std::vector<std::size_t> out;
+  for (std::size_t i = 0; i < positions.size(); ++i) {
+    if (i > 0 && positions[i] <= positions[i - 1]) throw proofs::bad_input(path, "query positions must increase strictly");
+    const auto it = std::lower_bound(recorded.begin(), recorded.end(), positions[i]);
+    if (it == recorded.end() || *it != positions[i]) {
+      throw proofs::bad_input(path, "no recorded query at position " + std::to_string(positions[i]));
+    }
+    out.push_back(static_cast<std::size_t>(it - recorded.begin()));
+  }
+  return out;
+}
+
 HeadInputs load_head(const Trace& trace, const std::string& path, std::int64_t layer, std::int64_t kv_head,
                      const std::vector<std::size_t>& subset) {
   const TraceShape& s = trace.shape();
@@ -1020,7 +1035,9 @@ AnalysisResult analyze_trace(const std::string& trace_path, AnalysisOptions opti
   if (!options.layer_eps.empty() && static_cast<std::int64_t>(options.layer_eps.size()) != s.num_layers)
     throw proofs::bad_input("--layer-eps", "gives " + std::to_string(options.layer_eps.size()) + " budgets for a trace of " +
                                                std::to_string(s.num_layers) + " layers");
-  const auto subset = select_queries(static_cast<std::size_t>(s.num_queries), options.last_queries, options.query_stride);
+  const auto subset = options.query_positions.empty()
+                          ? select_queries(static_cast<std::size_t>(s.num_queries), options.last_queries, options.query_stride)
+                          : queries_at(trace, options.query_positions, trace_path);
   const auto block = static_cast<std::size_t>(options.block);
 
   AnalysisResult result;

@@ -173,12 +173,11 @@ TEST_CASE("tampering: no meaning-changing mutation of a certificate is accepted"
   CHECK(accepted_changed == 0);
 }
 
-TEST_CASE("certify on the reference model with the composition obligation, then check against model and trace") {
+TEST_CASE("certify on the reference model reading WikiText-2, with the composition obligation, then check against model and trace") {
+  // The main job's steps (scripts/main.sh) on the first 256 tokens of its WikiText-2 passage.
   TempDir dir;
-  std::string text;
-  for (int i = 0; i < 40; ++i) text += "The river flows past the old mill and the town council meets on Tuesday . ";
-  write_file(dir / "text.txt", text);
-  REQUIRE(hnf_verify("trace --model " + quote(kModel) + " --text " + quote(dir / "text.txt") + " --tokens 128 --out " +
+  REQUIRE(hnf_verify("trace --model " + quote(kModel) + " --text " +
+                     quote(kSource / "examples" / "wikitext-2-test-passage.txt") + " --tokens 256 --out " +
                      quote(dir / "trace.safetensors"))
               .exit_code == 0);
   const auto run = hnf_verify("certify " + quote(dir / "trace.safetensors") + " --eps 0.1 --model " + quote(kModel) +
@@ -204,6 +203,27 @@ TEST_CASE("certify on the reference model with the composition obligation, then 
                                 " --eps-total 1e-30 --out " + quote(dir / "tight.json"));
   CHECK(tight.exit_code == 1);
   CHECK(contains(tight.out, "composition refuted"));
+}
+
+// A forger who lowers a witness and recomputes certificate_sha256 passes the exact checker
+// (it takes witnesses as given: THEORY.md 12) but not check --recompute.
+TEST_CASE("check --recompute rejects a lowered witness that the plain check cannot see") {
+  TempDir dir;
+  REQUIRE(hnf_verify("certify " + quote(kTinyTrace) + " --eps 0.5 --out " + quote(dir / "cert.json")).exit_code == 0);
+  const auto honest = hnf_verify("check " + quote(dir / "cert.json") + " --trace " + quote(kTinyTrace) + " --recompute");
+  CAPTURE(honest.err);
+  CHECK(honest.exit_code == 0);
+  CHECK(contains(honest.out, "none is below its recomputed value"));
+  auto forged = hnf::proofs::certificate_from_json(read_file(dir / "cert.json"), "cert.json");
+  auto& row = forged.obligations.at(0).sufficiency.at(5);
+  REQUIRE(forged.obligations.at(0).kind == hnf::proofs::ObligationKind::kSufficiency);
+  row.bound = "0";
+  write_file(dir / "forged.json", hnf::proofs::certificate_to_json(forged));
+  CHECK(hnf_verify("check " + quote(dir / "forged.json") + " --trace " + quote(kTinyTrace)).exit_code == 0);
+  const auto caught = hnf_verify("check " + quote(dir / "forged.json") + " --trace " + quote(kTinyTrace) + " --recompute");
+  CHECK(caught.exit_code == 3);
+  CHECK(contains(caught.err, "layer0_sufficiency row 5"));
+  CHECK(hnf_verify("check " + quote(dir / "cert.json") + " --recompute").exit_code == 3);  // needs --trace
 }
 
 TEST_CASE("certify and check reject bad input with exit 3, one line, and no file written") {

@@ -1,9 +1,13 @@
 // hnf-verify check: the exact checker (proofs/, no Z3) on a certificate, optionally against
-// the model and trace files it names by hash.
+// the model and trace files it names by hash, and with --recompute the analysis re-deriving
+// its witnesses (the checker alone takes them as given: THEORY.md section 12).
 #include <cstdio>
+#include <fstream>
+#include <sstream>
 #include <memory>
 
 #include "commands.h"
+#include "hnf/analysis/witnesses.h"
 #include "hnf/proofs/certificate.h"
 #include "hnf/proofs/error.h"
 
@@ -14,7 +18,26 @@ struct CheckCommandOptions {
   std::string certificate;
   std::string model_dir;
   std::string trace;
+  bool recompute = false;
 };
+
+// Re-derives the certificate's witnesses from the trace (and model): none may be below.
+bool witnesses_hold(const CheckCommandOptions& o, const proofs::CheckOptions& options) {
+  std::ifstream f(o.certificate, std::ios::binary);
+  std::ostringstream text;
+  text << f.rdbuf();
+  const auto certificate = proofs::certificate_from_json(text.str(), o.certificate);
+  const auto report = analysis::recompute_witnesses(certificate, o.trace, options.model_dir);
+  if (!report.problems.empty()) {
+    std::fprintf(stderr, "%s: rejected: a witness is below its value recomputed from the trace: %s\n", o.certificate.c_str(),
+                 report.problems.front().c_str());
+    for (std::size_t i = 1; i < report.problems.size() && i < 10; ++i) std::fprintf(stderr, "  also: %s\n", report.problems[i].c_str());
+    return false;
+  }
+  std::printf("recomputed   %zu witnesses from the trace%s: none is below its recomputed value\n", report.compared,
+              options.model_dir ? " and model" : "");
+  return true;
+}
 
 int run_check(const CheckCommandOptions& o) {
   proofs::CheckOptions options;
@@ -31,6 +54,7 @@ int run_check(const CheckCommandOptions& o) {
   if (options.model_dir) std::printf("model        %s matches\n", o.model_dir.c_str());
   if (options.trace) std::printf("trace        %s matches\n", o.trace.c_str());
   for (const auto& note : report.notes) std::printf("note         %s\n", note.c_str());
+  if (o.recompute && !witnesses_hold(o, options)) return static_cast<int>(proofs::ExitCode::kBadInput);
   if (report.verdict == "certified") return static_cast<int>(proofs::ExitCode::kSuccess);
   if (report.verdict == "refuted") return static_cast<int>(proofs::ExitCode::kRefuted);
   return static_cast<int>(proofs::ExitCode::kUnknown);
@@ -48,7 +72,13 @@ void register_check(CLI::App& app, int* exit_code) {
   cmd->add_option("certificate", o->certificate, "Certificate JSON written by certify")->required();
   cmd->add_option("--model", o->model_dir, "Model directory: its model.safetensors must have the certified hash");
   cmd->add_option("--trace", o->trace, "Trace file: must have the certified hash");
-  cmd->callback([o, exit_code] { *exit_code = run_check(*o); });
+  cmd->add_flag("--recompute", o->recompute,
+                "Also re-run the analysis on --trace with the certificate's map and scope (and the composition "
+                "constants from --model): every witness must be at least its recomputed value");
+  cmd->callback([o, exit_code] {
+    if (o->recompute && o->trace.empty()) throw proofs::bad_input("--recompute", "needs --trace");
+    *exit_code = run_check(*o);
+  });
 }
 
 }  // namespace hnf::verify::cli

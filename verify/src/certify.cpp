@@ -11,7 +11,7 @@
 #include <fmt/format.h>
 
 #include "hnf/analysis/composition.h"
-#include "hnf/analysis/interval.h"
+#include "hnf/analysis/witnesses.h"
 #include "hnf/proofs/error.h"
 #include "hnf/proofs/sha256.h"
 #include "hnf/verify/solver.h"
@@ -22,10 +22,6 @@ namespace {
 using proofs::exact_rational;
 using proofs::Obligation;
 using proofs::ObligationKind;
-
-std::string layer_name(std::int64_t layer, ObligationKind kind) {
-  return "layer" + std::to_string(layer) + "_" + std::string(proofs::obligation_kind_name(kind));
-}
 
 void validate(const CertifyOptions& o) {
   if (!(std::isfinite(o.eps) && o.eps > 0.0)) throw proofs::bad_input("--eps", "must be a positive number");
@@ -46,18 +42,6 @@ std::vector<double> layer_budgets(const CertifyOptions& o, std::int64_t layers) 
     throw proofs::bad_input("--layer-eps", "needs one budget per layer (" + std::to_string(layers) + ")");
   }
   return o.layer_eps;
-}
-
-proofs::PrecisionMap precision_map(const analysis::AnalysisResult& a) {
-  proofs::PrecisionMap m;
-  m.layers = a.shape.num_layers;
-  m.kv_heads = a.shape.num_kv_heads;
-  m.heads = a.shape.num_heads;
-  m.head_dim = a.shape.head_dim;
-  m.tokens = a.shape.num_tokens;
-  m.block = a.options.block;
-  for (const auto& h : a.heads) m.entries.push_back({h.layer, h.kv_head, h.key_formats, h.value_formats});
-  return m;
 }
 
 proofs::Scope scope_of(const analysis::AnalysisResult& a, bool composition) {
@@ -88,51 +72,6 @@ proofs::Scope scope_of(const analysis::AnalysisResult& a, bool composition) {
                   : "No composition obligation: certify ran without --model, so only per-layer attention errors are "
                     "certified");
   return s;
-}
-
-// Rows ordered (kv head, query head, recorded query), as the checker expects.
-Obligation sufficiency_obligation(const analysis::AnalysisResult& a, std::int64_t layer, double budget) {
-  Obligation o;
-  o.name = layer_name(layer, ObligationKind::kSufficiency);
-  o.kind = ObligationKind::kSufficiency;
-  o.layer = layer;
-  o.budget = exact_rational(budget);
-  for (const auto& h : a.heads) {
-    if (h.layer != layer) continue;
-    auto queries = h.queries;
-    std::sort(queries.begin(), queries.end(), [](const auto& x, const auto& y) {
-      return std::pair(x.head, x.position) < std::pair(y.head, y.position);
-    });
-    for (const auto& q : queries) o.sufficiency.push_back({h.kv_head, q.head, q.position, exact_rational(q.s1)});
-  }
-  return o;
-}
-
-// Theorem 5.7 rows: kappa_t D_t^2 (rounded up) against 8 eps 4^bits of the stored key format.
-Obligation necessity_obligation(const analysis::AnalysisResult& a, std::int64_t layer, double budget) {
-  Obligation o;
-  o.name = layer_name(layer, ObligationKind::kNecessity);
-  o.kind = ObligationKind::kNecessity;
-  o.layer = layer;
-  o.budget = exact_rational(budget);
-  o.below_reason =
-      "Theorem 5.7 bounds the worst case over a quantization cell; S1 certifies the trace's actual keys, which may "
-      "need fewer bits (THEORY.md section 9, status (3))";
-  for (const auto& h : a.heads) {
-    if (h.layer != layer) continue;
-    for (std::int64_t t = 0; t < a.shape.num_tokens; ++t) {
-      const auto i = static_cast<std::size_t>(t);
-      const double d = h.positions.diameter[i];
-      const double kd2 = analysis::mul_up(h.positions.kappa[i], analysis::mul_up(d, d));
-      const int bits = proofs::precision_bits(h.key_formats[static_cast<std::size_t>(t / a.options.block)]);
-      // 8 eps 4^bits < kappa D^2, evaluated with a rounded-down left side: a row is listed
-      // below whenever it might fail; the checker re-decides each row exactly.
-      const double capacity = analysis::mul_down(8.0 * budget, std::ldexp(1.0, 2 * bits));
-      if (!(capacity > kd2)) o.below.push_back(static_cast<std::int64_t>(o.necessity.size()));
-      o.necessity.push_back({h.kv_head, t, exact_rational(kd2), bits});
-    }
-  }
-  return o;
 }
 
 Obligation composition_obligation(const analysis::ModelConstants& constants, const std::vector<double>& layer_eps,
@@ -265,7 +204,7 @@ CertifyResult certify(const std::string& trace_path, const CertifyOptions& optio
   }
   CertifyResult result;
   const auto start = std::chrono::steady_clock::now();
-  const analysis::AnalysisResult analysis = analysis::analyze_trace(trace_path, a);
+  const analysis::AnalysisResult analyzed = analysis::analyze_trace(trace_path, a);
   result.analysis_seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 
   proofs::Certificate& c = result.certificate;
@@ -275,16 +214,16 @@ CertifyResult certify(const std::string& trace_path, const CertifyOptions& optio
   c.text_sha256 = trace.metadata().at("text_sha256");
   c.trace_file = file_name_only(trace_path);
   c.trace_sha256 = proofs::sha256_file_hex(trace_path);
-  c.map = precision_map(analysis);
+  c.map = analysis::precision_map(analyzed);
   c.map_sha256 = proofs::map_sha256(c.map);
   c.bits_per_element = proofs::map_bits_per_element(c.map);
   for (double e : budgets) c.layer_eps.push_back(exact_rational(e));
   c.eps = exact_rational(*std::max_element(budgets.begin(), budgets.end()));
-  c.scope = scope_of(analysis, constants.has_value());
+  c.scope = scope_of(analyzed, constants.has_value());
 
-  for (std::int64_t l = 0; l < analysis.shape.num_layers; ++l) {
-    c.obligations.push_back(sufficiency_obligation(analysis, l, budgets[static_cast<std::size_t>(l)]));
-    c.obligations.push_back(necessity_obligation(analysis, l, budgets[static_cast<std::size_t>(l)]));
+  for (std::int64_t l = 0; l < analyzed.shape.num_layers; ++l) {
+    c.obligations.push_back(analysis::sufficiency_obligation(analyzed, l, budgets[static_cast<std::size_t>(l)]));
+    c.obligations.push_back(analysis::necessity_obligation(analyzed, l, budgets[static_cast<std::size_t>(l)]));
   }
   if (constants) c.obligations.push_back(composition_obligation(*constants, budgets, options.eps_total));
 

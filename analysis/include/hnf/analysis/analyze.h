@@ -32,6 +32,9 @@ struct AnalysisOptions {
   // `query_stride`-th recorded query (0: a stride giving about `last_queries` more).
   std::int64_t last_queries = 32;
   std::int64_t query_stride = 0;
+  // Instead of last_queries/query_stride: exactly the recorded queries at these positions
+  // (strictly increasing; each must be recorded). Used to re-derive a certificate's S1 scope.
+  std::vector<std::int64_t> query_positions;
   // Allocation unit in positions (16, 32 or 64); per-channel key formats group this many positions.
   int block = 16;
   // S2 radius per head: this quantile of the distance between a recorded query and the query one position earlier.

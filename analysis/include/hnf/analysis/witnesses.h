@@ -1,0 +1,38 @@
+// The certificate's witnesses from an analysis: the map, the S1 rows of the sufficiency
+// obligations and the kappa_t D_t^2 rows of the necessity obligations (docs/certificate.md),
+// and their re-derivation from the trace for `hnf-verify check --recompute`. Lives in
+// analysis/ because it needs the analysis; the certificate types are proofs/'s.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "hnf/analysis/analyze.h"
+#include "hnf/proofs/certificate.h"
+
+namespace hnf::analysis {
+
+[[nodiscard]] proofs::PrecisionMap precision_map(const AnalysisResult& analysis);
+
+// Rows (kv head, query head, recorded query) with the S1 bound of each; verdict left unknown.
+[[nodiscard]] proofs::Obligation sufficiency_obligation(const AnalysisResult& analysis, std::int64_t layer, double budget);
+
+// Rows (kv head, position) with kappa_t D_t^2 rounded up and the stored key format's precision;
+// rows that might fail 8 budget 4^bits >= kappa_d2 (left side rounded down) are listed below.
+[[nodiscard]] proofs::Obligation necessity_obligation(const AnalysisResult& analysis, std::int64_t layer, double budget);
+
+// Re-runs the analysis of `trace` with the certificate's map and S1 scope (and, with a model
+// directory, the composition constants) and returns one line per witness of the certificate
+// that is below its recomputed value (empty: every witness is at least what the analysis gives).
+// The certificate must already have passed proofs::check_certificate against this trace.
+struct RecomputeReport {
+  std::size_t compared = 0;
+  std::vector<std::string> problems;
+};
+[[nodiscard]] RecomputeReport recompute_witnesses(const proofs::Certificate& certificate, const std::string& trace_path,
+                                                  const std::optional<std::filesystem::path>& model_dir);
+
+}  // namespace hnf::analysis
