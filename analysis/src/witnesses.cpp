@@ -14,11 +14,20 @@ std::string layer_name(std::int64_t layer, proofs::ObligationKind kind) {
   return "layer" + std::to_string(layer) + "_" + std::string(proofs::obligation_kind_name(kind));
 }
 
-// Both values are exact dyadics (doubles); the certificate's must not be below the recomputed.
-void compare(const std::string& what, const std::string& certified, double recomputed, RecomputeReport& report) {
+// Exact comparison: an upper bound in the certificate must not be below its recomputed value.
+void at_least(const std::string& what, const std::string& certified, double recomputed, proofs::WitnessCheck& report) {
   ++report.compared;
-  if (proofs::rational_to_double(certified) < recomputed) {
-    report.problems.push_back(what + ": the certificate says " + certified + ", the trace gives " +
+  if (proofs::compare_rationals(certified, proofs::exact_rational(recomputed)) < 0) {
+    report.problems.push_back(what + ": the certificate says " + certified + ", below the recomputed " +
+                              proofs::exact_rational(recomputed));
+  }
+}
+
+// A radius the certificate claims to cover must not exceed the recomputed one.
+void at_most(const std::string& what, const std::string& certified, double recomputed, proofs::WitnessCheck& report) {
+  ++report.compared;
+  if (proofs::compare_rationals(certified, proofs::exact_rational(recomputed)) > 0) {
+    report.problems.push_back(what + ": the certificate says " + certified + ", beyond the recomputed " +
                               proofs::exact_rational(recomputed));
   }
 }
@@ -38,17 +47,17 @@ AnalysisOptions options_for(const proofs::Certificate& c) {
   return o;
 }
 
-void compare_layer(const proofs::Obligation& certified, const proofs::Obligation& recomputed, RecomputeReport& report) {
+void compare_layer(const proofs::Obligation& certified, const proofs::Obligation& recomputed, proofs::WitnessCheck& report) {
   if (certified.kind == proofs::ObligationKind::kSufficiency) {
     HNF_ASSERT(certified.sufficiency.size() == recomputed.sufficiency.size(), "same scope, same rows");
     for (std::size_t r = 0; r < certified.sufficiency.size(); ++r) {
-      compare(certified.name + " row " + std::to_string(r), certified.sufficiency[r].bound,
+      at_least(certified.name + " row " + std::to_string(r), certified.sufficiency[r].bound,
               proofs::rational_to_double(recomputed.sufficiency[r].bound), report);
     }
   } else {
     HNF_ASSERT(certified.necessity.size() == recomputed.necessity.size(), "same map, same rows");
     for (std::size_t r = 0; r < certified.necessity.size(); ++r) {
-      compare(certified.name + " row " + std::to_string(r), certified.necessity[r].kappa_d2,
+      at_least(certified.name + " row " + std::to_string(r), certified.necessity[r].kappa_d2,
               proofs::rational_to_double(recomputed.necessity[r].kappa_d2), report);
     }
   }
@@ -101,27 +110,46 @@ proofs::Obligation necessity_obligation(const AnalysisResult& a, std::int64_t la
       const double d = h.positions.diameter[i];
       const double kd2 = mul_up(h.positions.kappa[i], mul_up(d, d));
       const int bits = proofs::precision_bits(h.key_formats[static_cast<std::size_t>(t / a.options.block)]);
-      // 8 budget 4^bits rounded down: a row is listed below whenever it might fail; the
-      // checker re-decides each row exactly and rejects a wrong list.
-      const double capacity = mul_down(8.0 * budget, std::ldexp(1.0, 2 * bits));
-      if (!(capacity > kd2)) o.below.push_back(static_cast<std::int64_t>(o.necessity.size()));
+      // 8 budget 4^bits is exact in binary (a power-of-two scaling; +inf only when the exact value
+      // exceeds every double, where the comparison is still right). The checker decides the same
+      // inequality on rationals and requires this list to be exactly its failing rows.
+      const double capacity = std::ldexp(budget, 3 + 2 * bits);
+      if (capacity < kd2) o.below.push_back(static_cast<std::int64_t>(o.necessity.size()));
       o.necessity.push_back({h.kv_head, t, proofs::exact_rational(kd2), bits});
     }
   }
   return o;
 }
 
-RecomputeReport recompute_witnesses(const proofs::Certificate& c, const std::string& trace_path,
-                                    const std::optional<std::filesystem::path>& model_dir) {
+proofs::WitnessCheck recompute_witnesses(const proofs::Certificate& c, const std::string& trace_path,
+                                         const std::optional<std::filesystem::path>& model_dir) {
+  proofs::WitnessCheck report;
+  {
+    const Trace trace = Trace::open(trace_path);
+    for (const char* key : {"model_sha256", "text_sha256"}) {
+      const std::string& certified = std::string(key) == "model_sha256" ? c.model_sha256 : c.text_sha256;
+      if (trace.metadata().at(key) != certified) report.problems.push_back(std::string(key) + " differs from the trace's");
+    }
+  }
   const AnalysisResult a = analyze_trace(trace_path, options_for(c));
-  RecomputeReport report;
+  for (std::size_t i = 0; i < a.heads.size() && i < c.scope.heads.size(); ++i) {
+    const HeadAnalysis& h = a.heads[i];
+    const proofs::HeadScope& scope = c.scope.heads[i];
+    const std::string where = "scope layer " + std::to_string(h.layer) + " kv head " + std::to_string(h.kv_head);
+    double s2 = 0.0;
+    for (const auto& q : h.queries) s2 = std::max(s2, q.s2);
+    at_most(where + " s2_radius", scope.s2_radius, h.s2_radius, report);
+    at_least(where + " s2_bound", scope.s2_bound, s2, report);
+    at_most(where + " s3_query_norm", scope.s3_query_norm, h.s3_query_norm, report);
+    at_least(where + " s3_bound", scope.s3_bound, h.s3, report);
+  }
   for (const auto& o : c.obligations) {
     if (o.kind == proofs::ObligationKind::kComposition) {
       if (!model_dir) continue;
       const ModelConstants constants = composition_constants(*model_dir);
       for (std::size_t l = 0; l < constants.layers.size() && l < o.lipschitz.size(); ++l) {
-        compare("composition lipschitz " + std::to_string(l), o.lipschitz[l], constants.layers[l].lipschitz_up, report);
-        compare("composition injection " + std::to_string(l), o.injection[l], constants.layers[l].injection_up, report);
+        at_least("composition lipschitz " + std::to_string(l), o.lipschitz[l], constants.layers[l].lipschitz_up, report);
+        at_least("composition injection " + std::to_string(l), o.injection[l], constants.layers[l].injection_up, report);
       }
       continue;
     }

@@ -345,8 +345,11 @@ class Checker {
   // Checks the map's shape and formats; false when the rest cannot be checked against it.
   bool check_map() {
     const PrecisionMap& m = c_.map;
-    if (m.layers <= 0 || m.kv_heads <= 0 || m.heads <= 0 || m.head_dim <= 0 || m.tokens <= 0) {
-      problem("map: layers, kv_heads, heads, head_dim and tokens must be positive");
+    // Bounds far above any model keep every product below 2^63 and every loop finite.
+    if (m.layers <= 0 || m.kv_heads <= 0 || m.heads <= 0 || m.head_dim <= 0 || m.tokens <= 0 || m.layers > 4096 ||
+        m.kv_heads > 4096 || m.heads > 65536 || m.head_dim > 65536 || m.tokens > (std::int64_t{1} << 32)) {
+      problem("map: layers, kv_heads (at most 4096), heads, head_dim (at most 65536) and tokens (at most 2^32) must be "
+              "positive");
       return false;
     }
     if (m.heads % m.kv_heads != 0) problem("map: heads is not a multiple of kv_heads");
@@ -373,17 +376,21 @@ class Checker {
     if (options.model_dir) {
       const auto actual = sha256_file_hex(*options.model_dir / "model.safetensors");
       if (actual != c_.model_sha256) problem("model: " + (*options.model_dir / "model.safetensors").string() + " has sha256 " + actual + ", the certificate is for " + c_.model_sha256);
+      report_.model_compared = true;
     } else {
       report_.notes.push_back("model hash not compared (no --model)");
     }
     if (options.trace) {
       const auto actual = sha256_file_hex(*options.trace);
       if (actual != c_.trace_sha256) problem("trace: " + options.trace->string() + " has sha256 " + actual + ", the certificate is for " + c_.trace_sha256);
+      report_.trace_compared = true;
     } else {
       report_.notes.push_back("trace hash not compared (no --trace)");
     }
+    // DESIGN.md section 4: the tool version is part of what a certificate is matched on.
     if (c_.tool_version != tool_version) {
-      report_.notes.push_back("written by " + c_.tool_version + ", checked by " + std::string(tool_version));
+      problem("written by " + c_.tool_version + ", this checker is " + std::string(tool_version) +
+              ": re-certify with this version");
     }
   }
 
@@ -607,6 +614,25 @@ std::string exact_rational(double value) {
   return q.get_str(10);
 }
 
+int compare_rationals(const std::string& a, const std::string& b) {
+  HNF_ASSERT(is_exact_rational(a) && is_exact_rational(b), "compare_rationals needs exact rationals");
+  return cmp(to_mpq(a), to_mpq(b));
+}
+
+double decimal_to_double_down(const std::string& text, const std::string& what) {
+  // MPFR reads the decimal exactly and rounds once, toward minus infinity, to 53 bits.
+  mpfr_t m;
+  mpfr_init2(m, 53);
+  char* end = nullptr;
+  mpfr_strtofr(m, text.c_str(), &end, 10, MPFR_RNDD);
+  const bool whole = !text.empty() && end != nullptr && *end == '\0' && text.find_first_of(" \t") == std::string::npos;
+  const double d = mpfr_get_d(m, MPFR_RNDD);
+  const bool finite = mpfr_number_p(m) != 0 && std::isfinite(d);
+  mpfr_clear(m);
+  if (!whole || !finite) throw bad_input(what, "'" + text + "' is not a finite decimal number");
+  return d;
+}
+
 double rational_to_double(const std::string& rational) {
   HNF_ASSERT(is_exact_rational(rational), "rational_to_double needs an exact rational");
   // MPFR rounds the quotient once, to nearest (mpq_get_d would truncate).
@@ -725,20 +751,6 @@ Certificate certificate_from_json(std::string_view text, const std::string& file
   return c;
 }
 
-// The checker's friend: the one place a CertifiedPrecisionMap is made.
-struct CheckAccess {
-  static CertifiedPrecisionMap make(const Certificate& c) {
-    CertifiedPrecisionMap m;
-    m.map_ = c.map;
-    m.map_sha256_ = c.map_sha256;
-    m.model_sha256_ = c.model_sha256;
-    m.trace_sha256_ = c.trace_sha256;
-    m.eps_ = c.eps;
-    m.scope_ = c.scope;
-    return m;
-  }
-};
-
 CheckReport check_certificate_text(std::string_view text, const std::string& file, const CheckOptions& options,
                                    std::string_view tool_version) {
   const Certificate c = certificate_from_json(text, file);
@@ -750,7 +762,25 @@ CheckReport check_certificate_text(std::string_view text, const std::string& fil
     checker.check_scope();
     checker.check_obligations();
   }
-  if (report.problems.empty() && report.verdict == "certified") report.certified = CheckAccess::make(c);
+  if (report.problems.empty() && options.recompute) {
+    const WitnessCheck witnesses = options.recompute(c);
+    report.witnesses_compared = witnesses.compared;
+    report.problems.insert(report.problems.end(), witnesses.problems.begin(), witnesses.problems.end());
+  }
+  if (report.problems.empty() && report.verdict == "certified") {
+    // The one place a CertifiedPrecisionMap is made (its constructor is private; this is its friend).
+    CertifiedPrecisionMap m;
+    m.map_ = c.map;
+    m.map_sha256_ = c.map_sha256;
+    m.model_sha256_ = c.model_sha256;
+    m.trace_sha256_ = c.trace_sha256;
+    m.eps_ = c.eps;
+    m.scope_ = c.scope;
+    m.model_verified_ = report.model_compared;
+    m.trace_verified_ = report.trace_compared;
+    m.witnesses_recomputed_ = static_cast<bool>(options.recompute);
+    report.certified = std::move(m);
+  }
   return report;
 }
 

@@ -12,7 +12,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "hnf/analysis/witnesses.h"
 #include "hnf/proofs/certificate.h"
+#include "hnf/proofs/sha256.h"
 #include "hnf/proofs/error.h"
 #include "run_cli.h"
 #include "test_files.h"
@@ -105,6 +107,8 @@ TEST_CASE("tampering: no meaning-changing mutation of a certificate is accepted"
   REQUIRE(hnf_verify("certify " + quote(kTinyTrace) + " --eps 0.5 --out " + quote(dir / "cert.json")).exit_code == 0);
   const std::string original = read_file(dir / "cert.json");
   const std::string canonical = Json::parse(original).dump();
+  // The unmutated certificate passes: every rejection below is caused by its mutation.
+  REQUIRE(hnf::proofs::check_certificate_text(original, "cert.json", {}, "hnf-verify " HNF_TOOL_VERSION).problems.empty());
   std::mt19937_64 rng(2026);
   int meaningful = 0, rejected = 0, accepted_changed = 0;
   auto judge = [&](const std::string& text) {
@@ -119,7 +123,7 @@ TEST_CASE("tampering: no meaning-changing mutation of a certificate is accepted"
     ++meaningful;
     bool ok = false;
     try {
-      const auto report = hnf::proofs::check_certificate_text(text, "cert.json", {}, "hnf-verify test");
+      const auto report = hnf::proofs::check_certificate_text(text, "cert.json", {}, "hnf-verify " HNF_TOOL_VERSION);
       ok = report.problems.empty();
     } catch (const hnf::proofs::Error&) {
       ok = false;
@@ -173,6 +177,101 @@ TEST_CASE("tampering: no meaning-changing mutation of a certificate is accepted"
   CHECK(accepted_changed == 0);
 }
 
+namespace {
+
+// Fields that carry no claim: editing them changes no statement of the certificate.
+bool informational(const std::string& path) {
+  for (const char* suffix : {"/solver_ms", "/example", "/detail", "/smt_file", "/below_reason"}) {
+    if (path.ends_with(suffix)) return true;
+  }
+  return path == "/model_id" || path == "/trace_file" || path.starts_with("/scope/assumptions/");
+}
+
+// An edit that only loosens an upper bound (or shrinks a claimed radius) weakens the claim: still true.
+bool weakening(const std::string& path, const Json& before, const Json& after) {
+  if (!before.is_string() || !after.is_string()) return false;
+  const std::string a = before.get<std::string>(), b = after.get<std::string>();
+  if (!hnf::proofs::is_exact_rational(b)) return false;
+  const bool upper = path.find("/rows/bound/") != std::string::npos || path.find("/rows/kappa_d2/") != std::string::npos ||
+                     path.find("/lipschitz/") != std::string::npos || path.find("/injection/") != std::string::npos ||
+                     path.ends_with("/s2_bound") || path.ends_with("/s3_bound");
+  const bool radius = path.ends_with("/s2_radius") || path.ends_with("/s3_query_norm");
+  return (upper && hnf::proofs::compare_rationals(b, a) > 0) || (radius && hnf::proofs::compare_rationals(b, a) < 0);
+}
+
+std::string with_hash_recomputed(Json j) {
+  j.erase("certificate_sha256");
+  const std::string body = j.dump();
+  j["certificate_sha256"] = hnf::proofs::sha256_hex(std::as_bytes(std::span(body.data(), body.size())));
+  return j.dump(1);
+}
+
+}  // namespace
+
+// A forger who edits one value and recomputes certificate_sha256: check with --trace and the
+// witness re-derivation (check --recompute) must reject every edit that is not informational or
+// a mere weakening of a bound.
+TEST_CASE("tampering with the hash recomputed: rejected unless informational or a weakening") {
+  TempDir dir;
+  REQUIRE(hnf_verify("certify " + quote(kTinyTrace) + " --eps 0.5 --out " + quote(dir / "cert.json")).exit_code == 0);
+  const Json doc = Json::parse(read_file(dir / "cert.json"));
+  std::vector<std::string> leaves;
+  const Json flat = doc.flatten();  // a named object: items() of a temporary would dangle
+  for (const auto& [path, value] : flat.items()) {
+    if (path != "/certificate_sha256") leaves.push_back(path);
+  }
+  hnf::proofs::CheckOptions options;
+  options.trace = kTinyTrace;
+  options.recompute = [](const hnf::proofs::Certificate& c) {
+    return hnf::analysis::recompute_witnesses(c, kTinyTrace.string(), std::nullopt);
+  };
+  REQUIRE(hnf::proofs::check_certificate_text(with_hash_recomputed(doc), "cert.json", options, "hnf-verify " HNF_TOOL_VERSION)
+              .problems.empty());
+  std::mt19937_64 rng(7);
+  int rejected = 0, accepted_informational = 0, accepted_weakening = 0, accepted_other = 0;
+  for (int i = 0; i < 500; ++i) {
+    const std::string path = leaves[std::uniform_int_distribution<std::size_t>(0, leaves.size() - 1)(rng)];
+    Json j = doc;
+    const Json::json_pointer ptr(path);
+    const Json before = j[ptr];
+    Json& v = j[ptr];
+    if (v.is_string() && !v.get<std::string>().empty()) {
+      std::string text = v.get<std::string>();
+      const std::size_t at = std::uniform_int_distribution<std::size_t>(0, text.size() - 1)(rng);
+      text[at] = std::isdigit(static_cast<unsigned char>(text[at])) ? static_cast<char>('0' + (text[at] - '0' + 1) % 10) : 'z';
+      v = text;
+    } else if (v.is_number_integer()) {
+      v = v.get<std::int64_t>() + 1;
+    } else if (v.is_number()) {
+      v = v.get<double>() * 1.5 + 1.0;
+    } else {
+      v = "x";
+    }
+    bool accepted = false;
+    try {
+      accepted = hnf::proofs::check_certificate_text(with_hash_recomputed(j), "cert.json", options, "hnf-verify " HNF_TOOL_VERSION)
+                     .problems.empty();
+    } catch (const hnf::proofs::Error&) {
+    }
+    CAPTURE(path);
+    if (!accepted) {
+      ++rejected;
+    } else if (informational(path)) {
+      ++accepted_informational;
+    } else if (weakening(path, before, j[ptr])) {
+      ++accepted_weakening;
+    } else {
+      ++accepted_other;
+      CHECK_MESSAGE(false, "accepted a meaning-changing edit at " << path);
+    }
+  }
+  MESSAGE("tampering with the hash recomputed: " << rejected << " rejected, " << accepted_informational
+                                                  << " accepted (informational field), " << accepted_weakening
+                                                  << " accepted (a bound loosened), " << accepted_other << " other accepted");
+  CHECK(accepted_other == 0);
+  CHECK(rejected > 300);
+}
+
 TEST_CASE("certify on the reference model reading WikiText-2, with the composition obligation, then check against model and trace") {
   // The main job's steps (scripts/main.sh) on the first 256 tokens of its WikiText-2 passage.
   TempDir dir;
@@ -194,6 +293,12 @@ TEST_CASE("certify on the reference model reading WikiText-2, with the compositi
                                 quote(dir / "trace.safetensors"));
   CAPTURE(check.err);
   CHECK(check.exit_code == 0);
+  // A model folder whose model.safetensors differs is rejected by hash.
+  std::filesystem::create_directories(dir / "other-model");
+  write_file(dir / "other-model" / "model.safetensors", "not the model");
+  const auto other = hnf_verify("check " + quote(dir / "cert.json") + " --model " + quote(dir / "other-model"));
+  CHECK(other.exit_code == 3);
+  CHECK(contains(other.err, "model.safetensors has sha256"));
   // Another trace (the bundled synthetic one) does not match the certificate's hash.
   const auto wrong = hnf_verify("check " + quote(dir / "cert.json") + " --trace " + quote(kTinyTrace));
   CHECK(wrong.exit_code == 3);
@@ -213,7 +318,7 @@ TEST_CASE("check --recompute rejects a lowered witness that the plain check cann
   const auto honest = hnf_verify("check " + quote(dir / "cert.json") + " --trace " + quote(kTinyTrace) + " --recompute");
   CAPTURE(honest.err);
   CHECK(honest.exit_code == 0);
-  CHECK(contains(honest.out, "none is below its recomputed value"));
+  CHECK(contains(honest.out, "none is below (or, for radii, beyond) its recomputed value"));
   auto forged = hnf::proofs::certificate_from_json(read_file(dir / "cert.json"), "cert.json");
   auto& row = forged.obligations.at(0).sufficiency.at(5);
   REQUIRE(forged.obligations.at(0).kind == hnf::proofs::ObligationKind::kSufficiency);

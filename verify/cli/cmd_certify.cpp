@@ -1,7 +1,9 @@
 // hnf-verify certify: analysis, allocation, obligations, Z3, certificate, then the exact
-// checker on the certificate just written, in one command (docs/certificate.md).
+// checker on the certificate just made, in one command (docs/certificate.md).
 #include <chrono>
+#include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 
 #include <fmt/format.h>
@@ -20,8 +22,11 @@ struct CertifyCommandOptions {
   std::string trace;
   std::string out;
   std::string model_dir;
+  std::string smt_dir;
+  std::string eps;                     // decimal, converted rounding down
+  std::vector<std::string> layer_eps;  // decimal, converted rounding down
+  std::string eps_total;
   double bits = 0.0;
-  double eps_total = 0.0;
   CertifyOptions certify;
 };
 
@@ -29,6 +34,25 @@ int exit_code_for(const std::string& verdict) {
   if (verdict == "certified") return static_cast<int>(proofs::ExitCode::kSuccess);
   if (verdict == "refuted") return static_cast<int>(proofs::ExitCode::kRefuted);
   return static_cast<int>(proofs::ExitCode::kUnknown);
+}
+
+// A display value >= x (4 significant digits), for upper bounds printed in the summary.
+std::string display_up(double x) {
+  std::string s = fmt::format("{:.4g}", x);
+  for (int i = 0; i < 4 && std::stod(s) < x; ++i) s = fmt::format("{:.4g}", std::nextafter(std::stod(s) * (1 + 1e-4), INFINITY));
+  return s;
+}
+
+std::string budget_line(const CertifyCommandOptions& o, const proofs::Certificate& c) {
+  const std::string scope = fmt::format("S1 scope: {} recorded query positions x {} query heads",
+                                        c.scope.query_positions.size(), c.map.heads);
+  if (o.layer_eps.empty()) {
+    return fmt::format("epsilon      {} per query (as the largest double not above it, {:.17g}); {}", o.eps,
+                       proofs::rational_to_double(c.eps), scope);
+  }
+  std::string given;
+  for (const auto& e : o.layer_eps) given += (given.empty() ? "" : ", ") + e;
+  return fmt::format("epsilon      per layer {} per query (each as the largest double not above it); {}", given, scope);
 }
 
 std::string obligation_line(const proofs::Certificate& c) {
@@ -44,8 +68,17 @@ std::string obligation_line(const proofs::Certificate& c) {
     }
   }
   return fmt::format("obligations {}: {} proved, {} refuted, {} unknown or timed out; {} of {} key positions below "
-                     "the Theorem 5.7 obstruction (listed)",
+                     "the Theorem 5.7 obstruction (listed; S1 covers them)",
                      c.obligations.size(), proved, refuted, open, below, positions);
+}
+
+void print_composition(const CertifyCommandOptions& o, const proofs::Obligation& c) {
+  const std::string what = o.eps_total.empty() ? "the composed bound itself (no --eps-total given)"
+                                               : "--eps-total " + o.eps_total;
+  std::printf("composition  end-to-end error <= %s against %s: %s (Theorem C with global per-layer Lipschitz bounds; "
+              "conditional on THEORY.md 10.4 (H))\n",
+              display_up(proofs::rational_to_double(c.budget)).c_str(), what.c_str(),
+              std::string(proofs::verdict_name(c.verdict)).c_str());
 }
 
 void print_summary(const CertifyCommandOptions& o, const CertifyResult& r, double seconds, const proofs::CheckReport& check) {
@@ -53,30 +86,47 @@ void print_summary(const CertifyCommandOptions& o, const CertifyResult& r, doubl
   std::string verdict = c.verdict;
   for (auto& ch : verdict) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
   std::printf("certify %s: %s\n", o.trace.c_str(), verdict.c_str());
-  std::printf("epsilon      %s per query and layer (S1 scope: %zu recorded query positions x %lld query heads)\n",
-              fmt::format("{:.6g}", o.certify.eps).c_str(), c.scope.query_positions.size(), static_cast<long long>(c.map.heads));
+  std::printf("%s\n", budget_line(o, c).c_str());
   std::printf("map          %.4f bits (%.4f bytes) per K/V element, metadata included: %.2fx smaller than fp16\n",
               c.bits_per_element, c.bits_per_element / 8.0, 16.0 / c.bits_per_element);
   std::printf("%s\n", obligation_line(c).c_str());
-  for (const auto& o2 : c.obligations) {
-    if (o2.kind == proofs::ObligationKind::kComposition) {
-      std::printf("composition  end-to-end error <= %.4g (Theorem C with global per-layer Lipschitz bounds; conditional on THEORY.md 10.4 (H)): %s\n",
-                  proofs::rational_to_double(o2.budget), std::string(proofs::verdict_name(o2.verdict)).c_str());
-    }
+  for (const auto& ob : c.obligations) {
+    if (ob.kind == proofs::ObligationKind::kComposition) print_composition(o, ob);
   }
   for (const auto& line : r.refutations) std::printf("%s\n", line.c_str());
   for (const auto& line : r.unresolved) std::printf("%s\n", line.c_str());
   std::printf("time         %.2f s (analysis %.2f s, z3 %.3f s, largest query %.1f ms)\n", seconds, r.analysis_seconds,
               r.solver_seconds, r.largest_solver_ms);
-  std::printf("checker      %zu inequalities re-validated exactly: %s\n", check.inequalities,
-              check.problems.empty() ? "consistent" : check.problems.front().c_str());
-  std::printf("wrote %s\n", o.out.c_str());
+  std::printf("checker      %zu inequalities re-validated exactly: consistent\n", check.inequalities);
+  std::printf("wrote %s%s\n", o.out.c_str(), o.smt_dir.empty() ? "" : (" and the SMT-LIB files in " + o.smt_dir).c_str());
 }
 
-int run_certify(CertifyCommandOptions o, bool bits_given, bool eps_total_given) {
+// The certificate, then the SMT-LIB files; if a file cannot be written, nothing stays behind.
+void write_outputs(const CertifyCommandOptions& o, const std::string& certificate, const CertifyResult& r) {
+  write_atomically(o.out, certificate);
+  std::vector<std::filesystem::path> written;
+  try {
+    for (const auto& [name, script] : r.smt_scripts) {
+      const auto path = std::filesystem::path(o.smt_dir) / name;
+      write_atomically(path.string(), script);
+      written.push_back(path);
+    }
+  } catch (...) {
+    std::error_code ec;
+    for (const auto& p : written) std::filesystem::remove(p, ec);
+    std::filesystem::remove(o.out, ec);
+    throw;
+  }
+}
+
+int run_certify(CertifyCommandOptions o, bool bits_given) {
+  o.certify.eps = proofs::decimal_to_double_down(o.eps, "--eps");
+  for (const auto& e : o.layer_eps) o.certify.layer_eps.push_back(proofs::decimal_to_double_down(e, "--layer-eps"));
+  if (!o.eps_total.empty()) o.certify.eps_total = proofs::decimal_to_double_down(o.eps_total, "--eps-total");
   if (bits_given) o.certify.bits = o.bits;
-  if (eps_total_given) o.certify.eps_total = o.eps_total;
   if (!o.model_dir.empty()) o.certify.model_dir = o.model_dir;
+  o.certify.keep_smt = !o.smt_dir.empty();
+  if (!o.smt_dir.empty()) ensure_directory(o.smt_dir, "--smt-dir");
   o.certify.tool_version = "hnf-verify " HNF_VERSION;
   Progress progress("certify " + o.trace, 1000);
   o.certify.progress = [&progress](std::string_view, double fraction) {
@@ -85,12 +135,12 @@ int run_certify(CertifyCommandOptions o, bool bits_given, bool eps_total_given) 
   const auto start = std::chrono::steady_clock::now();
   const CertifyResult result = certify(o.trace, o.certify);
   const std::string text = proofs::certificate_to_json(result.certificate);
-  // The trusted checker must agree with what was just produced; anything else is a bug.
+  // The trusted checker must accept what was just produced; anything else is a bug.
   const auto check = proofs::check_certificate_text(text, o.out, {}, o.certify.tool_version);
   if (!check.problems.empty()) {
     throw proofs::Error(proofs::ErrorKind::kInternal, "the checker rejects the new certificate: " + check.problems.front());
   }
-  write_atomically(o.out, text);
+  write_outputs(o, text, result);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   print_summary(o, result, seconds, check);
   return exit_code_for(result.certificate.verdict);
@@ -106,21 +156,25 @@ void register_certify(CLI::App& app, int* exit_code) {
       "`check` re-validates. Exit 0 certified, 1 refuted (with the failing layer, head, position and an example), "
       "2 unknown or timeout, 3 bad input");
   cmd->add_option("trace", o->trace, "Trace file (hnf-trace safetensors)")->required();
-  cmd->add_option("--eps", o->certify.eps, "Budget for ||o_hat - o||_2 of every (layer, head, recorded query)")->required();
-  cmd->add_option("--layer-eps", o->certify.layer_eps, "Per-layer budgets E0,E1,... (one per layer)")->delimiter(',');
+  cmd->add_option("--eps", o->eps,
+                  "Budget for ||o_hat - o||_2 of every (layer, head, recorded query); a decimal, used as the largest "
+                  "double not above it")
+      ->required();
+  cmd->add_option("--layer-eps", o->layer_eps, "Per-layer budgets E0,E1,... (one per layer)")->delimiter(',');
   auto* bits = cmd->add_option("--bits", o->bits, "Allocate for this average bits per element instead of for --eps");
   cmd->add_option("--out", o->out, "Certificate file to write")->required();
-  cmd->add_option("--smt-dir", o->certify.smt_dir, "Also write each obligation as an SMT-LIB2 file here");
+  cmd->add_option("--smt-dir", o->smt_dir, "Also write each obligation as an SMT-LIB2 file here");
   cmd->add_option("--model", o->model_dir, "Model directory of the trace: adds the composition obligation");
-  auto* total = cmd->add_option("--eps-total", o->eps_total, "End-to-end budget of the composition obligation (with --model)");
-  cmd->add_option("--timeout-ms", o->certify.timeout_ms, "Z3 time limit per obligation")->capture_default_str();
+  cmd->add_option("--eps-total", o->eps_total, "End-to-end budget of the composition obligation (with --model)");
+  cmd->add_option("--timeout-ms", o->certify.timeout_ms, "Z3 time limit per obligation, parsing included")
+      ->capture_default_str();
   cmd->add_option("--last-queries", o->certify.analysis.last_queries, "Analyse the newest N recorded queries ...")
       ->capture_default_str();
   cmd->add_option("--query-stride", o->certify.analysis.query_stride, "... plus every S-th (0: automatic)")
       ->capture_default_str();
   cmd->add_option("--block", o->certify.analysis.block, "Allocation unit in positions: 16, 32 or 64")->capture_default_str();
   cmd->add_option("--objective", o->certify.analysis.model, "Allocation objective: rms or bound")->capture_default_str();
-  cmd->callback([o, bits, total, exit_code] { *exit_code = run_certify(*o, bits->count() > 0, total->count() > 0); });
+  cmd->callback([o, bits, exit_code] { *exit_code = run_certify(*o, bits->count() > 0); });
 }
 
 }  // namespace hnf::verify::cli

@@ -2,6 +2,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <system_error>
 
 #include "hnf/proofs/error.h"
 
@@ -9,6 +10,7 @@ namespace hnf::verify::cli {
 
 void write_atomically(const std::string& path, const std::string& text) {
   const std::string partial = path + ".partial";
+  std::error_code ec;
   {
     std::ofstream f(partial, std::ios::binary | std::ios::trunc);
     if (!f) throw proofs::bad_input(path, "cannot open for writing");
@@ -16,11 +18,23 @@ void write_atomically(const std::string& path, const std::string& text) {
     f.flush();
     if (!f) {
       f.close();
-      std::filesystem::remove(partial);
+      std::filesystem::remove(partial, ec);
       throw proofs::bad_input(path, "write failed");
     }
   }
-  std::filesystem::rename(partial, path);
+  std::filesystem::rename(partial, path, ec);
+  if (ec) {
+    std::filesystem::remove(partial, ec);
+    throw proofs::bad_input(path, "cannot move the written file into place");
+  }
+}
+
+void ensure_directory(const std::string& path, const std::string& option) {
+  std::error_code ec;
+  std::filesystem::create_directories(path, ec);
+  if (ec || !std::filesystem::is_directory(path)) {
+    throw proofs::bad_input(option, "cannot create the directory " + path + (ec ? ": " + ec.message() : ""));
+  }
 }
 
 }  // namespace hnf::verify::cli

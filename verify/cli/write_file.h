@@ -9,4 +9,8 @@ namespace hnf::verify::cli {
 // nothing at `path`. Throws proofs::Error(kBadInput) naming the path when it cannot write.
 void write_atomically(const std::string& path, const std::string& text);
 
+// Creates the directory (and its parents) if missing. Throws bad input naming `option` and the
+// path when it cannot, or when the path exists and is not a directory.
+void ensure_directory(const std::string& path, const std::string& option);
+
 }  // namespace hnf::verify::cli

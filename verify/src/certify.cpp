@@ -114,6 +114,10 @@ double to_double(const std::string& rational) { return proofs::rational_to_doubl
 // The refuted obligation's detail ("... by how much") and Example line from the solver's row.
 void explain_refutation(Obligation& o, std::optional<std::int64_t> index) {
   const double budget = to_double(o.budget);
+  if (o.kind != ObligationKind::kComposition && !index) {
+    o.detail = "layer " + std::to_string(o.layer) + ": the solver reported no failing row";
+    return;
+  }
   if (o.kind == ObligationKind::kSufficiency && index) {
     const auto& r = o.sufficiency[static_cast<std::size_t>(*index)];
     const double b = to_double(r.bound);
@@ -131,18 +135,11 @@ void explain_refutation(Obligation& o, std::optional<std::int64_t> index) {
   }
 }
 
-void write_text(const std::filesystem::path& path, const std::string& text) {
-  std::ofstream f(path, std::ios::binary | std::ios::trunc);
-  if (!f) throw proofs::bad_input(path.string(), "cannot open for writing");
-  f << text;
-  if (!f.flush()) throw proofs::bad_input(path.string(), "write failed");
-}
-
 void discharge(Obligation& o, Solver& solver, const CertifyOptions& options, CertifyResult& result) {
   const std::string script = obligation_smtlib(o);
-  if (!options.smt_dir.empty()) {
+  if (options.keep_smt) {
     o.smt_file = o.name + ".smt2";
-    write_text(std::filesystem::path(options.smt_dir) / o.smt_file, script);
+    result.smt_scripts.emplace_back(o.smt_file, script);
   }
   const auto answer = solver.check_script(script);
   o.solver_ms = answer.milliseconds;
@@ -156,9 +153,11 @@ void discharge(Obligation& o, Solver& solver, const CertifyOptions& options, Cer
       result.refutations.push_back(o.name + " refuted: " + o.detail);
       result.refutations.push_back(o.example);
       break;
+    case Answer::kError:
+      // Z3 could not read or run a script we wrote: a bug, not an answer about the map.
+      throw proofs::Error(proofs::ErrorKind::kInternal, o.name + ": z3 failed on the obligation's script: " + answer.reason);
     case Answer::kTimeout:
     case Answer::kUnknown:
-    case Answer::kError:
       o.verdict = answer.answer == Answer::kTimeout ? proofs::Verdict::kTimeout : proofs::Verdict::kUnknown;
       o.detail = std::string(answer_name(answer.answer)) + ": " + answer.reason;
       result.unresolved.push_back(o.name + " " + o.detail);
@@ -227,7 +226,6 @@ CertifyResult certify(const std::string& trace_path, const CertifyOptions& optio
   }
   if (constants) c.obligations.push_back(composition_obligation(*constants, budgets, options.eps_total));
 
-  if (!options.smt_dir.empty()) std::filesystem::create_directories(options.smt_dir);
   Solver solver(options.timeout_ms);
   for (std::size_t i = 0; i < c.obligations.size(); ++i) {
     if (options.progress) options.progress("solver " + c.obligations[i].name, static_cast<double>(i) / static_cast<double>(c.obligations.size()));

@@ -90,6 +90,12 @@ CheckReport check(const Certificate& c, CheckOptions options = {}) {
 
 bool rejected(const Certificate& c) { return !check(c).problems.empty(); }
 
+// Rejected, and the first problem names `reason`: a rejection for another cause would hide a gap.
+bool rejected_for(const Certificate& c, const std::string& reason) {
+  const auto report = check(c);
+  return !report.problems.empty() && report.problems.front().find(reason) != std::string::npos;
+}
+
 }  // namespace
 
 TEST_CASE("exact_rational is the exact value of the double (checked with GMP and MPFR)") {
@@ -157,7 +163,7 @@ TEST_CASE("the checker re-derives every verdict and rejects inconsistent certifi
   SUBCASE("a bound above the budget with verdict proved") {
     Certificate c = tiny_certificate();
     c.obligations[0].sufficiency[1].bound = "1/19";
-    CHECK(rejected(c));
+    CHECK(rejected_for(c, "verdict proved, but the inequality does not hold"));
   }
   SUBCASE("the same bound with verdict refuted gives a valid refuted certificate") {
     Certificate c = tiny_certificate();
@@ -177,17 +183,17 @@ TEST_CASE("the checker re-derives every verdict and rejects inconsistent certifi
   SUBCASE("a dropped sufficiency row") {
     Certificate c = tiny_certificate();
     c.obligations[0].sufficiency.pop_back();
-    CHECK(rejected(c));
+    CHECK(rejected_for(c, "3 rows, expected one per query head and recorded query (4)"));
   }
   SUBCASE("a row moved to another query") {
     Certificate c = tiny_certificate();
     c.obligations[0].sufficiency[0].position = 29;
-    CHECK(rejected(c));
+    CHECK(rejected_for(c, "row 0 is not (kv head 0, head 0, position 30)"));
   }
   SUBCASE("an unknown obligation cannot be certified") {
     Certificate c = tiny_certificate();
     c.obligations[2].verdict = Verdict::kTimeout;
-    CHECK(rejected(c));  // verdict still says certified
+    CHECK(rejected_for(c, "does not follow from the obligations (unknown)"));  // verdict still says certified
     c.verdict = "unknown";
     const auto report = check(c);
     CHECK(report.problems.empty());
@@ -197,46 +203,108 @@ TEST_CASE("the checker re-derives every verdict and rejects inconsistent certifi
   SUBCASE("necessity bits must be the map's") {
     Certificate c = tiny_certificate();
     c.obligations[1].necessity[20].bits = 4;
-    CHECK(rejected(c));
+    CHECK(rejected_for(c, "row 20 has bits 4, the map stores fp16"));
   }
   SUBCASE("the rows below the obstruction must be exactly the failing ones") {
     Certificate c = tiny_certificate();
     c.obligations[1].below.clear();
-    CHECK(rejected(c));
+    CHECK(rejected_for(c, "not exactly the failing rows"));
     c = tiny_certificate();
     c.obligations[1].below = {3, 4};
-    CHECK(rejected(c));
+    CHECK(rejected_for(c, "not exactly the failing rows"));
     c = tiny_certificate();
     c.obligations[1].necessity[3].kappa_d2 = "512/5";  // exactly 8 eps 4^4 = 102.4: holds, so not below
-    CHECK(rejected(c));
+    CHECK(rejected_for(c, "not exactly the failing rows"));
   }
   SUBCASE("composition over its budget") {
     Certificate c = tiny_certificate();
     c.obligations[2].budget = "99/1000";
-    CHECK(rejected(c));
+    CHECK(rejected_for(c, "composition: verdict proved, but the inequality does not hold"));
     c.obligations[2].injection = {"1"};  // 1/20 <= 99/1000
     CHECK_FALSE(rejected(c));
   }
   SUBCASE("a map edit without a new map hash") {
     Certificate c = tiny_certificate();
     c.map.entries[0].key_formats[1] = *parse_format("int2-d32");
-    CHECK(rejected(c));
+    CHECK(rejected_for(c, "map_sha256 does not match"));
   }
   SUBCASE("eps that is not the largest layer budget") {
     Certificate c = tiny_certificate();
     c.eps = "1/10";
-    CHECK(rejected(c));
+    CHECK(rejected_for(c, "eps is not the largest layer epsilon"));
   }
   SUBCASE("a missing necessity obligation") {
     Certificate c = tiny_certificate();
     c.obligations.erase(c.obligations.begin() + 1);
-    CHECK(rejected(c));
+    CHECK(rejected_for(c, "obligation layer0_necessity is missing"));
   }
   SUBCASE("bits_per_element that does not match the map") {
     Certificate c = tiny_certificate();
     c.bits_per_element *= 0.5;
-    CHECK(rejected(c));
+    CHECK(rejected_for(c, "bits_per_element does not match"));
   }
+}
+
+TEST_CASE("another tool version, an absurd shape and a failing re-derivation are rejected") {
+  CHECK(!check_certificate_text(certificate_to_json(tiny_certificate()), "c.json", {}, "hnf-verify 9.9.9").problems.empty());
+  Certificate huge = tiny_certificate();
+  huge.map.layers = std::int64_t{1} << 62;  // layers x kv_heads would overflow; must not loop or crash
+  huge.map.kv_heads = 4;
+  huge.map_sha256 = map_sha256(huge.map);
+  CHECK(rejected_for(huge, "at most 4096"));
+  CheckOptions recompute;
+  bool called = false;
+  recompute.recompute = [&called](const Certificate&) {
+    called = true;
+    return WitnessCheck{7, {"layer0_sufficiency row 1: below the recomputed value"}};
+  };
+  const auto report = check(tiny_certificate(), recompute);
+  CHECK(called);
+  CHECK(report.witnesses_compared == 7);
+  REQUIRE(report.problems.size() == 1);
+  CHECK_FALSE(report.certified.has_value());
+  recompute.recompute = [](const Certificate&) { return WitnessCheck{9, {}}; };
+  const auto ok = check(tiny_certificate(), recompute);
+  REQUIRE(ok.certified.has_value());
+  CHECK(ok.certified->witnesses_recomputed());
+  CHECK_FALSE(ok.certified->model_verified());
+  CHECK_FALSE(ok.certified->trace_verified());
+}
+
+TEST_CASE("decimal budgets convert to the largest double not above them (checked with GMP)") {
+  for (const char* text : {"0.1", "0.05", "1e-9", "3", "0.3333333333333333333333", "1e-310", "123456789.123456789"}) {
+    CAPTURE(text);
+    const double d = decimal_to_double_down(text, "--eps");
+    // Exact decimal as a rational: digits / 10^k, or with an exponent.
+    std::string t = text;
+    mpq_class exact;
+    const auto e = t.find('e');
+    const int exponent = e == std::string::npos ? 0 : std::stoi(t.substr(e + 1));
+    std::string mantissa = t.substr(0, e);
+    const auto dot = mantissa.find('.');
+    int decimals = 0;
+    if (dot != std::string::npos) {
+      decimals = static_cast<int>(mantissa.size() - dot - 1);
+      mantissa.erase(dot, 1);
+    }
+    const int shift = exponent - decimals;
+    mpz_class ten_power;
+    mpz_ui_pow_ui(ten_power.get_mpz_t(), 10, static_cast<unsigned long>(std::abs(shift)));
+    exact = shift >= 0 ? mpq_class(mpz_class(mantissa, 10) * ten_power) : mpq_class(mpz_class(mantissa, 10), ten_power);
+    exact.canonicalize();
+    const mpq_class got(d);
+    CHECK(got <= exact);
+    const mpq_class next(std::nextafter(d, INFINITY));
+    CHECK(next > exact);  // the largest such double
+  }
+  CHECK(compare_rationals("1/3", "2/6") == 0);
+  CHECK(compare_rationals("-1/3", "0") < 0);
+  CHECK(compare_rationals(exact_rational(0.1), "1/10") > 0);  // the double nearest 0.1 is above 0.1
+  CHECK_THROWS_AS((void)decimal_to_double_down("0.1x", "--eps"), Error);
+  CHECK_THROWS_AS((void)decimal_to_double_down("", "--eps"), Error);
+  CHECK_THROWS_AS((void)decimal_to_double_down("nan", "--eps"), Error);
+  CHECK_THROWS_AS((void)decimal_to_double_down("inf", "--eps"), Error);
+  CHECK(decimal_to_double_down("1e999", "--eps") == std::numeric_limits<double>::max());  // the largest double below it
 }
 
 TEST_CASE("model and trace hashes are compared when the files are given") {
@@ -249,7 +317,10 @@ TEST_CASE("model and trace hashes are compared when the files are given") {
   c.trace_sha256 = sha256_file_hex(dir / "t.safetensors");
   CheckOptions options;
   options.trace = dir / "t.safetensors";
-  CHECK(check(c, options).problems.empty());
+  const auto matching = check(c, options);
+  CHECK(matching.problems.empty());
+  REQUIRE(matching.certified.has_value());
+  CHECK(matching.certified->trace_verified());
   {
     std::ofstream(dir / "t.safetensors") << "other bytes";
   }

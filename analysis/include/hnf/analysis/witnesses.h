@@ -21,18 +21,15 @@ namespace hnf::analysis {
 [[nodiscard]] proofs::Obligation sufficiency_obligation(const AnalysisResult& analysis, std::int64_t layer, double budget);
 
 // Rows (kv head, position) with kappa_t D_t^2 rounded up and the stored key format's precision;
-// rows that might fail 8 budget 4^bits >= kappa_d2 (left side rounded down) are listed below.
+// rows failing 8 budget 4^bits >= kappa_d2 (decided exactly) are listed below.
 [[nodiscard]] proofs::Obligation necessity_obligation(const AnalysisResult& analysis, std::int64_t layer, double budget);
 
 // Re-runs the analysis of `trace` with the certificate's map and S1 scope (and, with a model
-// directory, the composition constants) and returns one line per witness of the certificate
-// that is below its recomputed value (empty: every witness is at least what the analysis gives).
-// The certificate must already have passed proofs::check_certificate against this trace.
-struct RecomputeReport {
-  std::size_t compared = 0;
-  std::vector<std::string> problems;
-};
-[[nodiscard]] RecomputeReport recompute_witnesses(const proofs::Certificate& certificate, const std::string& trace_path,
-                                                  const std::optional<std::filesystem::path>& model_dir);
+// directory, the composition constants) and compares exactly: every S1 bound, kappa_d2, Lipschitz
+// and injection constant, S2 and S3 bound must be at least its recomputed value, every S2 radius
+// and S3 query norm at most it, and model_sha256 / text_sha256 must be the trace's. For
+// proofs::CheckOptions::recompute (run after every other check has passed).
+[[nodiscard]] proofs::WitnessCheck recompute_witnesses(const proofs::Certificate& certificate, const std::string& trace_path,
+                                                       const std::optional<std::filesystem::path>& model_dir);
 
 }  // namespace hnf::analysis

@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -26,6 +27,12 @@ inline constexpr int kCertificateVersion = 1;
 // The exact value of a finite double as a canonical rational "p/q" (q a power of two) or "p".
 // Throws Error(kInternal) for NaN or Inf.
 [[nodiscard]] std::string exact_rational(double value);
+// Exact comparison of two exact rationals: negative, zero or positive as a < b, a == b, a > b.
+[[nodiscard]] int compare_rationals(const std::string& a, const std::string& b);
+// The largest double <= the decimal number `text` (e.g. "0.1", "1e-3"): a budget given in
+// decimal is never loosened by its conversion. Throws bad_input naming `what` when `text` is not
+// a finite decimal number.
+[[nodiscard]] double decimal_to_double_down(const std::string& text, const std::string& what);
 // An exact rational (is_exact_rational) as the nearest double, for display only.
 [[nodiscard]] double rational_to_double(const std::string& rational);
 // True for "-?[0-9]+" and "-?[0-9]+/[0-9]+" with a non-zero denominator (no spaces, no '+').
@@ -147,7 +154,12 @@ struct Certificate {
 
 // ---- The exact checker ---------------------------------------------------------------------
 
-// A map that check_certificate() found certified: constructible only there.
+struct CheckReport;
+struct CheckOptions;
+
+// A map that the checker found certified: constructible only by check_certificate_text (the
+// friend below; there is no other way to make one). The flags say what the check compared:
+// a runtime that needs the map to belong to a model should require model_verified().
 class CertifiedPrecisionMap {
  public:
   [[nodiscard]] const PrecisionMap& map() const noexcept { return map_; }
@@ -156,18 +168,33 @@ class CertifiedPrecisionMap {
   [[nodiscard]] const std::string& trace_sha256() const noexcept { return trace_sha256_; }
   [[nodiscard]] const std::string& eps() const noexcept { return eps_; }
   [[nodiscard]] const Scope& scope() const noexcept { return scope_; }
+  [[nodiscard]] bool model_verified() const noexcept { return model_verified_; }  // model file hash compared
+  [[nodiscard]] bool trace_verified() const noexcept { return trace_verified_; }  // trace file hash compared
+  [[nodiscard]] bool witnesses_recomputed() const noexcept { return witnesses_recomputed_; }
 
  private:
   CertifiedPrecisionMap() = default;
-  friend struct CheckAccess;
+  friend CheckReport check_certificate_text(std::string_view text, const std::string& file, const CheckOptions& options,
+                                            std::string_view tool_version);
   PrecisionMap map_;
   std::string map_sha256_, model_sha256_, trace_sha256_, eps_;
   Scope scope_;
+  bool model_verified_ = false, trace_verified_ = false, witnesses_recomputed_ = false;
+};
+
+// What a witness re-derivation found (analysis::recompute_witnesses).
+struct WitnessCheck {
+  std::size_t compared = 0;
+  std::vector<std::string> problems;  // witnesses below their recomputed value, claims beyond it
 };
 
 struct CheckOptions {
   std::optional<std::filesystem::path> model_dir;  // compare model.safetensors' sha256
   std::optional<std::filesystem::path> trace;      // compare the trace file's sha256
+  // Re-derives the witnesses (S1 bounds, kappa_d2, Lipschitz constants, S2/S3 scope) from the
+  // trace; run only on a certificate that passed every other check. The checker itself cannot
+  // (proofs/ has no analysis): the CLI passes analysis::recompute_witnesses.
+  std::function<WitnessCheck(const Certificate&)> recompute;
 };
 
 struct CheckReport {
@@ -175,6 +202,9 @@ struct CheckReport {
   std::vector<std::string> problems;  // each a reason to reject; empty = the certificate is valid
   std::vector<std::string> notes;     // hashes not compared, tool version differences
   std::size_t inequalities = 0;       // closed inequalities re-validated exactly
+  std::size_t witnesses_compared = 0;  // by options.recompute
+  bool model_compared = false;         // options.model_dir given and hashed
+  bool trace_compared = false;         // options.trace given and hashed
   std::optional<CertifiedPrecisionMap> certified;  // set iff valid and certified
 };
 

@@ -12,6 +12,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "hnf/analysis/analyze.h"
@@ -32,7 +33,7 @@ struct CertifyOptions {
   // End-to-end budget of the composition obligation; default: the composed bound, rounded up.
   std::optional<double> eps_total;
   unsigned timeout_ms = 10000;  // per solver query
-  std::string smt_dir;          // write each obligation's SMT-LIB2 script here (empty: don't)
+  bool keep_smt = false;        // return each obligation's SMT-LIB2 script (CertifyResult::smt_scripts)
   std::string tool_version;     // "hnf-verify X.Y.Z"
   std::function<void(std::string_view stage, double fraction)> progress;
 };
@@ -44,9 +45,12 @@ struct CertifyResult {
   double largest_solver_ms = 0.0;
   std::vector<std::string> refutations;  // one line per refuted obligation, then its Example line
   std::vector<std::string> unresolved;   // unknown or timeout, with the solver's reason
+  // With keep_smt: (file name, script) per obligation; the file name is also the obligation's smt_file.
+  std::vector<std::pair<std::string, std::string>> smt_scripts;
 };
 
-// Throws proofs::Error(kBadInput) for bad options, an unreadable or malformed trace or model.
+// Writes nothing. Throws proofs::Error(kBadInput) for bad options, an unreadable or malformed
+// trace or model, and Error(kInternal) when Z3 cannot read a script (a bug of ours).
 [[nodiscard]] CertifyResult certify(const std::string& trace_path, const CertifyOptions& options);
 
 // SMT-LIB2 script of an obligation's negation (QF_LIRA/QF_LRA; the Int `i` names a failing row).
