@@ -354,6 +354,11 @@ TEST_CASE("certify and check reject bad input with exit 3, one line, and no file
     CHECK(std::count(run.err.begin(), run.err.end(), '\n') == 1);
     CHECK_FALSE(std::filesystem::exists(dir / "cert.json"));
   }
+  // An unwritable certificate path with --smt-dir: exit 3 and no SMT-LIB file left behind.
+  const auto unwritable = hnf_verify("certify " + quote(kTinyTrace) + " --eps 0.5 --out " +
+                                     quote(dir / "no-such-dir" / "cert.json") + " --smt-dir " + quote(dir / "smt"));
+  CHECK(unwritable.exit_code == 3);
+  CHECK(std::filesystem::is_empty(dir / "smt"));
   write_file(dir / "junk.json", "{\"format\": \"hnf-certificate\"");
   const auto junk = hnf_verify("check " + quote(dir / "junk.json"));
   CHECK(junk.exit_code == 3);
