@@ -30,6 +30,11 @@ int run(int argc, char** argv) {
   hnf::verify::cli::register_analyze(app, &exit_code);
 #ifdef HNF_HAVE_Z3
   hnf::verify::cli::register_certify(app, &exit_code);
+#else
+  // Listed in --help so a user of a build without Z3 learns why it is missing.
+  app.add_subcommand("certify", "Not in this build: certify needs Z3 (configure with -DHNF_ENABLE_Z3=ON)")
+      ->allow_extras()
+      ->callback([] { throw hnf::proofs::bad_input("certify", "this hnf-verify was built without Z3 (-DHNF_ENABLE_Z3=OFF)"); });
 #endif
   hnf::verify::cli::register_check(app, &exit_code);
   try {
