@@ -15,21 +15,31 @@ std::string layer_name(std::int64_t layer, proofs::ObligationKind kind) {
 }
 
 // Exact comparison: an upper bound in the certificate must not be below its recomputed value.
-void at_least(const std::string& what, const std::string& certified, double recomputed, proofs::WitnessCheck& report) {
+void at_least(const std::string& what, const std::string& certified, const std::string& recomputed,
+              proofs::WitnessCheck& report) {
   ++report.compared;
-  if (proofs::compare_rationals(certified, proofs::exact_rational(recomputed)) < 0) {
-    report.problems.push_back(what + ": the certificate says " + certified + ", below the recomputed " +
-                              proofs::exact_rational(recomputed));
+  if (proofs::compare_rationals(certified, recomputed) < 0) {
+    report.problems.push_back(what + ": the certificate says " + certified + ", below the recomputed " + recomputed);
   }
 }
 
 // A radius the certificate claims to cover must not exceed the recomputed one.
-void at_most(const std::string& what, const std::string& certified, double recomputed, proofs::WitnessCheck& report) {
+void at_most(const std::string& what, const std::string& certified, const std::string& recomputed,
+             proofs::WitnessCheck& report) {
   ++report.compared;
-  if (proofs::compare_rationals(certified, proofs::exact_rational(recomputed)) > 0) {
-    report.problems.push_back(what + ": the certificate says " + certified + ", beyond the recomputed " +
-                              proofs::exact_rational(recomputed));
+  if (proofs::compare_rationals(certified, recomputed) > 0) {
+    report.problems.push_back(what + ": the certificate says " + certified + ", beyond the recomputed " + recomputed);
   }
+}
+
+// The fields every per-layer obligation starts with.
+proofs::Obligation layer_obligation(proofs::ObligationKind kind, std::int64_t layer, double budget) {
+  proofs::Obligation o;
+  o.name = layer_name(layer, kind);
+  o.kind = kind;
+  o.layer = layer;
+  o.budget = proofs::exact_rational(budget);
+  return o;
 }
 
 AnalysisOptions options_for(const proofs::Certificate& c) {
@@ -52,13 +62,13 @@ void compare_layer(const proofs::Obligation& certified, const proofs::Obligation
     HNF_ASSERT(certified.sufficiency.size() == recomputed.sufficiency.size(), "same scope, same rows");
     for (std::size_t r = 0; r < certified.sufficiency.size(); ++r) {
       at_least(certified.name + " row " + std::to_string(r), certified.sufficiency[r].bound,
-              proofs::rational_to_double(recomputed.sufficiency[r].bound), report);
+               recomputed.sufficiency[r].bound, report);
     }
   } else {
     HNF_ASSERT(certified.necessity.size() == recomputed.necessity.size(), "same map, same rows");
     for (std::size_t r = 0; r < certified.necessity.size(); ++r) {
       at_least(certified.name + " row " + std::to_string(r), certified.necessity[r].kappa_d2,
-              proofs::rational_to_double(recomputed.necessity[r].kappa_d2), report);
+               recomputed.necessity[r].kappa_d2, report);
     }
   }
 }
@@ -77,12 +87,15 @@ proofs::PrecisionMap precision_map(const AnalysisResult& a) {
   return m;
 }
 
+proofs::HeadScope head_scope(const HeadAnalysis& h) {
+  double s2 = 0.0;
+  for (const auto& q : h.queries) s2 = std::max(s2, q.s2);
+  return {h.layer, h.kv_head, proofs::exact_rational(h.s2_radius), proofs::exact_rational(s2),
+          proofs::exact_rational(h.s3_query_norm), proofs::exact_rational(h.s3)};
+}
+
 proofs::Obligation sufficiency_obligation(const AnalysisResult& a, std::int64_t layer, double budget) {
-  proofs::Obligation o;
-  o.name = layer_name(layer, proofs::ObligationKind::kSufficiency);
-  o.kind = proofs::ObligationKind::kSufficiency;
-  o.layer = layer;
-  o.budget = proofs::exact_rational(budget);
+  proofs::Obligation o = layer_obligation(proofs::ObligationKind::kSufficiency, layer, budget);
   for (const auto& h : a.heads) {
     if (h.layer != layer) continue;
     auto queries = h.queries;
@@ -95,11 +108,7 @@ proofs::Obligation sufficiency_obligation(const AnalysisResult& a, std::int64_t 
 }
 
 proofs::Obligation necessity_obligation(const AnalysisResult& a, std::int64_t layer, double budget) {
-  proofs::Obligation o;
-  o.name = layer_name(layer, proofs::ObligationKind::kNecessity);
-  o.kind = proofs::ObligationKind::kNecessity;
-  o.layer = layer;
-  o.budget = proofs::exact_rational(budget);
+  proofs::Obligation o = layer_obligation(proofs::ObligationKind::kNecessity, layer, budget);
   o.below_reason =
       "Theorem 5.7 bounds the worst case over a quantization cell; S1 certifies the trace's actual keys, which may "
       "need fewer bits (THEORY.md section 9, status (3))";
@@ -133,23 +142,23 @@ proofs::WitnessCheck recompute_witnesses(const proofs::Certificate& c, const std
   }
   const AnalysisResult a = analyze_trace(trace_path, options_for(c));
   for (std::size_t i = 0; i < a.heads.size() && i < c.scope.heads.size(); ++i) {
-    const HeadAnalysis& h = a.heads[i];
+    const proofs::HeadScope recomputed = head_scope(a.heads[i]);
     const proofs::HeadScope& scope = c.scope.heads[i];
-    const std::string where = "scope layer " + std::to_string(h.layer) + " kv head " + std::to_string(h.kv_head);
-    double s2 = 0.0;
-    for (const auto& q : h.queries) s2 = std::max(s2, q.s2);
-    at_most(where + " s2_radius", scope.s2_radius, h.s2_radius, report);
-    at_least(where + " s2_bound", scope.s2_bound, s2, report);
-    at_most(where + " s3_query_norm", scope.s3_query_norm, h.s3_query_norm, report);
-    at_least(where + " s3_bound", scope.s3_bound, h.s3, report);
+    const std::string where = "scope layer " + std::to_string(recomputed.layer) + " kv head " + std::to_string(recomputed.kv_head);
+    at_most(where + " s2_radius", scope.s2_radius, recomputed.s2_radius, report);
+    at_least(where + " s2_bound", scope.s2_bound, recomputed.s2_bound, report);
+    at_most(where + " s3_query_norm", scope.s3_query_norm, recomputed.s3_query_norm, report);
+    at_least(where + " s3_bound", scope.s3_bound, recomputed.s3_bound, report);
   }
   for (const auto& o : c.obligations) {
     if (o.kind == proofs::ObligationKind::kComposition) {
       if (!model_dir) continue;
       const ModelConstants constants = composition_constants(*model_dir);
       for (std::size_t l = 0; l < constants.layers.size() && l < o.lipschitz.size(); ++l) {
-        at_least("composition lipschitz " + std::to_string(l), o.lipschitz[l], constants.layers[l].lipschitz_up, report);
-        at_least("composition injection " + std::to_string(l), o.injection[l], constants.layers[l].injection_up, report);
+        at_least("composition lipschitz " + std::to_string(l), o.lipschitz[l],
+                 proofs::exact_rational(constants.layers[l].lipschitz_up), report);
+        at_least("composition injection " + std::to_string(l), o.injection[l],
+                 proofs::exact_rational(constants.layers[l].injection_up), report);
       }
       continue;
     }

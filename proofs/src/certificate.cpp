@@ -430,7 +430,7 @@ class Checker {
     }
   }
 
-  // Re-derives every obligation's truth and compares it with its verdict; returns the verdicts.
+  // Re-derives every obligation's truth, compares it with its verdict, and derives the overall verdict.
   void check_obligations() {
     std::map<std::string, int> seen;
     bool any_refuted = false, all_proved = true, has_composition = false;
@@ -547,7 +547,18 @@ class Checker {
       problem(o.name + ": " + std::to_string(o.necessity.size()) + " rows, expected one per kv head and position (" + std::to_string(expected) + ")");
       return std::nullopt;
     }
+    // 8 eps 4^bits for each precision (bits <= 64 by the parser), computed once.
+    std::vector<std::optional<mpq_class>> capacity_of(65);
     const mpq_class eight_eps = 8 * to_mpq(o.budget);
+    auto capacity = [&](int bits) -> const mpq_class& {
+      auto& c = capacity_of[static_cast<std::size_t>(bits)];
+      if (!c) {
+        mpz_class power;
+        mpz_ui_pow_ui(power.get_mpz_t(), 2, static_cast<unsigned long>(2 * bits));
+        c = eight_eps * power;
+      }
+      return *c;
+    };
     std::vector<std::int64_t> failing;
     std::size_t r = 0;
     for (std::int64_t kv = 0; kv < c_.map.kv_heads; ++kv) {
@@ -565,11 +576,7 @@ class Checker {
         }
         const mpq_class kd2 = to_mpq(row.kappa_d2);
         if (kd2 < 0) problem(o.name + ": row " + std::to_string(r) + " has a negative kappa_d2");
-        mpq_class capacity = eight_eps;
-        mpz_class power;
-        mpz_ui_pow_ui(power.get_mpz_t(), 2, static_cast<unsigned long>(2 * row.bits));
-        capacity *= power;
-        if (capacity < kd2) failing.push_back(static_cast<std::int64_t>(r));
+        if (capacity(row.bits) < kd2) failing.push_back(static_cast<std::int64_t>(r));
         ++report_.inequalities;
       }
     }

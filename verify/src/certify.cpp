@@ -5,8 +5,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <fstream>
-#include <map>
 
 #include <fmt/format.h>
 
@@ -47,12 +45,7 @@ std::vector<double> layer_budgets(const CertifyOptions& o, std::int64_t layers) 
 proofs::Scope scope_of(const analysis::AnalysisResult& a, bool composition) {
   proofs::Scope s;
   s.query_positions = a.query_positions;
-  for (const auto& h : a.heads) {
-    double s2 = 0.0;
-    for (const auto& q : h.queries) s2 = std::max(s2, q.s2);
-    s.heads.push_back({h.layer, h.kv_head, exact_rational(h.s2_radius), exact_rational(s2), exact_rational(h.s3_query_norm),
-                       exact_rational(h.s3)});
-  }
+  for (const auto& h : a.heads) s.heads.push_back(analysis::head_scope(h));
   s.assumptions = {
       "S1 (the sufficiency obligations) covers the recorded queries at s1_query_positions, every query head, with the "
       "trace's keys and values; other queries are covered by S2 (within s2_radius of a recorded query) and S3 (query "
@@ -109,18 +102,16 @@ std::string describe_row(const Obligation& o, std::int64_t index) {
   return "composition";
 }
 
-double to_double(const std::string& rational) { return proofs::rational_to_double(rational); }
-
 // The refuted obligation's detail ("... by how much") and Example line from the solver's row.
 void explain_refutation(Obligation& o, std::optional<std::int64_t> index) {
-  const double budget = to_double(o.budget);
+  const double budget = proofs::rational_to_double(o.budget);
   if (o.kind != ObligationKind::kComposition && !index) {
     o.detail = "layer " + std::to_string(o.layer) + ": the solver reported no failing row";
     return;
   }
   if (o.kind == ObligationKind::kSufficiency && index) {
     const auto& r = o.sufficiency[static_cast<std::size_t>(*index)];
-    const double b = to_double(r.bound);
+    const double b = proofs::rational_to_double(r.bound);
     o.detail = describe_row(o, *index) + ": S1 bound " + fmt::format("{:.6g}", b) + " exceeds epsilon " +
                fmt::format("{:.6g}", budget) + " by " + fmt::format("{:.6g}", b - budget);
     o.example = "Example: i = " + std::to_string(*index) + ", bound = " + r.bound + ", budget = " + o.budget;

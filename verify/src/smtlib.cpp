@@ -8,24 +8,13 @@
 
 #include "hnf/proofs/error.h"
 #include "hnf/verify/certify.h"
+#include "hnf/verify/solver.h"
 
 namespace hnf::verify {
 namespace {
 
-// "p/q" -> "(/ p.0 q.0)", "-p" -> "(- p.0)": SMT-LIB real literals.
-std::string real(const std::string& rational) {
-  HNF_ASSERT(proofs::is_exact_rational(rational), "obligation constants are exact rationals");
-  const bool negative = rational.starts_with('-');
-  const std::string body = negative ? rational.substr(1) : rational;
-  const auto slash = body.find('/');
-  const std::string value = slash == std::string::npos
-                                ? body + ".0"
-                                : "(/ " + body.substr(0, slash) + ".0 " + body.substr(slash + 1) + ".0)";
-  return negative ? "(- " + value + ")" : value;
-}
-
 // 2^p for p in 0..128 as a bounded lookup: Z3 cannot decide pw(2, p) with symbolic p.
-std::string pow2_lookup() {
+std::string make_pow2_lookup() {
   std::string body = "0.0";
   for (int p = 128; p >= 0; --p) {
     // 2^p as a decimal integer (exact): repeated doubling of a digit string.
@@ -44,6 +33,12 @@ std::string pow2_lookup() {
   return "(define-fun pow2 ((p Int)) Real " + body + ")\n";
 }
 
+// The same text for every necessity script: built once.
+const std::string& pow2_lookup() {
+  static const std::string lookup = make_pow2_lookup();
+  return lookup;
+}
+
 std::string header(const proofs::Obligation& o, const char* statement, const char* logic) {
   return "; hnf-kv obligation " + o.name + " (" + std::string(proofs::obligation_kind_name(o.kind)) + "): " + statement +
          "\n; The script asserts the negation: unsat = proved, sat = refuted (i is the failing row).\n"
@@ -53,9 +48,9 @@ std::string header(const proofs::Obligation& o, const char* statement, const cha
 std::string sufficiency(const proofs::Obligation& o) {
   std::ostringstream s;
   s << header(o, "every row's S1 bound <= budget", "QF_LIRA");
-  s << "(define-fun budget () Real " << real(o.budget) << ")\n(declare-const i Int)\n(assert (or false";
+  s << "(define-fun budget () Real " << smtlib_real(o.budget) << ")\n(declare-const i Int)\n(assert (or false";
   for (std::size_t r = 0; r < o.sufficiency.size(); ++r) {
-    s << "\n  (and (= i " << r << ") (> " << real(o.sufficiency[r].bound) << " budget))";
+    s << "\n  (and (= i " << r << ") (> " << smtlib_real(o.sufficiency[r].bound) << " budget))";
   }
   s << "))\n(check-sat)\n";
   return s.str();
@@ -67,11 +62,11 @@ std::string necessity(const proofs::Obligation& o) {
   std::ostringstream s;
   s << header(o, "8 budget 2^(2 bits) >= kappa_d2 for every row not listed below; one row per kv head and precision, "
                  "holding the largest kappa_d2 of the positions stored at that precision", "QF_LIRA");
-  s << pow2_lookup() << "(define-fun budget () Real " << real(o.budget) << ")\n(declare-const i Int)\n(assert (or false";
+  s << pow2_lookup() << "(define-fun budget () Real " << smtlib_real(o.budget) << ")\n(declare-const i Int)\n(assert (or false";
   const auto classes = necessity_classes(o);
   for (std::size_t r = 0; r < classes.size(); ++r) {
     s << "\n  (and (= i " << r << ") (< (* 8.0 budget (pow2 " << 2 * classes[r].bits << ")) "
-      << real(classes[r].max_kappa_d2) << "))";
+      << smtlib_real(classes[r].max_kappa_d2) << "))";
   }
   s << "))\n(check-sat)\n";
   return s.str();
@@ -112,11 +107,11 @@ std::string composition(const proofs::Obligation& o) {
   s << header(o, "sum_i (prod_{j>i} L_j) injection_i eps_i <= budget (Theorem C)", "QF_LRA");
   s << "(assert (not (<= (+ 0.0";
   for (std::size_t i = 0; i < o.lipschitz.size(); ++i) {
-    s << "\n  (* " << real(o.injection[i]) << " " << real(o.layer_eps[i]);
-    for (std::size_t j = i + 1; j < o.lipschitz.size(); ++j) s << " " << real(o.lipschitz[j]);
+    s << "\n  (* " << smtlib_real(o.injection[i]) << " " << smtlib_real(o.layer_eps[i]);
+    for (std::size_t j = i + 1; j < o.lipschitz.size(); ++j) s << " " << smtlib_real(o.lipschitz[j]);
     s << ")";
   }
-  s << ") " << real(o.budget) << ")))\n(check-sat)\n";
+  s << ") " << smtlib_real(o.budget) << ")))\n(check-sat)\n";
   return s.str();
 }
 

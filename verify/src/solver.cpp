@@ -33,6 +33,17 @@ Answer unknown_answer(const std::string& reason) {
 
 }  // namespace
 
+std::string smtlib_real(const std::string& rational) {
+  HNF_ASSERT(proofs::is_exact_rational(rational), "SMT-LIB constants are exact rationals");
+  const bool negative = rational.starts_with('-');
+  const std::string body = negative ? rational.substr(1) : rational;
+  const auto slash = body.find('/');
+  const std::string value = slash == std::string::npos
+                                ? body + ".0"
+                                : "(/ " + body.substr(0, slash) + ".0 " + body.substr(slash + 1) + ".0)";
+  return negative ? "(- " + value + ")" : value;
+}
+
 std::string_view answer_name(Answer answer) noexcept {
   switch (answer) {
     case Answer::kProved: return "proved";
@@ -137,20 +148,12 @@ Solver::ScriptResult Solver::check_script(const std::string& script) {
 std::string Solver::smtlib(const RationalSumLe& obligation) const {
   for (const auto& t : obligation.terms) check_rational(obligation, t);
   check_rational(obligation, obligation.bound);
-  auto literal = [](const std::string& r) {
-    const bool negative = r.starts_with('-');
-    std::string body = negative ? r.substr(1) : r;
-    const auto slash = body.find('/');
-    std::string value = slash == std::string::npos ? body + ".0"
-                                                   : "(/ " + body.substr(0, slash) + ".0 " + body.substr(slash + 1) + ".0)";
-    return negative ? "(- " + value + ")" : value;
-  };
   std::string sum = "(+ 0.0";
-  for (const auto& t : obligation.terms) sum += " " + literal(t);
+  for (const auto& t : obligation.terms) sum += " " + smtlib_real(t);
   sum += ")";
   return "; obligation " + obligation.name + ": sum of terms <= bound. unsat = proved.\n"
          "(set-logic QF_LRA)\n"
-         "(assert (not (<= " + sum + " " + literal(obligation.bound) + ")))\n"
+         "(assert (not (<= " + sum + " " + smtlib_real(obligation.bound) + ")))\n"
          "(check-sat)\n";
 }
 

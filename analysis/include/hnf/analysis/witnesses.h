@@ -17,6 +17,10 @@ namespace hnf::analysis {
 
 [[nodiscard]] proofs::PrecisionMap precision_map(const AnalysisResult& analysis);
 
+// One head's S2 and S3 scope: its radius and query norm, and the largest S2 bound over its
+// recorded queries and its S3 bound, as exact rationals.
+[[nodiscard]] proofs::HeadScope head_scope(const HeadAnalysis& head);
+
 // Rows (kv head, query head, recorded query) with the S1 bound of each; verdict left unknown.
 [[nodiscard]] proofs::Obligation sufficiency_obligation(const AnalysisResult& analysis, std::int64_t layer, double budget);
 

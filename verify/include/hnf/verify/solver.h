@@ -15,6 +15,9 @@
 namespace hnf::verify {
 
 enum class Answer { kProved, kRefuted, kUnknown, kTimeout, kError };
+
+// An exact rational "p" or "p/q" as an SMT-LIB real literal: "p.0", "(/ p.0 q.0)", "(- ...)".
+[[nodiscard]] std::string smtlib_real(const std::string& rational);
 [[nodiscard]] std::string_view answer_name(Answer answer) noexcept;
 
 // sum(terms) <= bound, every value an exact rational written "p" or "p/q" (decimal integers,
