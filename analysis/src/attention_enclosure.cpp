@@ -27,24 +27,6 @@ double dot(const double* a, const double* b, std::size_t n) {
 
 }  // namespace
 
-double norm_up(const double* x, std::size_t n, int input_roundings) {
-  // Each |x_i| is within a factor (1 + u)^k of the exact value it stands for; squaring doubles
-  // that, and the sum of n nonnegative squares adds gamma_n: the exact sum of squares is at
-  // most fl(S) / (1 - gamma_{n + 2k}). Squares that underflow lose up to 2^-1075 each.
-  double sum = 0.0;
-  for (std::size_t i = 0; i < n; ++i) sum += x[i] * x[i];
-  const double gamma = gamma_up(n + 2 * static_cast<std::size_t>(input_roundings));
-  const double underflow = mul_up(static_cast<double>(n), std::numeric_limits<double>::denorm_min());
-  return sqrt_up(div_up(add_up(sum, underflow), sub_down(1.0, gamma)));
-}
-
-double gamma_up(std::size_t n) {
-  // n u / (1 - n u), every operation stepped up; n u < 1/2 for any n this code meets.
-  const double nu = mul_up(static_cast<double>(n), std::ldexp(1.0, -53));
-  HNF_ASSERT(nu < 0.5, "gamma_n requested for an absurd n");
-  return div_up(nu, sub_down(1.0, nu));
-}
-
 std::vector<double> row_norms_up(std::span<const double> rows, std::size_t d) {
   HNF_ASSERT(d > 0 && rows.size() % d == 0, "rows must be a whole number of rows of length d");
   std::vector<double> out(rows.size() / d);

@@ -46,35 +46,6 @@ class NearestRoundingScope {
 
 }  // namespace
 
-// Special values are returned exactly (e^0 = 1 is common: the shifted maximum score in softmax);
-// everything else is libm in round-to-nearest plus one ulp in the bound's direction.
-double exp_up(double x) noexcept {
-  if (x == 0.0) return 1.0;
-  if (x == -kInf) return 0.0;
-  return next_up(std::exp(x));  // overflow: exp gives +inf, next_up keeps it
-}
-
-double exp_down(double x) noexcept {
-  if (x == 0.0) return 1.0;
-  if (x == kInf) return kInf;
-  const double r = next_down(std::exp(x));  // overflow of a finite x: DBL_MAX, below the exact value
-  return r < 0.0 ? 0.0 : r;                 // underflow to 0: next_down gives -denorm_min, but e^x > 0
-}
-
-double log_up(double x) noexcept {
-  if (x == 1.0) return 0.0;
-  if (x == 0.0) return -kInf;
-  if (x == kInf) return kInf;
-  return next_up(std::log(x));
-}
-
-double log_down(double x) noexcept {
-  if (x == 1.0) return 0.0;
-  if (x == 0.0) return -kInf;
-  if (x == kInf) return kInf;
-  return next_down(std::log(x));
-}
-
 Interval exp(const Interval& i) {
   const NearestRoundingScope nearest;
   return Interval(exp_down(i.lower()), exp_up(i.upper()));

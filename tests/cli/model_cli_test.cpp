@@ -171,3 +171,76 @@ TEST_CASE("bad model folders and texts exit 3 with one line naming the file") {
     CHECK(!std::filesystem::exists(dir / "t.safetensors"));
   }
 }
+
+namespace {
+const std::filesystem::path kFixtureCert = std::filesystem::path(HNF_SOURCE_DIR) / "tests" / "fixtures" / "hnf-llama-4m-128.cert.json";
+const std::filesystem::path kPassage = std::filesystem::path(HNF_SOURCE_DIR) / "examples" / "wikitext-2-test-passage.txt";
+}  // namespace
+
+TEST_CASE("eval --cache runs the certified map's cache next to fp32: perplexity, KL, top-1, bytes per element") {
+  TempDir dir;
+  // The certificate's own trace (bit-reproducible: the same model, text and length).
+  const Run trace = hnf_verify("trace --model " + quote(kModel) + " --text " + quote(kPassage) + " --tokens 128 --out " +
+                               quote(dir / "trace.safetensors"));
+  REQUIRE_MESSAGE(trace.exit_code == 0, trace.err);
+  const Run run = hnf_verify("eval --json --ctx 128 --stride 64 --max-tokens 300 --model " + quote(kModel) + " --text " +
+                             quote(kPassage) + " --cache " + quote(kFixtureCert) + " --trace " +
+                             quote(dir / "trace.safetensors") + " --bounds");
+  REQUIRE_MESSAGE(run.exit_code == 0, run.err);
+  const auto j = nlohmann::json::parse(run.out);
+  const auto& c = j.at("cache");
+  CHECK(c["perplexity"].get<double>() > 1.0);
+  CHECK(c["mean_kl"].get<double>() > 0.0);  // the map quantizes ...
+  CHECK(c["mean_kl"].get<double>() < 0.5);  // ... and the model still predicts nearly the same
+  CHECK(c["top1_agreement"].get<double>() > 0.5);
+  CHECK(c["top1_agreement"].get<double>() <= 1.0);
+  // Measured on the stored bytes; the map's figure counts a byte of map metadata per block too.
+  CHECK(c["bits_per_element"].get<double>() > 2.0);
+  CHECK(c["bits_per_element"].get<double>() < 8.5);
+  CHECK(c["bytes_per_element"].get<double>() == doctest::Approx(c["bits_per_element"].get<double>() / 8.0));
+  CHECK(c["decode_bound"]["rows"].get<std::int64_t>() == c["attention_rows"].get<std::int64_t>());
+  CHECK(c["decode_bound"]["max"].get<double>() > 0.0);
+  // The first window reads the traced tokens at the traced positions: the same queries, inside
+  // S2; later windows put other tokens there, and positions past the trace are outside.
+  CHECK(c["s2"]["outside"].get<std::int64_t>() > 0);
+  CHECK(c["s2"]["outside"].get<std::int64_t>() < c["s2"]["rows"].get<std::int64_t>());
+}
+
+TEST_CASE("eval --cache refuses certificates that do not belong to the model or trace") {
+  TempDir dir;
+  SUBCASE("another trace") {
+    const Run trace = hnf_verify("trace --model " + quote(kModel) + " --text " + quote(kPassage) + " --tokens 64 --out " +
+                                 quote(dir / "other.safetensors"));
+    REQUIRE(trace.exit_code == 0);
+    const Run run = hnf_verify("eval --max-tokens 100 --ctx 64 --stride 32 --model " + quote(kModel) + " --text " +
+                               quote(kPassage) + " --cache " + quote(kFixtureCert) + " --trace " + quote(dir / "other.safetensors"));
+    CHECK(run.exit_code == 3);
+    CHECK(contains(run.err, "hnf-llama-4m-128.cert.json: rejected: "));
+    CHECK(contains(run.err, "trace"));
+  }
+  SUBCASE("another model") {
+    std::filesystem::copy(kModel, dir / "m");
+    auto bytes = read_file(dir / "m" / "model.safetensors");
+    bytes[bytes.size() - 1] = static_cast<char>(bytes[bytes.size() - 1] ^ 1);  // one bit of one weight
+    write_file(dir / "m" / "model.safetensors", bytes);
+    const Run run = hnf_verify("eval --max-tokens 100 --ctx 64 --stride 32 --model " + quote(dir / "m") + " --text " +
+                               quote(kPassage) + " --cache " + quote(kFixtureCert));
+    CHECK(run.exit_code == 3);
+    CHECK(contains(run.err, "rejected: "));
+    CHECK(contains(run.err, "model"));
+  }
+  SUBCASE("a tampered map") {
+    auto cert = nlohmann::json::parse(read_file(kFixtureCert));
+    cert["map"]["entries"][0]["keys"][0] = "int2-d64";
+    write_file(dir / "c.json", cert.dump());
+    const Run run = hnf_verify("eval --max-tokens 100 --ctx 64 --stride 32 --model " + quote(kModel) + " --text " +
+                               quote(kPassage) + " --cache " + quote(dir / "c.json"));
+    CHECK(run.exit_code == 3);
+    CHECK(contains(run.err, "c.json: certificate_sha256 does not match the content"));
+  }
+  SUBCASE("--trace without --cache") {
+    const Run run = hnf_verify("eval --model " + quote(kModel) + " --text " + quote(kPassage) + " --trace x.safetensors");
+    CHECK(run.exit_code == 3);
+    CHECK(contains(run.err, "--trace: needs --cache"));
+  }
+}

@@ -8,9 +8,9 @@
 #include "hnf/analysis/analysis_report.h"
 #include "hnf/analysis/analyze.h"
 #include "hnf/proofs/error.h"
+#include "hnf/proofs/write_file.h"
 #include "hnf/proofs/format.h"
 #include "progress.h"
-#include "write_file.h"
 
 namespace hnf::verify::cli {
 namespace {
@@ -63,7 +63,7 @@ int run_analyze(AnalyzeCommandOptions o, bool eps_given, bool bits_given) {
   };
   const auto result = analysis::analyze_trace(o.trace, o.analysis);
   const auto j = analysis::analysis_to_json(result);
-  if (!o.out.empty()) write_atomically(o.out, j.dump() + "\n");
+  if (!o.out.empty()) proofs::write_text_atomically(o.out, j.dump() + "\n");
   if (o.json) {
     std::fputs((j.dump(2) + "\n").c_str(), stdout);
   } else {

@@ -11,9 +11,9 @@
 #include "commands.h"
 #include "hnf/proofs/certificate.h"
 #include "hnf/proofs/error.h"
+#include "hnf/proofs/write_file.h"
 #include "hnf/verify/certify.h"
 #include "progress.h"
-#include "write_file.h"
 
 namespace hnf::verify::cli {
 namespace {
@@ -103,12 +103,12 @@ void print_summary(const CertifyCommandOptions& o, const CertifyResult& r, doubl
 
 // The certificate, then the SMT-LIB files; if a file cannot be written, nothing stays behind.
 void write_outputs(const CertifyCommandOptions& o, const std::string& certificate, const CertifyResult& r) {
-  write_atomically(o.out, certificate);
+  proofs::write_text_atomically(o.out, certificate);
   std::vector<std::filesystem::path> written;
   try {
     for (const auto& [name, script] : r.smt_scripts) {
       const auto path = std::filesystem::path(o.smt_dir) / name;
-      write_atomically(path.string(), script);
+      proofs::write_text_atomically(path.string(), script);
       written.push_back(path);
     }
   } catch (...) {
@@ -126,7 +126,7 @@ int run_certify(CertifyCommandOptions o, bool bits_given) {
   if (bits_given) o.certify.bits = o.bits;
   if (!o.model_dir.empty()) o.certify.model_dir = o.model_dir;
   o.certify.keep_smt = !o.smt_dir.empty();
-  if (!o.smt_dir.empty()) ensure_directory(o.smt_dir, "--smt-dir");
+  if (!o.smt_dir.empty()) proofs::ensure_directory(o.smt_dir, "--smt-dir");
   o.certify.tool_version = "hnf-verify " HNF_VERSION;
   Progress progress("certify " + o.trace, 1000);
   o.certify.progress = [&progress](std::string_view, double fraction) {

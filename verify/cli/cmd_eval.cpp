@@ -1,15 +1,21 @@
 // hnf-verify eval: perplexity and bits per byte of a model on a text (sliding windows), with an
-// add-one unigram baseline computed in the same run.
+// add-one unigram baseline computed in the same run; with --cache CERT, the same windows also run
+// through the mixed-precision cache of a certified map and are compared with full precision.
 #include <fmt/format.h>
 
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "commands.h"
+#include "hnf/analysis/trace.h"
+#include "hnf/proofs/certificate.h"
 #include "hnf/proofs/error.h"
 #include "hnf/runtime/evaluate.h"
+#include "hnf/runtime/mixed_kv_cache.h"
 #include "hnf/runtime/model_dir.h"
 #include "progress.h"
 
@@ -22,7 +28,79 @@ struct EvalCommandOptions {
   std::int64_t max_tokens = 0;
   runtime::EvalOptions eval;
   bool json = false;
+  std::string cache;  // certificate of the map to evaluate (empty: full precision only)
+  std::string trace;  // the certificate's trace: enables the S2 check
+  bool bounds = false;
+  std::string backend = "cpu";
 };
+
+// The certified map of `o.cache`, checked against the model being evaluated (and the trace).
+proofs::CertifiedPrecisionMap certified_map(const EvalCommandOptions& o) {
+  proofs::CheckOptions options;
+  options.model_dir = o.model;
+  if (!o.trace.empty()) options.trace = o.trace;
+  auto report = proofs::check_certificate(o.cache, options, "hnf-verify " HNF_VERSION);
+  if (!report.problems.empty()) {
+    throw proofs::bad_input(o.cache, "rejected: " + report.problems.front() +
+                                         (report.problems.size() > 1 ? " (and " + std::to_string(report.problems.size() - 1) + " more problems)" : ""));
+  }
+  if (!report.certified) throw proofs::bad_input(o.cache, "the verdict is " + report.verdict + ", not certified: no cache is built from it");
+  return *std::move(report.certified);
+}
+
+// The recorded queries of the certificate's trace, [layers][heads, queries, head_dim].
+runtime::S2Reference s2_reference(const std::string& path) {
+  const auto trace = analysis::Trace::open(path);
+  runtime::S2Reference ref;
+  ref.positions = trace.query_positions();
+  for (const auto& layer : trace.layers()) {
+    const auto bytes = trace.file().bytes(*layer.q);
+    std::vector<float> q(layer.q->numel());
+    for (std::uint64_t i = 0; i < q.size(); ++i) q[i] = proofs::load_float(layer.q->dtype, bytes.data(), i);
+    ref.queries.push_back(std::move(q));
+  }
+  return ref;
+}
+
+double measured_bits(const runtime::DecodeMonitor& m) {
+  return m.stored_elements > 0.0 ? m.stored_bytes * 8.0 / m.stored_elements : 0.0;
+}
+
+nlohmann::json cache_json(const EvalCommandOptions& o, const proofs::CertifiedPrecisionMap& map,
+                          const runtime::CandidateComparison& c, const runtime::DecodeMonitor& m) {
+  nlohmann::json j{{"certificate", o.cache},
+                   {"map_sha256", map.map_sha256()},
+                   {"backend", o.backend},
+                   {"perplexity", c.perplexity},
+                   {"mean_kl", c.mean_kl},
+                   {"top1_agreement", c.top1_agreement},
+                   {"bits_per_element", measured_bits(m)},
+                   {"bytes_per_element", measured_bits(m) / 8.0},
+                   {"map_bits_per_element", proofs::map_bits_per_element(map.map())},
+                   {"attention_rows", m.queries}};
+  if (m.bounded > 0) j["decode_bound"] = {{"rows", m.bounded}, {"max", m.max_bound}, {"mean", m.sum_bound / static_cast<double>(m.bounded)}};
+  if (m.s2_checked > 0) j["s2"] = {{"rows", m.s2_checked}, {"outside", m.outside_s2}};
+  return j;
+}
+
+std::string cache_text(const EvalCommandOptions& o, const proofs::CertifiedPrecisionMap& map,
+                       const runtime::CandidateComparison& c, const runtime::DecodeMonitor& m) {
+  std::string out = fmt::format("cache               {} (map {}, {} backend)\n", o.cache, map.map_sha256().substr(0, 12), o.backend);
+  out += fmt::format("  perplexity        {:.3f}\n", c.perplexity);
+  out += fmt::format("  KL vs fp32 cache  {:.6f} nats per token (mean)\n", c.mean_kl);
+  out += fmt::format("  top-1 agreement   {:.2f} %\n", 100.0 * c.top1_agreement);
+  out += fmt::format("  stored            {:.3f} bits = {:.4f} bytes per K/V element (measured; the map says {:.3f} bits)\n",
+                     measured_bits(m), measured_bits(m) / 8.0, proofs::map_bits_per_element(map.map()));
+  if (m.bounded > 0) {
+    out += fmt::format("  decode bound      max {:.4g}, mean {:.4g} (a-posteriori, L2 of the attention output error, {} rows)\n",
+                       m.max_bound, m.sum_bound / static_cast<double>(m.bounded), m.bounded);
+  }
+  if (m.s2_checked > 0) {
+    out += fmt::format("  outside S2        {} of {} attention rows ({:.1f} %)\n", m.outside_s2, m.s2_checked,
+                       100.0 * static_cast<double>(m.outside_s2) / static_cast<double>(m.s2_checked));
+  }
+  return out;
+}
 
 int run_eval(const EvalCommandOptions& o) {
   const auto start = std::chrono::steady_clock::now();
@@ -34,9 +112,30 @@ int run_eval(const EvalCommandOptions& o) {
   // Bits per byte are over the UTF-8 bytes the evaluated tokens spell.
   const auto bytes = static_cast<double>(dir.tokenizer.decode(ids).size());
 
+  runtime::CacheFactory factory;
+  std::optional<proofs::CertifiedPrecisionMap> map;
+  auto monitor = std::make_shared<runtime::DecodeMonitor>();
+  std::shared_ptr<const runtime::S2Reference> s2;
+  if (!o.cache.empty()) {
+    map = certified_map(o);
+    if (!o.trace.empty()) s2 = std::make_shared<const runtime::S2Reference>(s2_reference(o.trace));
+    runtime::MixedKvCacheOptions cache_options;
+    cache_options.backend = o.backend == "reference" ? runtime::DecodeBackend::kReference : runtime::DecodeBackend::kCpu;
+    cache_options.monitor_bounds = o.bounds;
+    cache_options.monitor = monitor;
+    factory = [&map, cache_options, s2](const runtime::KvCacheShape& shape, std::int64_t capacity) {
+      auto cache = std::make_unique<runtime::MixedKvCache>(*map, shape, capacity, cache_options);
+      if (s2) cache->set_s2_reference(*s2);
+      return std::unique_ptr<runtime::KvCache>(std::move(cache));
+    };
+    // Bad input (a map for another shape) fails here, before the first window runs.
+    (void)factory(dir.model.cache_shape(), 1);
+    *monitor = runtime::DecodeMonitor{};
+  }
+
   Progress progress("eval " + o.text, 0);
   const auto result = runtime::evaluate_perplexity(
-      dir.model, ids, dir.tokenizer.bos_id(), o.eval, nullptr, [&](std::int64_t done, std::int64_t total) {
+      dir.model, ids, dir.tokenizer.bos_id(), o.eval, factory, [&](std::int64_t done, std::int64_t total) {
         progress.update(static_cast<std::uint64_t>(done), static_cast<std::uint64_t>(total));
       });
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -54,6 +153,7 @@ int run_eval(const EvalCommandOptions& o) {
                      {"bits_per_byte", bits_per_byte},
                      {"unigram_perplexity", result.unigram_perplexity},
                      {"seconds", seconds}};
+    if (result.candidate) j["cache"] = cache_json(o, *map, *result.candidate, *monitor);
     std::fputs((j.dump(2) + "\n").c_str(), stdout);
     return 0;
   }
@@ -64,6 +164,7 @@ int run_eval(const EvalCommandOptions& o) {
   out += fmt::format("bits per byte       {:.4f}\n", bits_per_byte);
   out += fmt::format("unigram perplexity  {:.3f} (add-one, fitted on this text; {:.2f}x the model's)\n",
                      result.unigram_perplexity, result.unigram_perplexity / result.perplexity);
+  if (result.candidate) out += cache_text(o, *map, *result.candidate, *monitor);
   out += fmt::format("time                {:.1f} s ({:.0f} tokens/s)\n", seconds, static_cast<double>(result.tokens) / seconds);
   std::fputs(out.c_str(), stdout);
   return 0;
@@ -80,7 +181,22 @@ void register_eval(CLI::App& app, int* exit_code) {
   cmd->add_option("--stride", options->eval.stride, "New tokens scored per window")->capture_default_str();
   cmd->add_option("--max-tokens", options->max_tokens, "Evaluate only the first N tokens (0: all)")->capture_default_str();
   cmd->add_flag("--json", options->json, "Print as JSON");
-  cmd->callback([options, exit_code] { *exit_code = run_eval(*options); });
+  cmd->add_option("--cache", options->cache,
+                  "Certificate (from certify): also run every window through a mixed-precision cache of its map and "
+                  "report perplexity, KL and top-1 agreement against the fp32 cache, and the measured bytes per element. "
+                  "The certificate is re-checked against --model first");
+  cmd->add_option("--trace", options->trace,
+                  "With --cache: the certificate's trace (hash checked); counts attention rows outside the S2 neighbourhood");
+  cmd->add_flag("--bounds", options->bounds, "With --cache: an a-posteriori error bound for every attention row (slower)");
+  cmd->add_option("--backend", options->backend, "With --cache: decode backend")
+      ->check(CLI::IsMember({"cpu", "reference"}))
+      ->capture_default_str();
+  cmd->callback([options, exit_code] {
+    if (options->cache.empty() && (!options->trace.empty() || options->bounds)) {
+      throw proofs::bad_input(options->trace.empty() ? "--bounds" : "--trace", "needs --cache");
+    }
+    *exit_code = run_eval(*options);
+  });
 }
 
 }  // namespace hnf::verify::cli

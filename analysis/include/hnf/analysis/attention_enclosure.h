@@ -12,6 +12,8 @@
 #include <span>
 #include <vector>
 
+#include "hnf/proofs/directed.h"
+
 namespace hnf::analysis {
 
 // Per component i of the exact output o = sum_t softmax(s)_t v_t: lo[i] <= o_i <= hi[i].
@@ -20,15 +22,11 @@ struct OutputEnclosure {
   std::vector<double> hi;  // [head_dim], rounded toward +inf
 };
 
-// gamma_n = n u / (1 - n u) with u = 2^-53, rounded toward +inf: the relative error bound of a
-// floating-point sum or dot product of n terms in any order (Higham, Accuracy and Stability of Numerical
-// Algorithms, 2nd ed., Lemma 3.1 and eq. (3.5)).
-[[nodiscard]] double gamma_up(std::size_t n);
-
-// Upper bound (rounded toward +inf) of sqrt(sum_i y_i^2) for exact reals y_i with
-// |y_i| <= |x_i| (1 + u)^input_roundings, u = 2^-53: x [n] may be the results of
-// `input_roundings` round-to-nearest operations on the exact values (0: x is exact).
-[[nodiscard]] double norm_up(const double* x, std::size_t n, int input_roundings);
+// gamma_up(n) (gamma_n = n u / (1 - n u), rounded up) and norm_up(x, n, input_roundings) (an
+// upper bound of the norm of reals within (1 + u)^input_roundings of x): one implementation,
+// in hnf/proofs/directed.h (THEORY.md L2, L4), shared with the runtime.
+using proofs::gamma_up;
+using proofs::norm_up;
 
 // Upper bound of the Euclidean norm of each row: rows [n, d] -> out [n], rounded toward +inf.
 [[nodiscard]] std::vector<double> row_norms_up(std::span<const double> rows, std::size_t d);

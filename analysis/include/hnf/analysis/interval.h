@@ -7,9 +7,10 @@
 //    (save_state). Boost's own transcendental policies are NOT used: glibc's exp/log are not
 //    reliable under directed rounding (measured: exp missed the true value in ~1.4% of samples).
 //    exp/log below evaluate libm in round-to-nearest (< 1 ulp error in glibc) and widen by one ulp.
-//  * Scalar helpers (add_up, mul_down, exp_up, ...) for hot loops: they never switch rounding
-//    modes; each evaluates in round-to-nearest (error <= 1/2 ulp for + - * / sqrt, < 1 ulp for
-//    glibc exp) and steps one ulp in the stated direction, which makes it a rigorous bound.
+//  * Scalar helpers (add_up, mul_down, exp_up, ...) for hot loops, defined in
+//    hnf/proofs/directed.h and re-exported here: they never switch rounding modes; each
+//    evaluates in round-to-nearest (error <= 1/2 ulp for + - * / sqrt, < 1 ulp for glibc exp)
+//    and steps one ulp in the stated direction, which makes it a rigorous bound.
 //
 // Build requirement: every translation unit that instantiates `Interval` must be compiled with
 // -frounding-math (hnf_analysis adds it as a PUBLIC compile option), or GCC may constant-fold or
@@ -21,7 +22,6 @@
 // stay valid bounds (e.g. add_down overflowing to +inf returns DBL_MAX, still a lower bound).
 #pragma once
 
-#include <bit>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
@@ -30,6 +30,8 @@
 #include <vector>
 
 #include <boost/numeric/interval.hpp>
+
+#include "hnf/proofs/directed.h"
 
 namespace hnf::analysis {
 
@@ -68,60 +70,26 @@ using Interval = boost::numeric::interval<
                 boost::numeric::interval_lib::save_state<boost::numeric::interval_lib::rounded_arith_opp<double>>,
                 IntervalChecking>>;
 
-// ---- one-ulp steps ---------------------------------------------------------------------------
+// ---- scalar directed helpers ------------------------------------------------------------------
+// One implementation, in proofs/directed.h (shared with the runtime); brought into this
+// namespace so analysis code calls them unqualified. Precondition: round-to-nearest mode.
 
-// Exactly std::nextafter(x, +inf), inlined (a bit operation, no FP rounding involved):
-// the smallest double > x. next_up(+inf) = +inf, NaN -> NaN, next_up(+-0) = denorm_min.
-[[nodiscard]] inline double next_up(double x) noexcept {
-  if (!(x < std::numeric_limits<double>::infinity())) return x;  // +inf or NaN
-  if (x == 0.0) return std::numeric_limits<double>::denorm_min();
-  auto bits = std::bit_cast<std::uint64_t>(x);
-  bits = x > 0.0 ? bits + 1 : bits - 1;  // magnitude up for positives, down for negatives
-  return std::bit_cast<double>(bits);
-}
-
-// Exactly std::nextafter(x, -inf): the largest double < x. next_down(-inf) = -inf, NaN -> NaN,
-// next_down(+-0) = -denorm_min.
-[[nodiscard]] inline double next_down(double x) noexcept { return -next_up(-x); }
-
-// ---- scalar directed helpers (precondition: round-to-nearest mode) ------------------------------
-
-// Upper bound of the exact a+b (rounded toward +inf, possibly one ulp above the tightest).
-[[nodiscard]] inline double add_up(double a, double b) noexcept { return next_up(a + b); }
-// Lower bound of the exact a+b (rounded toward -inf, possibly one ulp below the tightest).
-[[nodiscard]] inline double add_down(double a, double b) noexcept { return next_down(a + b); }
-// Upper bound of the exact a-b (rounded toward +inf).
-[[nodiscard]] inline double sub_up(double a, double b) noexcept { return next_up(a - b); }
-// Lower bound of the exact a-b (rounded toward -inf).
-[[nodiscard]] inline double sub_down(double a, double b) noexcept { return next_down(a - b); }
-// Upper bound of the exact a*b (rounded toward +inf). Underflow is covered: a product that
-// rounds to 0 still gets +denorm_min, which is above any tiny exact product.
-[[nodiscard]] inline double mul_up(double a, double b) noexcept { return next_up(a * b); }
-// Lower bound of the exact a*b (rounded toward -inf).
-[[nodiscard]] inline double mul_down(double a, double b) noexcept { return next_down(a * b); }
-// Upper bound of the exact a/b (rounded toward +inf). Precondition: b != 0.
-[[nodiscard]] inline double div_up(double a, double b) noexcept { return next_up(a / b); }
-// Lower bound of the exact a/b (rounded toward -inf). Precondition: b != 0.
-[[nodiscard]] inline double div_down(double a, double b) noexcept { return next_down(a / b); }
-// Upper bound of the exact sqrt(x) (rounded toward +inf). Precondition: x >= 0 (else NaN).
-[[nodiscard]] inline double sqrt_up(double x) noexcept { return next_up(std::sqrt(x)); }
-// Lower bound of the exact sqrt(x) (rounded toward -inf), clamped at 0 since sqrt(x) >= 0.
-// Precondition: x >= 0 (else NaN).
-[[nodiscard]] inline double sqrt_down(double x) noexcept {
-  const double r = next_down(std::sqrt(x));
-  return r < 0.0 ? 0.0 : r;
-}
-// Upper bound of the exact e^x (rounded toward +inf): glibc exp in round-to-nearest has < 1 ulp
-// error, so one ulp up is an upper bound (also in the subnormal range and on overflow to +inf).
-// Exact special values: e^0 = 1, e^-inf = 0, e^+inf = +inf.
-[[nodiscard]] double exp_up(double x) noexcept;
-// Lower bound of the exact e^x (rounded toward -inf), clamped at 0 since e^x > 0.
-[[nodiscard]] double exp_down(double x) noexcept;
-// Upper bound of the exact ln(x) (rounded toward +inf). Precondition: x >= 0 (else NaN).
-// ln(0) = -inf, ln(1) = 0 and ln(+inf) = +inf are returned exactly.
-[[nodiscard]] double log_up(double x) noexcept;
-// Lower bound of the exact ln(x) (rounded toward -inf). Precondition: x >= 0 (else NaN).
-[[nodiscard]] double log_down(double x) noexcept;
+using proofs::add_down;
+using proofs::add_up;
+using proofs::div_down;
+using proofs::div_up;
+using proofs::exp_down;
+using proofs::exp_up;
+using proofs::log_down;
+using proofs::log_up;
+using proofs::mul_down;
+using proofs::mul_up;
+using proofs::next_down;
+using proofs::next_up;
+using proofs::sqrt_down;
+using proofs::sqrt_up;
+using proofs::sub_down;
+using proofs::sub_up;
 
 // ---- interval functions -----------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-#include "write_file.h"
+#include "hnf/proofs/write_file.h"
 
 #include <filesystem>
 #include <fstream>
@@ -6,26 +6,26 @@
 
 #include "hnf/proofs/error.h"
 
-namespace hnf::verify::cli {
+namespace hnf::proofs {
 
-void write_atomically(const std::string& path, const std::string& text) {
+void write_text_atomically(const std::string& path, const std::string& text) {
   const std::string partial = path + ".partial";
   std::error_code ec;
   {
     std::ofstream f(partial, std::ios::binary | std::ios::trunc);
-    if (!f) throw proofs::bad_input(path, "cannot open for writing");
+    if (!f) throw bad_input(path, "cannot open for writing");
     f << text;
     f.flush();
     if (!f) {
       f.close();
       std::filesystem::remove(partial, ec);
-      throw proofs::bad_input(path, "write failed");
+      throw bad_input(path, "write failed");
     }
   }
   std::filesystem::rename(partial, path, ec);
   if (ec) {
     std::filesystem::remove(partial, ec);
-    throw proofs::bad_input(path, "cannot move the written file into place");
+    throw bad_input(path, "cannot move the written file into place");
   }
 }
 
@@ -33,8 +33,8 @@ void ensure_directory(const std::string& path, const std::string& option) {
   std::error_code ec;
   std::filesystem::create_directories(path, ec);
   if (ec || !std::filesystem::is_directory(path)) {
-    throw proofs::bad_input(option, "cannot create the directory " + path + (ec ? ": " + ec.message() : ""));
+    throw bad_input(option, "cannot create the directory " + path + (ec ? ": " + ec.message() : ""));
   }
 }
 
-}  // namespace hnf::verify::cli
+}  // namespace hnf::proofs

@@ -1,0 +1,51 @@
+// Decode attention read straight from the mixed-precision pages (kv_pages.h): every backend
+// computes, for the `group` query heads that share one kv head,
+//   out[g] = sum_{t < positions} softmax_t(q[g] . k_t * scale) v_t
+// where k_t, v_t are the values the pages store (z + s*c for integer codes, the fp16/bf16
+// value, or the staged float). No backend makes a dequantized copy of the stream: pages are
+// decoded on the fly, at most one page at a time.
+#pragma once
+
+#include <cstdint>
+
+#include "hnf/proofs/format.h"
+#include "hnf/runtime/kv_pages.h"
+
+namespace hnf::runtime {
+
+// The page format of a vocabulary format (proofs/format.h).
+[[nodiscard]] PageFormat page_format(const proofs::Format& f);
+// The f32 staging layout (keys of an intB-tP page that is not full).
+[[nodiscard]] PageFormat staged_page_format();
+// "fp16", "int4-d32", "int2-t16", "f32-staged".
+[[nodiscard]] const char* page_format_name(const PageFormat& f);
+
+// Reference: scores, softmax and the weighted sum in double on the exact stored values; the
+// result rounded once to float. The parity target of every other backend.
+// q [group, head_dim], out [group, head_dim]; 1 <= positions <= the stream's positions.
+void decode_attention_reference(const StreamView& stream, std::int64_t positions, const float* q, int group,
+                                float scale, float* out);
+
+// Optimised CPU backend: fp32 arithmetic, AVX2/FMA/F16C code when the CPU has them (chosen at
+// run time), a portable path otherwise. Same contract as the reference. Thread-safe (no
+// shared state); parallelism across heads is the caller's (MixedKvCache uses OpenMP).
+// scratch: at least `positions * group` floats.
+void decode_attention_cpu(const StreamView& stream, std::int64_t positions, const float* q, int group, float scale,
+                          float* out, float* scratch);
+
+// Every query head of one layer: query head h reads streams[h / (heads / kv_heads)];
+// q [heads, head_dim], out [heads, head_dim]. The kv heads run in parallel (OpenMP), each
+// reading its stream once for all of its query heads.
+void decode_layer_cpu(const StreamView* streams, int kv_heads, std::int64_t positions, const float* q, int heads,
+                      float scale, float* out);
+
+// True when decode_attention_cpu runs its AVX2/FMA/F16C code on this CPU.
+[[nodiscard]] bool cpu_decode_uses_avx2() noexcept;
+
+// The exact stored key and value of position t and their per-element error radii (an upper
+// bound of |appended - stored|: proofs::integer_radius of the group, proofs::float_format_radius
+// of fp16/bf16 values, 0 for staged floats). key, value, key_radius, value_radius [head_dim].
+void read_position(const StreamView& stream, std::int64_t t, double* key, double* value, double* key_radius,
+                   double* value_radius);
+
+}  // namespace hnf::runtime

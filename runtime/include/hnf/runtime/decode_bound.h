@@ -1,0 +1,37 @@
+// The a-posteriori error bound of one decode row (DESIGN.md section 3, "What the runtime
+// adds"; proved in proofs/THEORY.md section 13).
+#pragma once
+
+#include <cstdint>
+
+#include "hnf/runtime/kv_pages.h"
+
+namespace hnf::runtime {
+
+// An upper bound (rounded toward +inf) of ||out - o||_2, where o is the exact-arithmetic
+// attention of the query q over positions 0 .. positions-1 of the *appended* keys and values
+// (before quantization), with the exact scale 1/sqrt(head_dim):
+//   o = sum_t softmax_t(q . k_t / sqrt(head_dim)) v_t.
+// The runtime does not keep k_t, v_t: the bound uses the stored values and their per-element
+// radii (read_position), which enclose them, and covers the backend's own floating-point error
+// in `out` as well. q [head_dim], out [head_dim] (the row a backend computed for q).
+// +inf when q or out holds a non-finite value (or, in degenerate cases, when the enclosure of
+// the softmax normaliser reaches 0). Cost: O(positions * head_dim), one allocation per call.
+[[nodiscard]] double decode_error_bound(const StreamView& stream, std::int64_t positions, const float* q,
+                                        const float* out);
+
+// The parts of decode_error_bound (THEORY.md section 13), each rounded toward +inf; with
+// o~ the exact attention over the *stored* keys and values:
+struct DecodeBoundTerms {
+  double arithmetic = 0.0;  // >= ||out - o~||: the backend's rounding (and any other error of out)
+  double key = 0.0;         // >= ||sum_t (a_t - a~_t)(v^_t - o~)||: the key radii, through the weights
+  double value = 0.0;       // >= ||sum_t a_t (v_t - v^_t)||: the value radii
+  double cap = 0.0;         // >= max_t ||v_t - o~|| >= ||o - o~|| (o is a convex combination of the v_t)
+  double total = 0.0;       // arithmetic + min(||key vector + value vector||, cap) >= ||out - o||;
+                            // <= arithmetic + min(key + value, cap)
+};
+// decode_error_bound with its parts (total is the same double).
+[[nodiscard]] DecodeBoundTerms decode_error_bound_terms(const StreamView& stream, std::int64_t positions,
+                                                        const float* q, const float* out);
+
+}  // namespace hnf::runtime

@@ -1,0 +1,127 @@
+// The mixed-precision KV cache: keys and values stored at the formats a certificate allows,
+// attention computed from that storage. Constructible only from a proofs::CertifiedPrecisionMap
+// (which only the exact checker makes): a plain proofs::PrecisionMap does not compile
+// (tests/compile_fail/mixed_cache_from_plain_map.cpp).
+//
+// Layout: one stream per (layer, kv head) (kv_pages.h), pages of map.block positions. Position
+// t of a stream is stored in the format the map gives its block t / block. Positions at or
+// beyond the traced length (map.tokens) follow the *newest-block policy*: each new page takes
+// the formats the map gave the newest traced block (the block that held the most recent
+// positions when the trace was taken), so a position's format depends on its distance from the
+// newest token when it was written, as during tracing. The certificate's S1 scope does not
+// cover those positions; the a-posteriori bound and the S2 counter below do, at run time.
+//
+// Memory: pages live in fixed-size slabs allocated on demand per stream (nothing is reserved
+// for capacity up front); memory() reports the bytes by category.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "hnf/proofs/certificate.h"
+#include "hnf/runtime/decode_attention.h"
+#include "hnf/runtime/kv_cache.h"
+
+namespace hnf::runtime {
+
+enum class DecodeBackend { kReference, kCpu };
+
+
+// Bytes of the cache by category. The categories add up to allocated(), the bytes obtained
+// from the allocator for this cache's data structures (slabs, page tables, staging, tables).
+struct CacheMemory {
+  std::size_t codes = 0;         // packed integer codes and fp16/bf16 elements of stored positions
+  std::size_t group_params = 0;  // fp16 scales and zero points of stored positions
+  std::size_t staging = 0;       // f32 rows of intB-tP pages that are not full yet (allocated)
+  std::size_t map_metadata = 0;  // page tables, per-stream format tables
+  std::size_t page_slack = 0;    // slab bytes allocated but not holding a stored position
+  [[nodiscard]] std::size_t total() const noexcept { return codes + group_params + staging + map_metadata + page_slack; }
+};
+
+// Recorded queries of the certificate's trace, for the S2 check (THEORY.md section 6: a query at
+// a recorded position p of head h is in scope when ||q - q_rec(h, p)|| <= s2_radius of its
+// (layer, kv head)). queries[l] [heads, positions.size(), head_dim], post-RoPE.
+struct S2Reference {
+  std::vector<std::int64_t> positions;          // sorted ascending
+  std::vector<std::vector<float>> queries;      // [layers][heads * positions * head_dim]
+};
+
+// What attend() observed when monitoring is on (options.monitor_bounds, set_s2_reference).
+struct DecodeMonitor {
+  std::int64_t queries = 0;           // (query head, position) rows attended
+  std::int64_t bounded = 0;           // rows with an a-posteriori bound
+  double max_bound = 0.0;             // largest a-posteriori bound (L2 norm of the output error)
+  double sum_bound = 0.0;
+  std::int64_t s2_checked = 0;        // rows checked against the S2 reference
+  std::int64_t outside_s2 = 0;        // of those, rows outside the certified S2 neighbourhood
+  // Added by each cache when it is destroyed: its stored bytes (codes, group parameters,
+  // staged rows) and K/V elements, so a shared monitor measures bits per element over all.
+  std::int64_t caches_closed = 0;
+  double stored_bytes = 0.0;
+  double stored_elements = 0.0;
+};
+
+struct MixedKvCacheOptions {
+  DecodeBackend backend = DecodeBackend::kCpu;
+  // When set, every attend() also computes the a-posteriori error bound of every output row
+  // (decode_bound.h) and records it in monitor(); slower (double, interval arithmetic).
+  bool monitor_bounds = false;
+  // Where monitor() records; several caches may share one (e.g. one per evaluation window).
+  // A new one per cache when null.
+  std::shared_ptr<DecodeMonitor> monitor;
+};
+
+class MixedKvCache final : public KvCache {
+ public:
+  // Throws proofs::Error(kBadInput) "kv cache: ..." when the certificate was not compared with
+  // a model (model_verified() false), when its map's shape (layers, kv heads, heads, head_dim)
+  // is not `shape`, or when its map uses a format this build cannot store (an intB-tP key
+  // format whose P is not the map's block). Nothing is allocated then.
+  MixedKvCache(const proofs::CertifiedPrecisionMap& certified, const KvCacheShape& shape, std::int64_t capacity,
+               const MixedKvCacheOptions& options = {});
+  ~MixedKvCache() override;
+
+  // Formats of position t of (layer, kv head) under the map and the newest-block policy.
+  [[nodiscard]] proofs::Format key_format(std::int64_t layer, std::int64_t kv_head, std::int64_t position) const;
+  [[nodiscard]] proofs::Format value_format(std::int64_t layer, std::int64_t kv_head, std::int64_t position) const;
+  // The pages of (layer, kv head) as the kernels read them; valid until the next append.
+  [[nodiscard]] StreamView stream(std::int64_t layer, std::int64_t kv_head) const;
+  [[nodiscard]] std::int32_t page_size() const noexcept { return page_size_; }
+  [[nodiscard]] const std::string& map_sha256() const noexcept { return map_sha256_; }
+
+  [[nodiscard]] CacheMemory memory() const;
+  // Stored bits per cached K/V element, measured on the stored positions: (codes + group
+  // params + staged rows in use) * 8 / (2 * layers * kv_heads * size() * head_dim).
+  [[nodiscard]] double bits_per_element() const;
+
+  // attend() and, per output row, the a-posteriori bound: bounds [heads, n], each >= the L2
+  // norm of (out row - the exact attention of the appended keys and values) (decode_bound.h).
+  void attend_with_bounds(std::int64_t layer, const float* q, std::int64_t n, float* out, double* bounds) const;
+
+  // Enables the S2 check: queries at recorded positions are compared with the recorded ones.
+  // Throws bad input when the reference's shape does not match the cache.
+  void set_s2_reference(S2Reference reference);
+  [[nodiscard]] const DecodeMonitor& monitor() const noexcept { return *monitor_; }
+
+ private:
+  struct Stream;
+  void do_append(std::int64_t layer, const float* k, const float* v, std::int64_t n, std::int64_t first) override;
+  void do_attend(std::int64_t layer, const float* q, std::int64_t n, std::int64_t first, float* out) const override;
+  [[nodiscard]] std::size_t staged_bytes() const;  // f32 rows of staged pages, in use
+  void observe(std::int64_t layer, const float* q, std::int64_t n, std::int64_t first, const float* out) const;
+  [[nodiscard]] Stream& stream_at(std::int64_t layer, std::int64_t kv_head);
+  [[nodiscard]] const Stream& stream_at(std::int64_t layer, std::int64_t kv_head) const;
+
+  proofs::PrecisionMap map_;
+  std::string map_sha256_;
+  std::int32_t page_size_ = 16;
+  MixedKvCacheOptions options_;
+  std::vector<double> s2_radius_;  // [layers * kv_heads], rounded down
+  S2Reference s2_;
+  std::vector<std::unique_ptr<Stream>> streams_;  // [layers * kv_heads]
+  std::shared_ptr<DecodeMonitor> monitor_;  // never null; written by the const attend()
+};
+
+}  // namespace hnf::runtime

@@ -1,0 +1,849 @@
+// Optimised CPU decode attention (decode_attention.h): fp32 arithmetic read straight from the
+// pages, one pass over the stream for all query heads of a kv head.
+//
+// Scheme (both paths). Pages are visited in position order; for each page and each block of
+// up to four query heads:
+//   1. scores s[t, g] = (scale * q_g) . k_t for the page's rows (keys decoded on the fly);
+//   2. online softmax: m_g <- max(m_g, max_t s[t, g]), alpha_g = exp(m_old - m_new),
+//      w[t, g] = exp(s[t, g] - m_new) <= 1, l_g <- alpha_g l_g + sum_t w[t, g] (nothing
+//      overflows: every exponent is <= 0);
+//   3. acc_g <- alpha_g acc_g + sum_t w[t, g] v_t (values decoded on the fly), acc_g in `out`.
+// At the end out_g = acc_g / l_g. Every stored byte is read from memory once: the page's keys
+// in step 1 and its values in step 3; the other query-head blocks of the same page (group > 4)
+// find them in L1. Accumulating per page then rescaling keeps fp32 sums short (page_size
+// terms, then one term per page), so the error stays far below the tests' tolerances.
+//
+// Paths. The AVX2 path (functions with target("avx2,fma,f16c"), chosen at run time with
+// __builtin_cpu_supports; the project itself is built for the baseline ISA) decodes eight
+// channels (or, for intB-tP keys, eight positions) at a time in registers, never writing a
+// dequantized value to memory: fp16 with vcvtph2ps, bf16 with a 16-bit shift, integer codes with
+// one broadcast load and a per-lane variable shift, then z + s*c by mask + convert + FMA (8 and
+// 4 bits) or by one vpermps lookup in the group's table of 2^B stored values (3 and 2 bits).
+// Its kernels are templated on the format (bits, group) and on the number of query heads in
+// the block (1..4), so the inner loops have no branches and no calls; the register blocking
+// (rows or channels per step, extra accumulator sets for one or two heads) keeps 8 independent
+// FMA chains in flight. With four heads per kv head the FMAs themselves are the bound (2 x 4
+// heads x head_dim per position): the kernel is compute-bound below fp16 storage, on one core.
+// The portable path (any CPU, and streams whose head_dim is not a multiple of 8) decodes one
+// page at a time into a thread-local fp32 tile and runs plain loops the compiler vectorises
+// for the baseline ISA; it is about 10x slower and exists for coverage, not speed.
+//
+// intB-tP keys (one channel group per channel over the page's P positions) use the factored
+// score sum_c q_c z_c + sum_c (q_c s_c) code_{c,t}: q*s and q.z are computed once per page, and
+// the inner loop is code conversion + FMA with positions in the vector lanes.
+#include "decode_cpu.h"
+
+// The AVX2 path exists on x86 only; elsewhere every call takes the portable path.
+#if defined(__x86_64__) || defined(__i386__)
+#define HNF_DECODE_X86 1
+#include <immintrin.h>
+#else
+#define HNF_DECODE_X86 0
+#endif
+
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "hnf/proofs/error.h"
+#include "hnf/runtime/decode_attention.h"
+
+namespace hnf::runtime {
+namespace {
+
+// Largest head_dim the kernels take (their per-page tables live on the stack).
+constexpr std::size_t kMaxHeadDim = 512;
+// Largest page_size (the weight tile [page_size, 4] lives on the stack).
+constexpr int kMaxPageSize = 256;
+// Query heads per register block: four score accumulators (or eight value accumulators of
+// two 8-lane chunks) plus the decoded chunk fit in the 16 AVX2 registers.
+constexpr int kBlock = 4;
+
+// ---- Validation (always before any parallel region: kernels never throw) ------------------
+
+bool valid_integer_group(const PageFormat& f, int page_size, std::size_t d, bool keys) {
+  if (f.axis == kAxisHeadDim) return (f.group == 32 || f.group == 64 || f.group == 128) && d % f.group == 0;
+  if (f.axis == kAxisTokens) return keys && f.group == page_size && (f.group == 16 || f.group == 32 || f.group == 64);
+  return false;
+}
+
+bool valid_page_format(const PageFormat& f, int page_size, std::size_t d, bool keys) {
+  switch (f.encoding) {
+    case kPageF16:
+    case kPageBF16: return f.axis == kAxisNone && f.bits == 16;
+    case kPageStagedF32: return f.bits == 32;
+    case kPageInt8: return f.bits == 8 && valid_integer_group(f, page_size, d, keys);
+    case kPageInt4: return f.bits == 4 && valid_integer_group(f, page_size, d, keys);
+    case kPageInt3: return f.bits == 3 && valid_integer_group(f, page_size, d, keys);
+    case kPageInt2: return f.bits == 2 && valid_integer_group(f, page_size, d, keys);
+    default: return false;
+  }
+}
+
+// Rows of page p that the first `positions` positions use.
+int rows_used(const StreamView& stream, std::int64_t p, std::int64_t positions) {
+  return static_cast<int>(std::min<std::int64_t>(stream.pages[p].rows, positions - p * stream.page_size));
+}
+
+void check_call(const StreamView& stream, std::int64_t positions, int group) {
+  HNF_ASSERT(positions >= 1 && group >= 1, "decode needs a position and a query");
+  HNF_ASSERT(stream.head_dim >= 1 && static_cast<std::size_t>(stream.head_dim) <= kMaxHeadDim,
+             "the CPU decode takes head_dim 1..512");
+  HNF_ASSERT(stream.page_size >= 1 && stream.page_size <= kMaxPageSize, "the CPU decode takes page_size 1..256");
+  const std::int64_t pages = (positions + stream.page_size - 1) / stream.page_size;
+  HNF_ASSERT(pages <= stream.num_pages, "positions are in the stream");
+  const auto d = static_cast<std::size_t>(stream.head_dim);
+  for (std::int64_t p = 0; p < pages; ++p) {
+    const PageRef& page = stream.pages[p];
+    HNF_ASSERT(page.rows >= 1 && page.rows <= stream.page_size, "a page holds 1..page_size rows");
+    HNF_ASSERT(p + 1 == pages || page.rows == stream.page_size, "every page but the last is full");
+    HNF_ASSERT(valid_page_format(page.key_format, stream.page_size, d, true), "a key page format the decode reads");
+    HNF_ASSERT(valid_page_format(page.value_format, stream.page_size, d, false),
+               "a value page format the decode reads");
+  }
+  HNF_ASSERT(positions - (pages - 1) * stream.page_size <= stream.pages[pages - 1].rows, "positions are in the stream");
+}
+
+bool cpu_has_avx2() noexcept {
+#if HNF_DECODE_X86
+  // libgcc's check also requires the OS to save the AVX registers (XGETBV), not just CPUID.
+  static const bool has = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+  }();
+  return has;
+#else
+  return false;
+#endif
+}
+
+// ---- Portable path -------------------------------------------------------------------------
+
+// fp16 bits to float without branches: exponent and mantissa placed in a float's fields and
+// rescaled by 2^112 (exact; a subnormal half becomes a normal float), inf/NaN kept.
+inline float half_to_float(std::uint16_t h) noexcept {
+  std::uint32_t bits = static_cast<std::uint32_t>(h & 0x7fffu) << 13;
+  const float magnitude = std::bit_cast<float>(bits) * 0x1p112f;
+  bits = std::bit_cast<std::uint32_t>(magnitude) | (((h & 0x7c00u) == 0x7c00u) ? 0x7f800000u : 0u);
+  return std::bit_cast<float>(bits | (static_cast<std::uint32_t>(h & 0x8000u) << 16));
+}
+
+inline float bf16_to_float(std::uint16_t h) noexcept {
+  return std::bit_cast<float>(static_cast<std::uint32_t>(h) << 16);
+}
+
+inline std::uint16_t load_u16(const std::uint8_t* p) noexcept {
+  return static_cast<std::uint16_t>(p[0] | (p[1] << 8));  // little-endian by definition of the layout
+}
+
+// Eight B-bit codes from the B bytes at p (code i: bits [B*i, B*i + B), LSB first).
+// codes [8].
+template <int B>
+inline void unpack8(const std::uint8_t* p, float* codes) noexcept {
+  std::uint64_t window = 0;
+  for (int k = 0; k < B; ++k) window |= static_cast<std::uint64_t>(p[k]) << (8 * k);
+  constexpr std::uint64_t kMask = (std::uint64_t{1} << B) - 1u;
+  for (int i = 0; i < 8; ++i) codes[i] = static_cast<float>((window >> (B * i)) & kMask);
+}
+
+// Decodes `rows` rows of an intB-dG page side into tile [rows, d].
+template <int B, int G>
+void decode_int_rows(const std::uint8_t* data, int rows, std::size_t d, float* tile) {
+  constexpr std::size_t kGroupBytes = integer_group_bytes(B, G);
+  const std::size_t groups = d / G;
+  for (std::size_t t = 0; t < static_cast<std::size_t>(rows); ++t) {
+    for (std::size_t j = 0; j < groups; ++j) {
+      const std::uint8_t* group = data + (t * groups + j) * kGroupBytes;
+      const float s = half_to_float(load_u16(group));
+      const float z = half_to_float(load_u16(group + 2));
+      float* out = tile + t * d + j * G;
+      for (std::size_t k = 0; k < G / 8; ++k) {
+        float codes[8];
+        unpack8<B>(group + 4 + k * B, codes);
+        for (std::size_t i = 0; i < 8; ++i) out[k * 8 + i] = z + s * codes[i];
+      }
+    }
+  }
+}
+
+// Decodes the first `rows` positions of an intB-tP key page (one group per channel) into
+// tile [rows, d].
+template <int B, int P>
+void decode_int_tokens(const std::uint8_t* data, int rows, std::size_t d, float* tile) {
+  constexpr std::size_t kGroupBytes = integer_group_bytes(B, P);
+  const auto n = static_cast<std::size_t>(rows);
+  for (std::size_t c = 0; c < d; ++c) {
+    const std::uint8_t* group = data + c * kGroupBytes;
+    const float s = half_to_float(load_u16(group));
+    const float z = half_to_float(load_u16(group + 2));
+    float channel[P];
+    for (std::size_t k = 0; k < P / 8; ++k) unpack8<B>(group + 4 + k * B, channel + k * 8);
+    for (std::size_t t = 0; t < n; ++t) tile[t * d + c] = z + s * channel[t];
+  }
+}
+
+template <int B>
+void decode_int_page(const PageFormat& f, const std::uint8_t* data, int rows, std::size_t d, float* tile) {
+  if (f.axis == kAxisHeadDim) {
+    switch (f.group) {
+      case 32: decode_int_rows<B, 32>(data, rows, d, tile); return;
+      case 64: decode_int_rows<B, 64>(data, rows, d, tile); return;
+      default: decode_int_rows<B, 128>(data, rows, d, tile); return;
+    }
+  }
+  switch (f.group) {
+    case 16: decode_int_tokens<B, 16>(data, rows, d, tile); return;
+    case 32: decode_int_tokens<B, 32>(data, rows, d, tile); return;
+    default: decode_int_tokens<B, 64>(data, rows, d, tile); return;
+  }
+}
+
+// The stored values of the first `rows` rows of one page side (format validated) into
+// tile [rows, d].
+void decode_page(const PageFormat& f, const std::uint8_t* data, int rows, std::size_t d, float* tile) {
+  const std::size_t n = static_cast<std::size_t>(rows) * d;
+  switch (f.encoding) {
+    case kPageF16: {
+      const auto* x = reinterpret_cast<const std::uint16_t*>(data);
+      for (std::size_t i = 0; i < n; ++i) tile[i] = half_to_float(x[i]);
+      return;
+    }
+    case kPageBF16: {
+      const auto* x = reinterpret_cast<const std::uint16_t*>(data);
+      for (std::size_t i = 0; i < n; ++i) tile[i] = bf16_to_float(x[i]);
+      return;
+    }
+    case kPageStagedF32: std::memcpy(tile, data, n * sizeof(float)); return;
+    case kPageInt8: decode_int_page<8>(f, data, rows, d, tile); return;
+    case kPageInt4: decode_int_page<4>(f, data, rows, d, tile); return;
+    case kPageInt3: decode_int_page<3>(f, data, rows, d, tile); return;
+    default: decode_int_page<2>(f, data, rows, d, tile); return;
+  }
+}
+
+// a . b over d floats, eight independent partial sums (vectorisable without reassociation).
+// a, b [d].
+inline float dot(const float* a, const float* b, std::size_t d) noexcept {
+  float partial[8] = {};
+  std::size_t c = 0;
+  for (; c + 8 <= d; c += 8) {
+    for (std::size_t i = 0; i < 8; ++i) partial[i] += a[c + i] * b[c + i];
+  }
+  for (; c < d; ++c) partial[0] += a[c] * b[c];
+  return ((partial[0] + partial[4]) + (partial[1] + partial[5])) +
+         ((partial[2] + partial[6]) + (partial[3] + partial[7]));
+}
+
+// q [group, d], out [group, d] (the accumulator while running).
+void decode_portable(const StreamView& stream, std::int64_t positions, const float* q, int group, float scale,
+                     float* out) {
+  const auto d = static_cast<std::size_t>(stream.head_dim);
+  const auto ps = static_cast<std::size_t>(stream.page_size);
+  const auto heads = static_cast<std::size_t>(group);
+  // Per-thread scratch, grown once: scaled queries [group, d], one decoded page [page_size, d],
+  // weights [group, page_size], running max, sum and this page's rescale factor [group] each.
+  thread_local std::vector<float> scratch;
+  scratch.resize(heads * d + ps * d + heads * ps + 3 * heads);
+  float* qs = scratch.data();
+  float* tile = qs + heads * d;
+  float* w = tile + ps * d;
+  float* m = w + heads * ps;
+  float* l = m + heads;
+  float* alpha = l + heads;
+  for (std::size_t i = 0; i < heads * d; ++i) qs[i] = q[i] * scale;
+  std::fill(m, m + heads, -std::numeric_limits<float>::infinity());
+  std::fill(l, l + heads, 0.0f);
+  std::fill(out, out + heads * d, 0.0f);
+
+  const std::int64_t pages = (positions + stream.page_size - 1) / stream.page_size;
+  for (std::int64_t p = 0; p < pages; ++p) {
+    const PageRef& page = stream.pages[p];
+    const int rows = rows_used(stream, p, positions);
+    const auto n = static_cast<std::size_t>(rows);
+    decode_page(page.key_format, page.keys, rows, d, tile);
+    for (std::size_t g = 0; g < heads; ++g) {
+      float* wg = w + g * ps;
+      for (std::size_t t = 0; t < n; ++t) wg[t] = dot(qs + g * d, tile + t * d, d);
+      const float m_new = std::max(m[g], *std::max_element(wg, wg + n));
+      alpha[g] = std::exp(m[g] - m_new);  // exp(-inf) = 0 on the first page
+      float sum = 0.0f;
+      for (std::size_t t = 0; t < n; ++t) sum += (wg[t] = std::exp(wg[t] - m_new));
+      l[g] = l[g] * alpha[g] + sum;
+      m[g] = m_new;
+    }
+    decode_page(page.value_format, page.values, rows, d, tile);
+    for (std::size_t g = 0; g < heads; ++g) {
+      float* acc = out + g * d;
+      const float* wg = w + g * ps;
+      for (std::size_t c = 0; c < d; ++c) acc[c] *= alpha[g];
+      for (std::size_t t = 0; t < n; ++t) {
+        const float* v = tile + t * d;
+        for (std::size_t c = 0; c < d; ++c) acc[c] += wg[t] * v[c];
+      }
+    }
+  }
+  for (std::size_t g = 0; g < heads; ++g) {
+    const float inv = 1.0f / l[g];
+    for (std::size_t c = 0; c < d; ++c) out[g * d + c] *= inv;
+  }
+}
+
+#if HNF_DECODE_X86
+// ---- AVX2 / FMA / F16C path ----------------------------------------------------------------
+//
+// Every function here carries the target attribute (GCC inlines only between functions of the
+// same target, and lambdas would not inherit it, hence none are used).
+#define HNF_AVX2 __attribute__((target("avx2,fma,f16c")))
+
+// exp(x) for x <= 0 (scores minus their running max), 8 lanes: Cephes' expf (range reduction
+// by ln 2 in two parts, degree-5 polynomial), relative error ~1e-7. Below -87.3 the result
+// would not be a normal float; it is flushed to 0, which weighs nothing next to the maximum
+// position's exp(0) = 1 (this also makes exp(-inf) = 0 for padding rows and the first page).
+HNF_AVX2 inline __m256 exp_nonpositive(__m256 x) {
+  const __m256 lowest = _mm256_set1_ps(-87.3f);
+  const __m256 underflow = _mm256_cmp_ps(x, lowest, _CMP_LT_OQ);
+  x = _mm256_max_ps(x, lowest);
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);  // n*0.693359375 is exact
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+  __m256 y = _mm256_set1_ps(1.9875691500e-4f);
+  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.3981999507e-3f));
+  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(8.3334519073e-3f));
+  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(4.1665795894e-2f));
+  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(1.6666665459e-1f));
+  y = _mm256_fmadd_ps(y, r, _mm256_set1_ps(5.0000001201e-1f));
+  y = _mm256_fmadd_ps(y, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+  // 2^n with n in [-126, 0]: a normal float built from its exponent field.
+  const __m256i two_n = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_andnot_ps(underflow, _mm256_mul_ps(y, _mm256_castsi256_ps(two_n)));
+}
+
+// The four horizontal sums of a, b, c, e in lanes 0..3.
+HNF_AVX2 inline __m128 hsum4(__m256 a, __m256 b, __m256 c, __m256 e) {
+  const __m256 ab = _mm256_hadd_ps(a, b);
+  const __m256 ce = _mm256_hadd_ps(c, e);
+  const __m256 abce = _mm256_hadd_ps(ab, ce);  // [a b c e] of the low and of the high halves
+  return _mm_add_ps(_mm256_castps256_ps128(abce), _mm256_extractf128_ps(abce, 1));
+}
+
+// Eight B-bit codes (B bytes at p, LSB first), B < 8: lane i holds code i in its low B bits
+// and later codes above them (not masked). One 32-bit broadcast load of the 4 bytes that END
+// at the chunk's last byte (so it never reads past the group: p is at least 4 bytes into its
+// group, whose first 4 bytes are the scale and zero point), then a per-lane shift; 3-bit codes
+// that straddle two bytes need nothing more.
+template <int B>
+HNF_AVX2 inline __m256i code_windows8(const std::uint8_t* p) {
+  static_assert(B < 8);
+  constexpr int kBase = 32 - 8 * B;
+  const __m256i window = _mm256_broadcastd_epi32(_mm_loadu_si32(p + B - 4));
+  const __m256i shifts = _mm256_setr_epi32(kBase, kBase + B, kBase + 2 * B, kBase + 3 * B, kBase + 4 * B,
+                                           kBase + 5 * B, kBase + 6 * B, kBase + 7 * B);
+  return _mm256_srlv_epi32(window, shifts);
+}
+
+// Eight B-bit codes (B bytes at p) as floats.
+template <int B>
+HNF_AVX2 inline __m256 codes8(const std::uint8_t* p) {
+  if constexpr (B == 8) {
+    return _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p))));
+  } else {
+    return _mm256_cvtepi32_ps(_mm256_and_si256(code_windows8<B>(p), _mm256_set1_epi32((1 << B) - 1)));
+  }
+}
+
+// Scale and zero point of one integer group (its first 4 bytes: fp16 s, fp16 z), broadcast.
+struct Affine {
+  __m256 s, z;
+};
+HNF_AVX2 inline Affine group_affine(const std::uint8_t* header) {
+  const __m128 sz = _mm_cvtph_ps(_mm_loadu_si32(header));  // s, z, 0, 0
+  return {_mm256_broadcastss_ps(sz), _mm256_broadcastss_ps(_mm_movehdup_ps(sz))};
+}
+
+// Row sources: row t, channels [c, c+8) of a row-major page side, as fp32. kSpan channels
+// share one params() (an integer group; 8 for float formats, which have none).
+struct NoParams {};
+
+struct F16Rows {
+  static constexpr std::size_t kSpan = 8;
+  const std::uint16_t* base;  // [page_size, d]
+  std::size_t d;
+  HNF_AVX2 NoParams params(std::size_t, std::size_t) const { return {}; }
+  HNF_AVX2 __m256 load(std::size_t t, std::size_t c, NoParams) const {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(base + t * d + c)));
+  }
+};
+
+struct BF16Rows {
+  static constexpr std::size_t kSpan = 8;
+  const std::uint16_t* base;  // [page_size, d]
+  std::size_t d;
+  HNF_AVX2 NoParams params(std::size_t, std::size_t) const { return {}; }
+  HNF_AVX2 __m256 load(std::size_t t, std::size_t c, NoParams) const {
+    const __m256i wide = _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(base + t * d + c)));
+    return _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16));
+  }
+};
+
+struct F32Rows {
+  static constexpr std::size_t kSpan = 8;
+  const float* base;  // [page_size, d]
+  std::size_t d;
+  HNF_AVX2 NoParams params(std::size_t, std::size_t) const { return {}; }
+  HNF_AVX2 __m256 load(std::size_t t, std::size_t c, NoParams) const { return _mm256_loadu_ps(base + t * d + c); }
+};
+
+// intB-dG rows. For B <= 3 a group's 2^B stored values z + s*i fit in one register: its
+// params() is that table (z + s*i by one FMA, the same rounding as z + s*c), and a chunk is one
+// vpermps lookup by the unmasked code windows (vpermps reads only an index's low 3 bits; the
+// 2-bit table repeats its 4 values so the bit above a 2-bit code does not matter). Wider codes
+// are converted and scaled: cvtdq2ps + FMA.
+template <int B, int G>
+struct IntRows {
+  static constexpr std::size_t kSpan = G;
+  static constexpr std::size_t kGroupBytes = integer_group_bytes(B, G);
+  const std::uint8_t* base;  // TokenGroup<B, G> [page_size, d/G]
+  std::size_t groups;        // d / G
+  HNF_AVX2 const std::uint8_t* group(std::size_t t, std::size_t c) const {
+    return base + (t * groups + c / G) * kGroupBytes;
+  }
+  HNF_AVX2 auto params(std::size_t t, std::size_t c) const {
+    const Affine a = group_affine(group(t, c));
+    if constexpr (B <= 3) {
+      constexpr int kMask = (1 << B) - 1;
+      const __m256 codes = _mm256_setr_ps(0.0f, 1.0f, 2.0f, 3.0f, static_cast<float>(4 & kMask),
+                                          static_cast<float>(5 & kMask), static_cast<float>(6 & kMask),
+                                          static_cast<float>(7 & kMask));
+      return _mm256_fmadd_ps(codes, a.s, a.z);
+    } else {
+      return a;
+    }
+  }
+  template <class Params>
+  HNF_AVX2 __m256 load(std::size_t t, std::size_t c, const Params& p) const {
+    const std::uint8_t* codes = group(t, c) + 4 + (c % G) / 8 * B;
+    if constexpr (B <= 3) {
+      return _mm256_permutevar8x32_ps(p, code_windows8<B>(codes));
+    } else {
+      return _mm256_fmadd_ps(codes8<B>(codes), p.s, p.z);
+    }
+  }
+};
+
+// Scores of R consecutive rows t..t+R-1 of a row-major key page: w[(t+r)*4 + g] =
+// qs_g . k_{t+r} for g < NQ (lanes NQ..3 get 0). qs [NQ, d] (queries already multiplied by the
+// softmax scale), w [rows, 4]. The R*NQ accumulators are independent FMA chains: enough of
+// them (8) keep both FMA units busy despite the FMA latency, and each query chunk loaded serves
+// all R rows.
+template <int NQ, int R, class Rows>
+HNF_AVX2 inline void scores_row_group(const Rows& keys, std::size_t t, std::size_t d, const float* qs, float* w) {
+  __m256 a[R][kBlock];
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) {
+#pragma GCC unroll 4
+    for (int g = 0; g < kBlock; ++g) a[r][g] = _mm256_setzero_ps();
+  }
+  for (std::size_t c0 = 0; c0 < d; c0 += Rows::kSpan) {
+    decltype(keys.params(t, c0)) p[R];
+#pragma GCC unroll 4
+    for (int r = 0; r < R; ++r) p[r] = keys.params(t + r, c0);
+#pragma GCC unroll 16
+    for (std::size_t c = c0; c < c0 + Rows::kSpan; c += 8) {
+#pragma GCC unroll 4
+      for (int r = 0; r < R; ++r) {
+        const __m256 k = keys.load(t + r, c, p[r]);
+#pragma GCC unroll 4
+        for (int g = 0; g < NQ; ++g) a[r][g] = _mm256_fmadd_ps(_mm256_loadu_ps(qs + g * d + c), k, a[r][g]);
+      }
+    }
+  }
+#pragma GCC unroll 4
+  for (int r = 0; r < R; ++r) _mm_storeu_ps(w + 4 * (t + r), hsum4(a[r][0], a[r][1], a[r][2], a[r][3]));
+}
+
+// Scores of a row-major key page: w [rows, 4] as scores_row_group, four rows at a time for one
+// or two query heads, two rows for three or four.
+template <int NQ, class Rows>
+HNF_AVX2 void scores_rows(const Rows& keys, int rows, std::size_t d, const float* qs, float* w) {
+  constexpr int kRows = NQ <= 2 ? 4 : 2;
+  const auto n = static_cast<std::size_t>(rows);
+  std::size_t t = 0;
+  for (; t + kRows <= n; t += kRows) scores_row_group<NQ, kRows>(keys, t, d, qs, w);
+  for (; t < n; ++t) scores_row_group<NQ, 1>(keys, t, d, qs, w);
+}
+
+// Scores of an intB-tP key page (ChannelGroup<B, P> [d]: channel c's P codes): the factored
+// form sum_c qs_gc z_c + sum_c (qs_gc s_c) code_ct, positions in the vector lanes.
+// qs [NQ, d], w [rows, 4] as scores_rows.
+template <int NQ, int B, int P>
+HNF_AVX2 void scores_tokens(const std::uint8_t* page, int rows, std::size_t d, const float* qs, float* w) {
+  constexpr std::size_t kGroupBytes = integer_group_bytes(B, P);
+  alignas(32) float qscale[kBlock * kMaxHeadDim];  // [NQ, d]: qs_gc * s_c
+  __m256 qzero[kBlock] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps()};
+  // Scales and zero points of eight channels: gather their 4-byte headers (stride kGroupBytes),
+  // split the 16-bit halves, convert.
+  const __m256i offsets = _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+                                             _mm256_set1_epi32(static_cast<int>(kGroupBytes)));
+  for (std::size_t c = 0; c < d; c += 8) {
+    const __m256i headers =
+        _mm256_i32gather_epi32(reinterpret_cast<const int*>(page + c * kGroupBytes), offsets, 1);
+    const __m256i s16 = _mm256_and_si256(headers, _mm256_set1_epi32(0xffff));
+    const __m256i z16 = _mm256_srli_epi32(headers, 16);
+    // packus per 128-bit half: [s0..s3 z0..z3 | s4..s7 z4..z7] -> [s0..s7 | z0..z7]
+    const __m256i sz = _mm256_permute4x64_epi64(_mm256_packus_epi32(s16, z16), 0xd8);
+    const __m256 s = _mm256_cvtph_ps(_mm256_castsi256_si128(sz));
+    const __m256 z = _mm256_cvtph_ps(_mm256_extracti128_si256(sz, 1));
+#pragma GCC unroll 4
+    for (int g = 0; g < NQ; ++g) {
+      const __m256 qg = _mm256_loadu_ps(qs + g * d + c);
+      _mm256_store_ps(qscale + g * d + c, _mm256_mul_ps(qg, s));
+      qzero[g] = _mm256_fmadd_ps(qg, z, qzero[g]);
+    }
+  }
+  const __m128 zero_part = hsum4(qzero[0], qzero[1], qzero[2], qzero[3]);
+  float base[kBlock];
+  _mm_storeu_ps(base, zero_part);
+  // Blocks of kChunks*8 positions; kSplits accumulator sets over interleaved channels, so that
+  // there are 8 independent FMA chains whatever NQ is.
+  constexpr int kChunks = NQ <= 2 && P >= 32 ? 4 : 2;
+  constexpr int kSplits = NQ * kChunks >= 8 ? 1 : 8 / (NQ * kChunks);
+  constexpr int kBlockRows = 8 * kChunks;
+  for (int t0 = 0; t0 < rows; t0 += kBlockRows) {
+    __m256 acc[kSplits][kBlock][kChunks];
+#pragma GCC unroll 4
+    for (int g = 0; g < NQ; ++g) {
+#pragma GCC unroll 4
+      for (int k = 0; k < kChunks; ++k) {
+        acc[0][g][k] = _mm256_set1_ps(base[g]);
+#pragma GCC unroll 4
+        for (int r = 1; r < kSplits; ++r) acc[r][g][k] = _mm256_setzero_ps();
+      }
+    }
+    const std::uint8_t* codes = page + 4 + static_cast<std::size_t>(t0) * B / 8;
+    for (std::size_t c = 0; c < d; c += kSplits) {  // kSplits divides 8, and 8 divides d
+#pragma GCC unroll 4
+      for (int r = 0; r < kSplits; ++r) {
+        const std::uint8_t* channel = codes + (c + r) * kGroupBytes;
+        __m256 v[kChunks];
+#pragma GCC unroll 4
+        for (int k = 0; k < kChunks; ++k) v[k] = codes8<B>(channel + k * B);
+#pragma GCC unroll 4
+        for (int g = 0; g < NQ; ++g) {
+          const __m256 qsc = _mm256_broadcast_ss(qscale + g * d + c + r);
+#pragma GCC unroll 4
+          for (int k = 0; k < kChunks; ++k) acc[r][g][k] = _mm256_fmadd_ps(qsc, v[k], acc[r][g][k]);
+        }
+      }
+    }
+    alignas(32) float block[kBlock][kBlockRows] = {};
+#pragma GCC unroll 4
+    for (int g = 0; g < NQ; ++g) {
+#pragma GCC unroll 4
+      for (int k = 0; k < kChunks; ++k) {
+        __m256 sum = acc[0][g][k];
+#pragma GCC unroll 4
+        for (int r = 1; r < kSplits; ++r) sum = _mm256_add_ps(sum, acc[r][g][k]);
+        _mm256_store_ps(block[g] + 8 * k, sum);
+      }
+    }
+    const int n = std::min(kBlockRows, rows - t0);
+    for (int i = 0; i < n; ++i) {
+#pragma GCC unroll 4
+      for (int g = 0; g < kBlock; ++g) w[4 * (t0 + i) + g] = block[g][i];
+    }
+  }
+}
+
+// Online-softmax step for one page (see the top of the file). w [rows, 4] scores in, weights
+// out (lanes are query heads); m, l [4] running max and sum. Returns the rescale factors of
+// the accumulators. Needs w to have room for [rows rounded up to even, 4].
+HNF_AVX2 __m128 softmax_page(float* w, int rows, float* m, float* l) {
+  if (rows % 2 != 0) _mm_storeu_ps(w + 4 * rows, _mm_set1_ps(-std::numeric_limits<float>::infinity()));
+  const int pairs = (rows + 1) / 2;
+  __m256 page_max = _mm256_set1_ps(-std::numeric_limits<float>::infinity());
+  for (int i = 0; i < pairs; ++i) page_max = _mm256_max_ps(page_max, _mm256_loadu_ps(w + 8 * i));
+  const __m128 m_old = _mm_loadu_ps(m);
+  const __m128 m_new =
+      _mm_max_ps(m_old, _mm_max_ps(_mm256_castps256_ps128(page_max), _mm256_extractf128_ps(page_max, 1)));
+  const __m128 drop = _mm_sub_ps(m_old, m_new);  // -inf on the first page: alpha = 0
+  const __m128 alpha = _mm256_castps256_ps128(exp_nonpositive(_mm256_set_m128(drop, drop)));
+  const __m256 shift = _mm256_set_m128(m_new, m_new);
+  __m256 sum = _mm256_setzero_ps();
+  for (int i = 0; i < pairs; ++i) {
+    const __m256 e = exp_nonpositive(_mm256_sub_ps(_mm256_loadu_ps(w + 8 * i), shift));
+    _mm256_storeu_ps(w + 8 * i, e);
+    sum = _mm256_add_ps(sum, e);
+  }
+  const __m128 page_sum = _mm_add_ps(_mm256_castps256_ps128(sum), _mm256_extractf128_ps(sum, 1));
+  _mm_storeu_ps(l, _mm_fmadd_ps(_mm_loadu_ps(l), alpha, page_sum));
+  _mm_storeu_ps(m, m_new);
+  return alpha;
+}
+
+// a_g[0..CB) += w[t, g] * v_t[c0, c0 + 8*CB) for g < NQ. w [rows, 4].
+template <int NQ, int CB, class Rows>
+HNF_AVX2 inline void accumulate_row(const Rows& values, std::size_t t, std::size_t c0, const float* w,
+                                    __m256 (&a)[kBlock][CB]) {
+  const auto params = values.params(t, c0);
+  __m256 v[CB];
+#pragma GCC unroll 4
+  for (int k = 0; k < CB; ++k) v[k] = values.load(t, c0 + 8 * k, params);
+#pragma GCC unroll 4
+  for (int g = 0; g < NQ; ++g) {
+    const __m256 wt = _mm256_broadcast_ss(w + 4 * t + g);
+#pragma GCC unroll 4
+    for (int k = 0; k < CB; ++k) a[g][k] = _mm256_fmadd_ps(wt, v[k], a[g][k]);
+  }
+}
+
+// acc_g[c0, c0 + 8*CB) <- alpha_g acc_g + sum_t w[t, g] v_t, the accumulators in registers
+// across the page's rows: RS sets of NQ*CB (RS = 2 splits even and odd rows, so that one query
+// head still has 8 independent FMA chains). acc [NQ, d], w [rows, 4], alpha [4].
+template <int NQ, int CB, int RS, class Rows>
+HNF_AVX2 void accumulate_block(const Rows& values, int rows, std::size_t d, std::size_t c0, const float* w,
+                               const float* alpha, float* acc) {
+  __m256 a[RS][kBlock][CB];
+#pragma GCC unroll 4
+  for (int g = 0; g < NQ; ++g) {
+    const __m256 scale = _mm256_set1_ps(alpha[g]);
+#pragma GCC unroll 4
+    for (int k = 0; k < CB; ++k) {
+      a[0][g][k] = _mm256_mul_ps(scale, _mm256_loadu_ps(acc + g * d + c0 + 8 * k));
+#pragma GCC unroll 2
+      for (int r = 1; r < RS; ++r) a[r][g][k] = _mm256_setzero_ps();
+    }
+  }
+  const auto n = static_cast<std::size_t>(rows);
+  std::size_t t = 0;
+  for (; t + RS <= n; t += RS) {
+#pragma GCC unroll 2
+    for (int r = 0; r < RS; ++r) accumulate_row<NQ, CB>(values, t + r, c0, w, a[r]);
+  }
+  for (; t < n; ++t) accumulate_row<NQ, CB>(values, t, c0, w, a[0]);
+#pragma GCC unroll 4
+  for (int g = 0; g < NQ; ++g) {
+#pragma GCC unroll 4
+    for (int k = 0; k < CB; ++k) {
+      __m256 sum = a[0][g][k];
+#pragma GCC unroll 2
+      for (int r = 1; r < RS; ++r) sum = _mm256_add_ps(sum, a[r][g][k]);
+      _mm256_storeu_ps(acc + g * d + c0 + 8 * k, sum);
+    }
+  }
+}
+
+// Values of one page into acc [NQ, d]. Channel blocks of 32 for one or two query heads, 16 for
+// three or four (what the registers hold); an integer group has at least 32 channels and d is a
+// multiple of it, so a block never straddles two groups. w [rows, 4], alpha [4].
+template <int NQ, class Rows>
+HNF_AVX2 void accumulate_rows(const Rows& values, int rows, std::size_t d, const float* w, const float* alpha,
+                              float* acc) {
+  std::size_t c0 = 0;
+  if constexpr (NQ <= 2) {
+    constexpr int kSplits = NQ == 1 ? 2 : 1;
+    for (; c0 + 32 <= d; c0 += 32) accumulate_block<NQ, 4, kSplits>(values, rows, d, c0, w, alpha, acc);
+    // Float formats only (any multiple of 8): the tail.
+    for (; c0 + 8 <= d; c0 += 8) accumulate_block<NQ, 1, kSplits>(values, rows, d, c0, w, alpha, acc);
+  } else {
+    for (; c0 + 16 <= d; c0 += 16) accumulate_block<NQ, 2, 1>(values, rows, d, c0, w, alpha, acc);
+    if (c0 < d) accumulate_block<NQ, 1, 1>(values, rows, d, c0, w, alpha, acc);  // d % 16 == 8
+  }
+}
+
+template <int NQ, int B>
+HNF_AVX2 void int_scores(const PageFormat& f, const std::uint8_t* data, int rows, std::size_t d, const float* qs,
+                         float* w) {
+  if (f.axis == kAxisHeadDim) {
+    switch (f.group) {
+      case 32: scores_rows<NQ>(IntRows<B, 32>{data, d / 32}, rows, d, qs, w); return;
+      case 64: scores_rows<NQ>(IntRows<B, 64>{data, d / 64}, rows, d, qs, w); return;
+      default: scores_rows<NQ>(IntRows<B, 128>{data, d / 128}, rows, d, qs, w); return;
+    }
+  }
+  switch (f.group) {
+    case 16: scores_tokens<NQ, B, 16>(data, rows, d, qs, w); return;
+    case 32: scores_tokens<NQ, B, 32>(data, rows, d, qs, w); return;
+    default: scores_tokens<NQ, B, 64>(data, rows, d, qs, w); return;
+  }
+}
+
+// Formats were validated by check_call: the switches only pick the kernel.
+template <int NQ>
+HNF_AVX2 void page_scores(const PageFormat& f, const std::uint8_t* data, int rows, std::size_t d, const float* qs,
+                          float* w) {
+  const auto* half = reinterpret_cast<const std::uint16_t*>(data);
+  switch (f.encoding) {
+    case kPageF16: scores_rows<NQ>(F16Rows{half, d}, rows, d, qs, w); return;
+    case kPageBF16: scores_rows<NQ>(BF16Rows{half, d}, rows, d, qs, w); return;
+    case kPageStagedF32: scores_rows<NQ>(F32Rows{reinterpret_cast<const float*>(data), d}, rows, d, qs, w); return;
+    case kPageInt8: int_scores<NQ, 8>(f, data, rows, d, qs, w); return;
+    case kPageInt4: int_scores<NQ, 4>(f, data, rows, d, qs, w); return;
+    case kPageInt3: int_scores<NQ, 3>(f, data, rows, d, qs, w); return;
+    default: int_scores<NQ, 2>(f, data, rows, d, qs, w); return;
+  }
+}
+
+template <int NQ, int B>
+HNF_AVX2 void int_values(const PageFormat& f, const std::uint8_t* data, int rows, std::size_t d, const float* w,
+                         const float* alpha, float* acc) {
+  switch (f.group) {
+    case 32: accumulate_rows<NQ>(IntRows<B, 32>{data, d / 32}, rows, d, w, alpha, acc); return;
+    case 64: accumulate_rows<NQ>(IntRows<B, 64>{data, d / 64}, rows, d, w, alpha, acc); return;
+    default: accumulate_rows<NQ>(IntRows<B, 128>{data, d / 128}, rows, d, w, alpha, acc); return;
+  }
+}
+
+template <int NQ>
+HNF_AVX2 void page_values(const PageFormat& f, const std::uint8_t* data, int rows, std::size_t d, const float* w,
+                          const float* alpha, float* acc) {
+  const auto* half = reinterpret_cast<const std::uint16_t*>(data);
+  switch (f.encoding) {
+    case kPageF16: accumulate_rows<NQ>(F16Rows{half, d}, rows, d, w, alpha, acc); return;
+    case kPageBF16: accumulate_rows<NQ>(BF16Rows{half, d}, rows, d, w, alpha, acc); return;
+    case kPageStagedF32:
+      accumulate_rows<NQ>(F32Rows{reinterpret_cast<const float*>(data), d}, rows, d, w, alpha, acc);
+      return;
+    case kPageInt8: int_values<NQ, 8>(f, data, rows, d, w, alpha, acc); return;
+    case kPageInt4: int_values<NQ, 4>(f, data, rows, d, w, alpha, acc); return;
+    case kPageInt3: int_values<NQ, 3>(f, data, rows, d, w, alpha, acc); return;
+    default: int_values<NQ, 2>(f, data, rows, d, w, alpha, acc); return;
+  }
+}
+
+// One page for one block of NQ query heads. qs [NQ, d] scaled queries, acc [NQ, d], m, l [4],
+// w [kMaxPageSize + 1, 4] scratch.
+template <int NQ>
+HNF_AVX2 void page_step(const PageRef& page, int rows, std::size_t d, const float* qs, float* acc, float* m, float* l,
+                        float* w) {
+  page_scores<NQ>(page.key_format, page.keys, rows, d, qs, w);
+  alignas(16) float alpha[kBlock];
+  _mm_store_ps(alpha, softmax_page(w, rows, m, l));
+  page_values<NQ>(page.value_format, page.values, rows, d, w, alpha, acc);
+}
+
+// Asks for the next page's bytes while this one is computed: pages of a real cache need not be
+// adjacent in memory, so the hardware's stream prefetcher cannot be relied on to find them.
+inline void prefetch_bytes(const std::uint8_t* data, std::size_t bytes) {
+  for (std::size_t offset = 0; offset < bytes; offset += 64) {
+    _mm_prefetch(reinterpret_cast<const char*>(data + offset), _MM_HINT_T0);
+  }
+}
+inline void prefetch_page(const PageRef& page, int page_size, int head_dim) {
+  prefetch_bytes(page.keys, page_bytes(page.key_format, page_size, head_dim));
+  prefetch_bytes(page.values, page_bytes(page.value_format, page_size, head_dim));
+}
+
+// q [group, d], out [group, d] (the accumulator while running). d % 8 == 0.
+HNF_AVX2 void decode_avx2(const StreamView& stream, std::int64_t positions, const float* q, int group, float scale,
+                          float* out) {
+  const auto d = static_cast<std::size_t>(stream.head_dim);
+  const auto heads = static_cast<std::size_t>(group);
+  const std::size_t blocks = (heads + kBlock - 1) / kBlock;
+  // Per-thread scratch, grown once: scaled queries [group, d], running max and sum [blocks, 4].
+  thread_local std::vector<float> scratch;
+  scratch.resize(heads * d + 2 * kBlock * blocks);
+  float* qs = scratch.data();
+  float* m = qs + heads * d;
+  float* l = m + kBlock * blocks;
+  for (std::size_t i = 0; i < heads * d; ++i) qs[i] = q[i] * scale;
+  std::fill(m, m + kBlock * blocks, -std::numeric_limits<float>::infinity());
+  std::fill(l, l + kBlock * blocks, 0.0f);
+  std::fill(out, out + heads * d, 0.0f);
+  alignas(32) float w[(kMaxPageSize + 1) * 4];  // [rows rounded up to even, 4]
+
+  const std::int64_t pages = (positions + stream.page_size - 1) / stream.page_size;
+  for (std::int64_t p = 0; p < pages; ++p) {
+    const PageRef& page = stream.pages[p];
+    const int rows = rows_used(stream, p, positions);
+    if (p + 1 < pages) prefetch_page(stream.pages[p + 1], stream.page_size, stream.head_dim);
+    for (std::size_t b = 0; b < blocks; ++b) {
+      const std::size_t first = b * kBlock;
+      float* mb = m + kBlock * b;
+      float* lb = l + kBlock * b;
+      switch (std::min<std::size_t>(kBlock, heads - first)) {
+        case 1: page_step<1>(page, rows, d, qs + first * d, out + first * d, mb, lb, w); break;
+        case 2: page_step<2>(page, rows, d, qs + first * d, out + first * d, mb, lb, w); break;
+        case 3: page_step<3>(page, rows, d, qs + first * d, out + first * d, mb, lb, w); break;
+        default: page_step<4>(page, rows, d, qs + first * d, out + first * d, mb, lb, w); break;
+      }
+    }
+  }
+  for (std::size_t g = 0; g < heads; ++g) {
+    const __m256 inv = _mm256_set1_ps(1.0f / l[g]);  // l is [blocks, 4]: head g at index g
+    for (std::size_t c = 0; c < d; c += 8) {
+      _mm256_storeu_ps(out + g * d + c, _mm256_mul_ps(inv, _mm256_loadu_ps(out + g * d + c)));
+    }
+  }
+}
+
+#undef HNF_AVX2
+#endif  // HNF_DECODE_X86
+
+// The path decode_attention_cpu takes for a stream with this head_dim.
+detail::CpuDecodePath best_path(int head_dim) noexcept {
+  return cpu_has_avx2() && head_dim % 8 == 0 ? detail::CpuDecodePath::kAvx2 : detail::CpuDecodePath::kPortable;
+}
+
+// Validated arguments only.
+void run_path(detail::CpuDecodePath path, const StreamView& stream, std::int64_t positions, const float* q, int group,
+              float scale, float* out) {
+  if (path == detail::CpuDecodePath::kAvx2) {
+#if HNF_DECODE_X86
+    decode_avx2(stream, positions, q, group, scale, out);
+#endif
+  } else {
+    decode_portable(stream, positions, q, group, scale, out);
+  }
+}
+
+}  // namespace
+
+namespace detail {
+
+void decode_attention_cpu_path(CpuDecodePath path, const StreamView& stream, std::int64_t positions, const float* q,
+                               int group, float scale, float* out) {
+  check_call(stream, positions, group);
+  HNF_ASSERT(path == CpuDecodePath::kPortable || (cpu_has_avx2() && stream.head_dim % 8 == 0),
+             "the AVX2 decode needs AVX2/FMA/F16C and head_dim a multiple of 8");
+  run_path(path, stream, positions, q, group, scale, out);
+}
+
+}  // namespace detail
+
+// scratch is not used (the kernels keep per-page state on the stack and per-thread buffers);
+// it may be null.
+void decode_attention_cpu(const StreamView& stream, std::int64_t positions, const float* q, int group, float scale,
+                          float* out, float* /*scratch*/) {
+  check_call(stream, positions, group);
+  run_path(best_path(stream.head_dim), stream, positions, q, group, scale, out);
+}
+
+void decode_layer_cpu(const StreamView* streams, int kv_heads, std::int64_t positions, const float* q, int heads,
+                      float scale, float* out) {
+  HNF_ASSERT(kv_heads >= 1 && heads >= kv_heads && heads % kv_heads == 0, "query heads are a multiple of kv heads");
+  const int group = heads / kv_heads;
+  const int head_dim = streams[0].head_dim;
+  // Every check throws here, before the parallel region (an exception must not leave it).
+  for (int h = 0; h < kv_heads; ++h) {
+    HNF_ASSERT(streams[h].head_dim == head_dim, "every kv head of a layer has the same head_dim");
+    check_call(streams[h], positions, group);
+  }
+  const detail::CpuDecodePath path = best_path(head_dim);
+  // One kv head's queries (and outputs): group rows of head_dim.
+  const std::size_t stride = static_cast<std::size_t>(group) * static_cast<std::size_t>(head_dim);
+#pragma omp parallel for schedule(static)
+  for (int h = 0; h < kv_heads; ++h) {
+    const std::size_t offset = static_cast<std::size_t>(h) * stride;
+    run_path(path, streams[h], positions, q + offset, group, scale, out + offset);
+  }
+}
+
+bool cpu_decode_uses_avx2() noexcept { return cpu_has_avx2(); }
+
+}  // namespace hnf::runtime

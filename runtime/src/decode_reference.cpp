@@ -1,0 +1,141 @@
+// The scalar reference decode, read_position, and the page-format vocabulary mapping.
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "hnf/proofs/error.h"
+#include "hnf/proofs/float16.h"
+#include "hnf/runtime/block_format.h"
+#include "hnf/runtime/decode_attention.h"
+
+namespace hnf::runtime {
+
+PageFormat page_format(const proofs::Format& f) {
+  PageFormat p{};
+  p.encoding = static_cast<std::uint8_t>(f.encoding);
+  p.axis = static_cast<std::uint8_t>(f.axis);
+  p.bits = static_cast<std::uint8_t>(proofs::code_bits(f.encoding));
+  p.group = static_cast<std::uint16_t>(f.group_size);
+  return p;
+}
+
+PageFormat staged_page_format() {
+  PageFormat p{};
+  p.encoding = kPageStagedF32;
+  p.axis = kAxisNone;
+  p.bits = 32;
+  return p;
+}
+
+const char* page_format_name(const PageFormat& f) {
+  static const char* const kInt[4][2][4] = {
+      {{"int8-d32", "int8-d64", "int8-d128", "int8-d?"}, {"int8-t16", "int8-t32", "int8-t64", "int8-t?"}},
+      {{"int4-d32", "int4-d64", "int4-d128", "int4-d?"}, {"int4-t16", "int4-t32", "int4-t64", "int4-t?"}},
+      {{"int3-d32", "int3-d64", "int3-d128", "int3-d?"}, {"int3-t16", "int3-t32", "int3-t64", "int3-t?"}},
+      {{"int2-d32", "int2-d64", "int2-d128", "int2-d?"}, {"int2-t16", "int2-t32", "int2-t64", "int2-t?"}}};
+  switch (f.encoding) {
+    case kPageF16: return "fp16";
+    case kPageBF16: return "bf16";
+    case kPageStagedF32: return "f32-staged";
+    default: break;
+  }
+  const int e = std::clamp(static_cast<int>(f.encoding) - kPageInt8, 0, 3);
+  const bool tokens = f.axis == kAxisTokens;
+  const int g = tokens ? (f.group == 16 ? 0 : f.group == 32 ? 1 : f.group == 64 ? 2 : 3)
+                       : (f.group == 32 ? 0 : f.group == 64 ? 1 : f.group == 128 ? 2 : 3);
+  return kInt[e][tokens ? 1 : 0][g];
+}
+
+namespace {
+
+// Stored values and radii of row `row` of one page side (keys or values) in format f.
+// out, radius [head_dim].
+void read_row(const std::uint8_t* data, const PageFormat& f, int page_size, int head_dim, int row, double* out,
+              double* radius) {
+  const auto d = static_cast<std::size_t>(head_dim);
+  if (f.encoding == kPageStagedF32) {
+    const auto* x = reinterpret_cast<const float*>(data) + static_cast<std::size_t>(row) * d;
+    for (std::size_t c = 0; c < d; ++c) {
+      out[c] = x[c];
+      radius[c] = 0.0;
+    }
+    return;
+  }
+  if (f.axis == kAxisNone) {
+    const auto* x = reinterpret_cast<const std::uint16_t*>(data) + static_cast<std::size_t>(row) * d;
+    const auto encoding = static_cast<proofs::Encoding>(f.encoding);
+    for (std::size_t c = 0; c < d; ++c) {
+      out[c] = f.encoding == kPageF16 ? proofs::half_bits_to_float(x[c]) : proofs::bf16_bits_to_float(x[c]);
+      radius[c] = proofs::float_format_radius(encoding, x[c]);
+    }
+    return;
+  }
+  const std::size_t group_bytes = integer_group_bytes(f.bits, f.group);
+  const auto value_of = [&](const std::uint8_t* group, std::size_t i, double* value, double* r) {
+    proofs::GroupParams p{};
+    std::copy_n(group, 2, reinterpret_cast<std::uint8_t*>(&p.scale_f16));
+    std::copy_n(group + 2, 2, reinterpret_cast<std::uint8_t*>(&p.zero_f16));
+    *value = proofs::dequantize_code(unpack_code(group + 4, f.bits, i), p);
+    *r = proofs::integer_radius(p);
+  };
+  if (f.axis == kAxisHeadDim) {
+    const std::size_t groups = d / f.group;
+    for (std::size_t c = 0; c < d; ++c) {
+      const std::uint8_t* group = data + (static_cast<std::size_t>(row) * groups + c / f.group) * group_bytes;
+      value_of(group, c % f.group, out + c, radius + c);
+    }
+    return;
+  }
+  HNF_ASSERT(f.group == page_size, "a token-group page holds exactly one group of page_size positions");
+  for (std::size_t c = 0; c < d; ++c) value_of(data + c * group_bytes, static_cast<std::size_t>(row), out + c, radius + c);
+}
+
+}  // namespace
+
+void read_position(const StreamView& stream, std::int64_t t, double* key, double* value, double* key_radius,
+                   double* value_radius) {
+  HNF_ASSERT(t >= 0, "position is not negative");
+  const std::int64_t page = t / stream.page_size;
+  HNF_ASSERT(page < stream.num_pages, "position is in the stream");
+  const PageRef& p = stream.pages[page];
+  const auto row = static_cast<int>(t % stream.page_size);
+  HNF_ASSERT(row < p.rows, "position is in the stream");
+  read_row(p.keys, p.key_format, stream.page_size, stream.head_dim, row, key, key_radius);
+  read_row(p.values, p.value_format, stream.page_size, stream.head_dim, row, value, value_radius);
+}
+
+void decode_attention_reference(const StreamView& stream, std::int64_t positions, const float* q, int group,
+                                float scale, float* out) {
+  HNF_ASSERT(positions >= 1 && group >= 1, "decode needs a position and a query");
+  const auto d = static_cast<std::size_t>(stream.head_dim);
+  const auto n = static_cast<std::size_t>(positions);
+  std::vector<double> key(d), value(d), key_radius(d), value_radius(d);
+  std::vector<double> scores(n * static_cast<std::size_t>(group));  // [group, positions]
+  for (std::size_t t = 0; t < n; ++t) {
+    read_position(stream, static_cast<std::int64_t>(t), key.data(), value.data(), key_radius.data(), value_radius.data());
+    for (std::size_t g = 0; g < static_cast<std::size_t>(group); ++g) {
+      double dot = 0.0;
+      for (std::size_t c = 0; c < d; ++c) dot += static_cast<double>(q[g * d + c]) * key[c];
+      scores[g * n + t] = dot * static_cast<double>(scale);
+    }
+  }
+  std::vector<double> acc(d * static_cast<std::size_t>(group), 0.0);  // [group, head_dim]
+  std::vector<double> total(static_cast<std::size_t>(group), 0.0);
+  for (std::size_t g = 0; g < static_cast<std::size_t>(group); ++g) {
+    double* s = scores.data() + g * n;
+    const double m = *std::max_element(s, s + n);
+    for (std::size_t t = 0; t < n; ++t) total[g] += (s[t] = std::exp(s[t] - m));
+  }
+  for (std::size_t t = 0; t < n; ++t) {
+    read_position(stream, static_cast<std::int64_t>(t), key.data(), value.data(), key_radius.data(), value_radius.data());
+    for (std::size_t g = 0; g < static_cast<std::size_t>(group); ++g) {
+      const double w = scores[g * n + t];
+      for (std::size_t c = 0; c < d; ++c) acc[g * d + c] += w * value[c];
+    }
+  }
+  for (std::size_t g = 0; g < static_cast<std::size_t>(group); ++g) {
+    for (std::size_t c = 0; c < d; ++c) out[g * d + c] = static_cast<float>(acc[g * d + c] / total[g]);
+  }
+}
+
+}  // namespace hnf::runtime

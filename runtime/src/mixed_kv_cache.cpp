@@ -1,0 +1,349 @@
+#include "hnf/runtime/mixed_kv_cache.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <string>
+
+#include "hnf/proofs/error.h"
+#include "hnf/runtime/decode_bound.h"
+#include "hnf/runtime/page_codec.h"
+
+namespace hnf::runtime {
+
+namespace {
+
+// Page sides start on 16-byte boundaries (vector loads; the padding is page slack).
+constexpr std::size_t kPageAlign = 16;
+// A slab holds this many pages of the widest format (fp16 keys and values), so the unused tail
+// of a full slab is at most a few percent of it.
+constexpr std::size_t kPagesPerSlab = 32;
+
+std::size_t align_up(std::size_t n) { return (n + kPageAlign - 1) / kPageAlign * kPageAlign; }
+
+std::string shape_text(std::int64_t layers, std::int64_t kv_heads, std::int64_t heads, std::int64_t head_dim) {
+  return std::to_string(layers) + " layers, " + std::to_string(kv_heads) + " kv heads, " + std::to_string(heads) +
+         " query heads, head_dim " + std::to_string(head_dim);
+}
+
+// Bytes of codes and of group parameters that one stored row adds to a page side of format f
+// (not intB-tP, which is stored a whole page at a time).
+struct RowBytes {
+  std::size_t codes = 0, params = 0;
+};
+RowBytes row_bytes(const PageFormat& f, std::size_t d) {
+  if (f.axis == kAxisNone) return {2 * d, 0};
+  return {d * f.bits / 8, d / f.group * 4};
+}
+
+// The largest magnitude every format of the vocabulary can store (fp16's largest finite value:
+// integer groups keep an fp16 zero point and scale).
+constexpr float kLargestStorable = 65504.0f;
+
+// Checks x [count] before anything is written, so that an append either stores every row or
+// none. Names the first offending element.
+void check_storable(const float* x, std::size_t count, const char* what, std::int64_t kv_head, std::int64_t position,
+                    std::size_t d) {
+  for (std::size_t i = 0; i < count; ++i) {
+    if (std::isfinite(x[i]) && std::fabs(x[i]) <= kLargestStorable) continue;
+    throw proofs::bad_input("kv cache", std::string(what) + " of kv head " + std::to_string(kv_head) + " at position " +
+                                            std::to_string(position + static_cast<std::int64_t>(i / d)) + ", channel " +
+                                            std::to_string(i % d) + " is " + std::to_string(x[i]) +
+                                            ": not a finite value within the fp16 range the formats store");
+  }
+}
+
+}  // namespace
+
+// One (layer, kv head): its pages, the slabs they live in, and the staging rows of an intB-tP
+// key page that is not full yet.
+struct MixedKvCache::Stream {
+  std::vector<PageRef> pages;
+  std::vector<std::unique_ptr<std::uint8_t[]>> slabs;
+  std::size_t slab_bytes = 0;  // size of every slab
+  std::size_t slab_used = 0;   // bytes used in slabs.back()
+  std::unique_ptr<float[]> staging;  // [page_size, head_dim], allocated on first use
+  PageFormat staged_key_format{};    // the intB-tP format the staged page becomes when full
+  std::size_t codes = 0, params = 0;
+
+  // Uninitialised bytes (never touched until written, so unwritten slack stays out of RSS).
+  std::uint8_t* allocate(std::size_t bytes) {
+    HNF_ASSERT(bytes <= slab_bytes, "a page side fits in a slab");
+    if (slabs.empty() || slab_used + bytes > slab_bytes) {
+      slabs.emplace_back(new std::uint8_t[slab_bytes]);
+      slab_used = 0;
+    }
+    std::uint8_t* p = slabs.back().get() + slab_used;
+    slab_used += align_up(bytes);
+    return p;
+  }
+};
+
+MixedKvCache::MixedKvCache(const proofs::CertifiedPrecisionMap& certified, const KvCacheShape& shape,
+                           std::int64_t capacity, const MixedKvCacheOptions& options)
+    : KvCache(shape, capacity), map_(certified.map()), map_sha256_(certified.map_sha256()), options_(options) {
+  if (!certified.model_verified()) {
+    throw proofs::bad_input("kv cache", "the certificate was not compared with a model: check it with the model "
+                                        "folder (hnf-verify check CERT --model DIR) before building a cache from it");
+  }
+  if (map_.layers != shape.num_layers || map_.kv_heads != shape.num_kv_heads || map_.heads != shape.num_heads ||
+      map_.head_dim != shape.head_dim) {
+    throw proofs::bad_input("kv cache", "the certificate's map is for a model with " +
+                                            shape_text(map_.layers, map_.kv_heads, map_.heads, map_.head_dim) +
+                                            "; this model has " +
+                                            shape_text(shape.num_layers, shape.num_kv_heads, shape.num_heads, shape.head_dim));
+  }
+  page_size_ = map_.block;
+  monitor_ = options_.monitor ? options_.monitor : std::make_shared<DecodeMonitor>();
+  for (const auto& e : map_.entries) {
+    HNF_ASSERT(!e.key_formats.empty() && e.key_formats.size() == e.value_formats.size(), "a checked map has units");
+    for (const auto& f : e.key_formats) {
+      if (f.axis == proofs::GroupAxis::kTokens && f.group_size != page_size_) {
+        throw proofs::bad_input("kv cache", "the map stores keys of layer " + std::to_string(e.layer) + " kv head " +
+                                                std::to_string(e.kv_head) + " as " + proofs::format_name(f) +
+                                                ", but this build stores per-channel groups only of the map's block (" +
+                                                std::to_string(page_size_) + " positions)");
+      }
+    }
+  }
+  for (const auto& h : certified.scope().heads) {
+    s2_radius_.push_back(std::nextafter(proofs::rational_to_double(h.s2_radius), 0.0));  // rounded down
+  }
+  const std::size_t d = static_cast<std::size_t>(shape.head_dim);
+  const std::size_t widest_page = 2 * 2 * static_cast<std::size_t>(page_size_) * d + 2 * kPageAlign;
+  for (std::int64_t i = 0; i < shape.num_layers * shape.num_kv_heads; ++i) {
+    auto s = std::make_unique<Stream>();
+    s->slab_bytes = kPagesPerSlab * widest_page;
+    streams_.push_back(std::move(s));
+  }
+}
+
+MixedKvCache::~MixedKvCache() {
+  const CacheMemory m = memory();
+  monitor_->caches_closed += 1;
+  monitor_->stored_bytes += static_cast<double>(m.codes + m.group_params + staged_bytes());
+  monitor_->stored_elements += 2.0 * static_cast<double>(num_layers() * num_kv_heads() * size() * head_dim());
+}
+
+std::size_t MixedKvCache::staged_bytes() const {
+  std::size_t bytes = 0;
+  for (const auto& s : streams_) {
+    if (!s->pages.empty() && s->pages.back().key_format.encoding == kPageStagedF32) {
+      bytes += static_cast<std::size_t>(s->pages.back().rows) * static_cast<std::size_t>(head_dim()) * sizeof(float);
+    }
+  }
+  return bytes;
+}
+
+MixedKvCache::Stream& MixedKvCache::stream_at(std::int64_t layer, std::int64_t kv_head) {
+  HNF_ASSERT(layer >= 0 && layer < num_layers() && kv_head >= 0 && kv_head < num_kv_heads(), "stream index in range");
+  return *streams_[static_cast<std::size_t>(layer * num_kv_heads() + kv_head)];
+}
+const MixedKvCache::Stream& MixedKvCache::stream_at(std::int64_t layer, std::int64_t kv_head) const {
+  HNF_ASSERT(layer >= 0 && layer < num_layers() && kv_head >= 0 && kv_head < num_kv_heads(), "stream index in range");
+  return *streams_[static_cast<std::size_t>(layer * num_kv_heads() + kv_head)];
+}
+
+namespace {
+// The map unit of a position: its block, or the newest traced block beyond the traced length.
+std::size_t unit_of(const proofs::HeadMap& e, std::int64_t position, int block) {
+  const auto unit = static_cast<std::size_t>(position / block);
+  return std::min(unit, e.key_formats.size() - 1);
+}
+}  // namespace
+
+proofs::Format MixedKvCache::key_format(std::int64_t layer, std::int64_t kv_head, std::int64_t position) const {
+  HNF_ASSERT(layer >= 0 && layer < num_layers() && kv_head >= 0 && kv_head < num_kv_heads() && position >= 0, "index in range");
+  const auto& e = map_.entries[static_cast<std::size_t>(layer * num_kv_heads() + kv_head)];
+  return e.key_formats[unit_of(e, position, page_size_)];
+}
+
+proofs::Format MixedKvCache::value_format(std::int64_t layer, std::int64_t kv_head, std::int64_t position) const {
+  HNF_ASSERT(layer >= 0 && layer < num_layers() && kv_head >= 0 && kv_head < num_kv_heads() && position >= 0, "index in range");
+  const auto& e = map_.entries[static_cast<std::size_t>(layer * num_kv_heads() + kv_head)];
+  return e.value_formats[unit_of(e, position, page_size_)];
+}
+
+StreamView MixedKvCache::stream(std::int64_t layer, std::int64_t kv_head) const {
+  const Stream& s = stream_at(layer, kv_head);
+  return {s.pages.data(), static_cast<std::int64_t>(s.pages.size()), page_size_, static_cast<std::int32_t>(head_dim())};
+}
+
+void MixedKvCache::do_append(std::int64_t layer, const float* k, const float* v, std::int64_t n, std::int64_t first) {
+  const auto d = static_cast<std::size_t>(head_dim());
+  const auto rows = static_cast<std::size_t>(n);
+  for (std::int64_t g = 0; g < num_kv_heads(); ++g) {
+    check_storable(k + static_cast<std::size_t>(g) * rows * d, rows * d, "key", g, first, d);
+    check_storable(v + static_cast<std::size_t>(g) * rows * d, rows * d, "value", g, first, d);
+  }
+  const int P = page_size_;
+  for (std::int64_t g = 0; g < num_kv_heads(); ++g) {
+    Stream& s = stream_at(layer, g);
+    for (std::int64_t i = 0; i < n; ++i) {
+      const std::int64_t position = first + i;
+      const float* key = k + (static_cast<std::size_t>(g) * rows + static_cast<std::size_t>(i)) * d;
+      const float* value = v + (static_cast<std::size_t>(g) * rows + static_cast<std::size_t>(i)) * d;
+      const int row = static_cast<int>(position % P);
+      if (row == 0) {  // open the position's page in the formats of its block
+        const PageFormat kf = page_format(key_format(layer, g, position));
+        const PageFormat vf = page_format(value_format(layer, g, position));
+        PageRef page{nullptr, nullptr, kf, vf, 0, 0};
+        if (kf.axis == kAxisTokens) {
+          if (!s.staging) s.staging.reset(new float[static_cast<std::size_t>(P) * d]);
+          page.keys = reinterpret_cast<const std::uint8_t*>(s.staging.get());
+          page.key_format = staged_page_format();
+          s.staged_key_format = kf;
+        } else {
+          page.keys = s.allocate(page_bytes(kf, P, static_cast<int>(d)));
+        }
+        page.values = s.allocate(page_bytes(vf, P, static_cast<int>(d)));
+        s.pages.push_back(page);
+      }
+      PageRef& page = s.pages.back();
+      const auto writable = [](const std::uint8_t* p) { return const_cast<std::uint8_t*>(p); };  // our own slab bytes
+      encode_row(page.key_format, P, static_cast<int>(d), row, key, writable(page.keys));
+      if (page.key_format.encoding == kPageStagedF32) {
+        if (row == P - 1) {  // the per-channel groups are complete: quantize them into the slab
+          std::uint8_t* bytes = s.allocate(page_bytes(s.staged_key_format, P, static_cast<int>(d)));
+          encode_token_groups(s.staged_key_format, P, static_cast<int>(d), s.staging.get(), bytes);
+          page.keys = bytes;
+          page.key_format = s.staged_key_format;
+          s.codes += d * static_cast<std::size_t>(P) * s.staged_key_format.bits / 8;
+          s.params += d * 4;
+        }
+      } else {
+        const RowBytes kb = row_bytes(page.key_format, d);
+        s.codes += kb.codes;
+        s.params += kb.params;
+      }
+      encode_row(page.value_format, P, static_cast<int>(d), row, value, writable(page.values));
+      const RowBytes vb = row_bytes(page.value_format, d);
+      s.codes += vb.codes;
+      s.params += vb.params;
+      page.rows = row + 1;
+    }
+  }
+}
+
+void MixedKvCache::do_attend(std::int64_t layer, const float* q, std::int64_t n, std::int64_t first, float* out) const {
+  const auto d = static_cast<std::size_t>(head_dim());
+  const auto heads = static_cast<std::size_t>(num_heads());
+  const auto group = static_cast<int>(num_heads() / num_kv_heads());
+  const auto scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(d)));
+  std::vector<StreamView> views;
+  for (std::int64_t g = 0; g < num_kv_heads(); ++g) views.push_back(stream(layer, g));
+  std::vector<float> q_row(heads * d), out_row(heads * d);  // [heads, head_dim]: one position
+  for (std::int64_t i = 0; i < n; ++i) {
+    for (std::size_t h = 0; h < heads; ++h) {
+      std::copy_n(q + (h * static_cast<std::size_t>(n) + static_cast<std::size_t>(i)) * d, d, q_row.data() + h * d);
+    }
+    const std::int64_t positions = first + i + 1;  // causal: the query sees positions 0 .. first+i
+    if (options_.backend == DecodeBackend::kReference) {
+      for (std::size_t g = 0; g < views.size(); ++g) {
+        const std::size_t h0 = g * static_cast<std::size_t>(group);
+        decode_attention_reference(views[g], positions, q_row.data() + h0 * d, group, scale, out_row.data() + h0 * d);
+      }
+    } else {
+      decode_layer_cpu(views.data(), static_cast<int>(views.size()), positions, q_row.data(), static_cast<int>(heads),
+                       scale, out_row.data());
+    }
+    for (std::size_t h = 0; h < heads; ++h) {
+      std::copy_n(out_row.data() + h * d, d, out + (h * static_cast<std::size_t>(n) + static_cast<std::size_t>(i)) * d);
+    }
+  }
+  observe(layer, q, n, first, out);
+}
+
+void MixedKvCache::observe(std::int64_t layer, const float* q, std::int64_t n, std::int64_t first, const float* out) const {
+  const auto d = static_cast<std::size_t>(head_dim());
+  const std::int64_t group = num_heads() / num_kv_heads();
+  monitor_->queries += num_heads() * n;
+  for (std::int64_t h = 0; h < num_heads(); ++h) {
+    for (std::int64_t i = 0; i < n; ++i) {
+      const float* q_row = q + static_cast<std::size_t>(h * n + i) * d;
+      const float* out_row = out + static_cast<std::size_t>(h * n + i) * d;
+      if (options_.monitor_bounds) {
+        const double b = decode_error_bound(stream(layer, h / group), first + i + 1, q_row, out_row);
+        ++monitor_->bounded;
+        monitor_->max_bound = std::max(monitor_->max_bound, b);
+        monitor_->sum_bound += b;
+      }
+      if (s2_.positions.empty()) continue;
+      ++monitor_->s2_checked;
+      const std::int64_t position = first + i;
+      const auto it = std::lower_bound(s2_.positions.begin(), s2_.positions.end(), position);
+      if (it == s2_.positions.end() || *it != position) {
+        ++monitor_->outside_s2;  // S2 covers recorded positions only
+        continue;
+      }
+      const auto j = static_cast<std::size_t>(it - s2_.positions.begin());
+      const float* recorded = s2_.queries[static_cast<std::size_t>(layer)].data() +
+                              (static_cast<std::size_t>(h) * s2_.positions.size() + j) * d;
+      double squared = 0.0;
+      for (std::size_t c = 0; c < d; ++c) {
+        const double diff = static_cast<double>(q_row[c]) - static_cast<double>(recorded[c]);
+        squared += diff * diff;
+      }
+      // A relative 1e-12 margin covers the rounding of the sum and the root (d <= 2^20 terms).
+      const double distance_up = std::sqrt(squared) * (1.0 + 1e-12);
+      if (!(distance_up <= s2_radius_[static_cast<std::size_t>(layer * num_kv_heads() + h / group)])) ++monitor_->outside_s2;
+    }
+  }
+}
+
+void MixedKvCache::attend_with_bounds(std::int64_t layer, const float* q, std::int64_t n, float* out,
+                                      double* bounds) const {
+  attend(layer, q, n, out);
+  const auto d = static_cast<std::size_t>(head_dim());
+  const std::int64_t first = layer_size(layer) - n;
+  const std::int64_t group = num_heads() / num_kv_heads();
+  for (std::int64_t h = 0; h < num_heads(); ++h) {
+    for (std::int64_t i = 0; i < n; ++i) {
+      const auto row = static_cast<std::size_t>(h * n + i);
+      bounds[row] = decode_error_bound(stream(layer, h / group), first + i + 1, q + row * d, out + row * d);
+    }
+  }
+}
+
+void MixedKvCache::set_s2_reference(S2Reference reference) {
+  const auto d = static_cast<std::size_t>(head_dim());
+  const std::size_t expected = static_cast<std::size_t>(num_heads()) * reference.positions.size() * d;
+  if (static_cast<std::int64_t>(reference.queries.size()) != num_layers()) {
+    throw proofs::bad_input("kv cache", "the S2 reference has queries of " + std::to_string(reference.queries.size()) +
+                                            " layers; the cache has " + std::to_string(num_layers()));
+  }
+  for (const auto& layer : reference.queries) {
+    if (layer.size() != expected) throw proofs::bad_input("kv cache", "the S2 reference's queries are not [heads, positions, head_dim]");
+  }
+  if (!std::is_sorted(reference.positions.begin(), reference.positions.end())) {
+    throw proofs::bad_input("kv cache", "the S2 reference's positions are not sorted");
+  }
+  if (s2_radius_.size() != static_cast<std::size_t>(num_layers() * num_kv_heads())) {
+    throw proofs::bad_input("kv cache", "the certificate's scope has no S2 radius for every (layer, kv head)");
+  }
+  s2_ = std::move(reference);
+}
+
+CacheMemory MixedKvCache::memory() const {
+  CacheMemory m;
+  m.map_metadata = sizeof(*this) + streams_.capacity() * sizeof(streams_[0]) + s2_radius_.capacity() * sizeof(double) +
+                   map_.entries.capacity() * sizeof(proofs::HeadMap);
+  for (const auto& e : map_.entries) m.map_metadata += (e.key_formats.capacity() + e.value_formats.capacity()) * sizeof(proofs::Format);
+  for (const auto& s : streams_) {
+    const std::size_t slab_total = s->slabs.size() * s->slab_bytes;
+    m.codes += s->codes;
+    m.group_params += s->params;
+    m.page_slack += slab_total - s->codes - s->params;
+    if (s->staging) m.staging += static_cast<std::size_t>(page_size_) * static_cast<std::size_t>(head_dim()) * sizeof(float);
+    m.map_metadata += sizeof(Stream) + s->pages.capacity() * sizeof(PageRef) + s->slabs.capacity() * sizeof(s->slabs[0]);
+  }
+  return m;
+}
+
+double MixedKvCache::bits_per_element() const {
+  const CacheMemory m = memory();
+  const double elements = 2.0 * static_cast<double>(num_layers() * num_kv_heads() * size() * head_dim());
+  return elements == 0.0 ? 0.0 : static_cast<double>(m.codes + m.group_params + staged_bytes()) * 8.0 / elements;
+}
+
+}  // namespace hnf::runtime
