@@ -12,10 +12,10 @@
 //   A. decode: the tile's keys and values are decoded into shared memory as fp32, K[32][D+4]
 //      and V[32][D+4]. The work is split in tasks of 16 values: 16 channels of one row
 //      (fp16, bf16, f32 staging, intB-dG) or 16 positions of one channel (intB-tP keys); there
-//      are 2*D tasks per side and tile, D/64 per thread. Each thread first issues the global
-//      loads of all its tasks (16-byte vectors for floats, 32-bit words for int8/int4/int2
-//      codes, 16-bit halves for int3 whose 6-byte chunks are only 2-byte aligned), then
-//      decodes them: codes are shifted out of a 32- or 64-bit word (LSB first, block_format.h),
+//      are 2*D tasks per side and tile, D/64 per thread. A thread issues the global loads of
+//      one key task and one value task (16-byte vectors for floats, 32-bit words for
+//      int8/int4/int2 codes, 16-bit halves for int3 whose 6-byte chunks are only 2-byte
+//      aligned), then decodes both: codes are shifted out of a 32- or 64-bit word (LSB first, block_format.h),
 //      converted with the 2^23 trick and dequantized as fmaf(s, c, z) (one rounding of the
 //      exact z + s*c). Rows past `positions` are zeros (a zero value row times p = 0 is 0).
 //      With page_size 16 a tile spans two pages (two segments of 16 rows, each with its own
@@ -156,10 +156,14 @@ __device__ __forceinline__ Task make_task(const PageRef* pages, bool keys, long 
       return t;
     }
   }
-  // Row-major layouts: row r of the segment, channels 16k .. 16k+15. Rows run fastest across
-  // the threads so that the float4 stores to shared memory are conflict-free.
-  const int r = u % seg_rows;
-  const int k = u / seg_rows;
+  // Row-major layouts: row r of the segment, channels 16k .. 16k+15. Eight consecutive threads
+  // take eight consecutive rows at the same k (their float4 stores, which run by quarter warp,
+  // hit distinct banks: rows are 4 banks apart); a warp covers 4 consecutive k of 8 rows, so its
+  // loads read 4 adjacent chunks of each row.
+  const int chunks_per_row = D / kValues;
+  const int rest = u >> 3;
+  const int k = rest % chunks_per_row;
+  const int r = (rest / chunks_per_row) * 8 + (u & 7);
   t.dst = (row0 + r) * kLd + kValues * k;
   if (!live || pos0 + r >= positions) return t;  // zeros
   const std::size_t prow = static_cast<std::size_t>(prow0 + r);

@@ -7,11 +7,16 @@
 //   2. online softmax: m_g <- max(m_g, max_t s[t, g]), alpha_g = exp(m_old - m_new),
 //      w[t, g] = exp(s[t, g] - m_new) <= 1, l_g <- alpha_g l_g + sum_t w[t, g] (nothing
 //      overflows: every exponent is <= 0);
-//   3. acc_g <- alpha_g acc_g + sum_t w[t, g] v_t (values decoded on the fly), acc_g in `out`.
-// At the end out_g = acc_g / l_g. Every stored byte is read from memory once: the page's keys
-// in step 1 and its values in step 3; the other query-head blocks of the same page (group > 4)
-// find them in L1. Accumulating per page then rescaling keeps fp32 sums short (page_size
-// terms, then one term per page), so the error stays far below the tests' tolerances.
+//   3. acc_g <- alpha_g acc_g + sum_t w[t, g] v_t (values decoded on the fly).
+// Every stored byte is read from memory once: the page's keys in step 1 and its values in
+// step 3; the other query-head blocks of the same page (group > 4) find them in L1.
+// Accumulating per page then rescaling keeps fp32 sums short (page_size terms, then one term
+// per page). A stream is cut into chunks of kChunkPositions positions (whole pages), each
+// with its own state (m, l, acc); the chunks are merged at the end (out_g = sum_i e_i acc_i,g /
+// sum_i e_i l_i,g with e_i = exp(m_i,g - max_i m_i,g)). decode_layer_cpu runs all chunks of all
+// kv heads in parallel (flash-decoding's split over positions), so a layer with fewer kv heads
+// than cores still uses every core at long contexts; the chunks depend on the stream only, so
+// the result does not depend on the thread count.
 //
 // Paths. The AVX2 path (functions with target("avx2,fma,f16c"), chosen at run time with
 // __builtin_cpu_supports; the project itself is built for the baseline ISA) decodes eight
@@ -63,6 +68,33 @@ constexpr int kMaxPageSize = 256;
 // Query heads per register block: four score accumulators (or eight value accumulators of
 // two 8-lane chunks) plus the decoded chunk fit in the 16 AVX2 registers.
 constexpr int kBlock = 4;
+// Positions per chunk: a stream is decoded in chunks of this many positions (whole pages),
+// each into its own partial softmax state, merged at the end. decode_layer_cpu runs the chunks
+// of all kv heads in parallel, so a few kv heads still use every core at long contexts; the
+// chunking depends only on the stream, never on the thread count, so results are the same bit
+// for bit whatever the threads, and decode_layer_cpu equals decode_attention_cpu per head.
+constexpr std::int64_t kChunkPositions = 2048;
+
+// The softmax state of one chunk, unnormalised: acc [group, d] = sum_t exp(s_t - m) v_t,
+// m, l [blocks * 4] (head g at index g; padded to whole blocks of kBlock) the running max
+// and sum_t exp(s_t - m).
+struct Partial {
+  float* acc;
+  float* m;
+  float* l;
+};
+
+std::size_t padded_heads(int group) {
+  return (static_cast<std::size_t>(group) + kBlock - 1) / kBlock * kBlock;
+}
+// Floats of one Partial: acc, m, l.
+std::size_t partial_floats(int group, int head_dim) {
+  return static_cast<std::size_t>(group) * static_cast<std::size_t>(head_dim) + 2 * padded_heads(group);
+}
+Partial partial_at(float* base, int group, int head_dim) {
+  float* m = base + static_cast<std::size_t>(group) * static_cast<std::size_t>(head_dim);
+  return {base, m, m + padded_heads(group)};
+}
 
 // ---- Validation (always before any parallel region: kernels never throw) ------------------
 
@@ -124,13 +156,18 @@ bool cpu_has_avx2() noexcept {
 
 // ---- Portable path -------------------------------------------------------------------------
 
-// fp16 bits to float without branches: exponent and mantissa placed in a float's fields and
-// rescaled by 2^112 (exact; a subnormal half becomes a normal float), inf/NaN kept.
+// fp16 bits to float, exact, without branches and without float subnormals (so a flush-to-
+// zero / denormals-are-zero FPU mode set elsewhere in the process cannot change it): normal
+// halves (and inf/NaN) by rebiasing the exponent field, subnormal halves as mantissa * 2^-24.
 inline float half_to_float(std::uint16_t h) noexcept {
-  std::uint32_t bits = static_cast<std::uint32_t>(h & 0x7fffu) << 13;
-  const float magnitude = std::bit_cast<float>(bits) * 0x1p112f;
-  bits = std::bit_cast<std::uint32_t>(magnitude) | (((h & 0x7c00u) == 0x7c00u) ? 0x7f800000u : 0u);
-  return std::bit_cast<float>(bits | (static_cast<std::uint32_t>(h & 0x8000u) << 16));
+  const std::uint32_t magnitude = h & 0x7fffu;
+  const std::uint32_t exponent = magnitude >> 10;
+  const std::uint32_t rebiased =
+      (magnitude << 13) + ((127u - 15u) << 23) + (exponent == 31u ? (128u - 16u) << 23 : 0u);
+  const float subnormal = static_cast<float>(magnitude) * 0x1p-24f;  // exponent 0: the mantissa
+  const float value = exponent == 0u ? subnormal : std::bit_cast<float>(rebiased);
+  const std::uint32_t sign = static_cast<std::uint32_t>(h & 0x8000u) << 16;
+  return std::bit_cast<float>(std::bit_cast<std::uint32_t>(value) | sign);
 }
 
 inline float bf16_to_float(std::uint16_t h) noexcept {
@@ -239,29 +276,27 @@ inline float dot(const float* a, const float* b, std::size_t d) noexcept {
          ((partial[2] + partial[6]) + (partial[3] + partial[7]));
 }
 
-// q [group, d], out [group, d] (the accumulator while running).
-void decode_portable(const StreamView& stream, std::int64_t positions, const float* q, int group, float scale,
-                     float* out) {
+// Pages [page_begin, page_end) of the first `positions` positions into `part` (initialised
+// here). qs [group, d]: the queries times the softmax scale.
+void decode_pages_portable(const StreamView& stream, std::int64_t positions, std::int64_t page_begin,
+                           std::int64_t page_end, const float* qs, int group, const Partial& part) {
   const auto d = static_cast<std::size_t>(stream.head_dim);
   const auto ps = static_cast<std::size_t>(stream.page_size);
   const auto heads = static_cast<std::size_t>(group);
-  // Per-thread scratch, grown once: scaled queries [group, d], one decoded page [page_size, d],
-  // weights [group, page_size], running max, sum and this page's rescale factor [group] each.
+  // Per-thread scratch, grown once: one decoded page [page_size, d], weights [group,
+  // page_size], this page's rescale factors [group].
   thread_local std::vector<float> scratch;
-  scratch.resize(heads * d + ps * d + heads * ps + 3 * heads);
-  float* qs = scratch.data();
-  float* tile = qs + heads * d;
+  scratch.resize(ps * d + heads * ps + heads);
+  float* tile = scratch.data();
   float* w = tile + ps * d;
-  float* m = w + heads * ps;
-  float* l = m + heads;
-  float* alpha = l + heads;
-  for (std::size_t i = 0; i < heads * d; ++i) qs[i] = q[i] * scale;
+  float* alpha = w + heads * ps;
+  float* m = part.m;
+  float* l = part.l;
   std::fill(m, m + heads, -std::numeric_limits<float>::infinity());
   std::fill(l, l + heads, 0.0f);
-  std::fill(out, out + heads * d, 0.0f);
+  std::fill(part.acc, part.acc + heads * d, 0.0f);
 
-  const std::int64_t pages = (positions + stream.page_size - 1) / stream.page_size;
-  for (std::int64_t p = 0; p < pages; ++p) {
+  for (std::int64_t p = page_begin; p < page_end; ++p) {
     const PageRef& page = stream.pages[p];
     const int rows = rows_used(stream, p, positions);
     const auto n = static_cast<std::size_t>(rows);
@@ -278,7 +313,7 @@ void decode_portable(const StreamView& stream, std::int64_t positions, const flo
     }
     decode_page(page.value_format, page.values, rows, d, tile);
     for (std::size_t g = 0; g < heads; ++g) {
-      float* acc = out + g * d;
+      float* acc = part.acc + g * d;
       const float* wg = w + g * ps;
       for (std::size_t c = 0; c < d; ++c) acc[c] *= alpha[g];
       for (std::size_t t = 0; t < n; ++t) {
@@ -286,10 +321,6 @@ void decode_portable(const StreamView& stream, std::int64_t positions, const flo
         for (std::size_t c = 0; c < d; ++c) acc[c] += wg[t] * v[c];
       }
     }
-  }
-  for (std::size_t g = 0; g < heads; ++g) {
-    const float inv = 1.0f / l[g];
-    for (std::size_t c = 0; c < d; ++c) out[g * d + c] *= inv;
   }
 }
 
@@ -301,7 +332,7 @@ void decode_portable(const StreamView& stream, std::int64_t positions, const flo
 #define HNF_AVX2 __attribute__((target("avx2,fma,f16c")))
 
 // exp(x) for x <= 0 (scores minus their running max), 8 lanes: Cephes' expf (range reduction
-// by ln 2 in two parts, degree-5 polynomial), relative error ~1e-7. Below -87.3 the result
+// by ln 2 in two parts, then 1 + r + r^2 p(r) with p of degree 5), relative error ~1e-7. Below -87.3 the result
 // would not be a normal float; it is flushed to 0, which weighs nothing next to the maximum
 // position's exp(0) = 1 (this also makes exp(-inf) = 0 for padding rows and the first page).
 HNF_AVX2 inline __m256 exp_nonpositive(__m256 x) {
@@ -739,45 +770,32 @@ inline void prefetch_page(const PageRef& page, int page_size, int head_dim) {
   prefetch_bytes(page.values, page_bytes(page.value_format, page_size, head_dim));
 }
 
-// q [group, d], out [group, d] (the accumulator while running). d % 8 == 0.
-HNF_AVX2 void decode_avx2(const StreamView& stream, std::int64_t positions, const float* q, int group, float scale,
-                          float* out) {
+// decode_pages_portable's contract; d % 8 == 0.
+HNF_AVX2 void decode_pages_avx2(const StreamView& stream, std::int64_t positions, std::int64_t page_begin,
+                                std::int64_t page_end, const float* qs, int group, const Partial& part) {
   const auto d = static_cast<std::size_t>(stream.head_dim);
   const auto heads = static_cast<std::size_t>(group);
-  const std::size_t blocks = (heads + kBlock - 1) / kBlock;
-  // Per-thread scratch, grown once: scaled queries [group, d], running max and sum [blocks, 4].
-  thread_local std::vector<float> scratch;
-  scratch.resize(heads * d + 2 * kBlock * blocks);
-  float* qs = scratch.data();
-  float* m = qs + heads * d;
-  float* l = m + kBlock * blocks;
-  for (std::size_t i = 0; i < heads * d; ++i) qs[i] = q[i] * scale;
-  std::fill(m, m + kBlock * blocks, -std::numeric_limits<float>::infinity());
-  std::fill(l, l + kBlock * blocks, 0.0f);
-  std::fill(out, out + heads * d, 0.0f);
+  const std::size_t padded = padded_heads(group);
+  std::fill(part.m, part.m + padded, -std::numeric_limits<float>::infinity());
+  std::fill(part.l, part.l + padded, 0.0f);
+  std::fill(part.acc, part.acc + heads * d, 0.0f);
   alignas(32) float w[(kMaxPageSize + 1) * 4];  // [rows rounded up to even, 4]
 
-  const std::int64_t pages = (positions + stream.page_size - 1) / stream.page_size;
-  for (std::int64_t p = 0; p < pages; ++p) {
+  for (std::int64_t p = page_begin; p < page_end; ++p) {
     const PageRef& page = stream.pages[p];
     const int rows = rows_used(stream, p, positions);
-    if (p + 1 < pages) prefetch_page(stream.pages[p + 1], stream.page_size, stream.head_dim);
-    for (std::size_t b = 0; b < blocks; ++b) {
-      const std::size_t first = b * kBlock;
-      float* mb = m + kBlock * b;
-      float* lb = l + kBlock * b;
+    if (p + 1 < page_end) prefetch_page(stream.pages[p + 1], stream.page_size, stream.head_dim);
+    for (std::size_t first = 0; first < heads; first += kBlock) {
+      const float* qb = qs + first * d;
+      float* acc = part.acc + first * d;
+      float* mb = part.m + first;
+      float* lb = part.l + first;
       switch (std::min<std::size_t>(kBlock, heads - first)) {
-        case 1: page_step<1>(page, rows, d, qs + first * d, out + first * d, mb, lb, w); break;
-        case 2: page_step<2>(page, rows, d, qs + first * d, out + first * d, mb, lb, w); break;
-        case 3: page_step<3>(page, rows, d, qs + first * d, out + first * d, mb, lb, w); break;
-        default: page_step<4>(page, rows, d, qs + first * d, out + first * d, mb, lb, w); break;
+        case 1: page_step<1>(page, rows, d, qb, acc, mb, lb, w); break;
+        case 2: page_step<2>(page, rows, d, qb, acc, mb, lb, w); break;
+        case 3: page_step<3>(page, rows, d, qb, acc, mb, lb, w); break;
+        default: page_step<4>(page, rows, d, qb, acc, mb, lb, w); break;
       }
-    }
-  }
-  for (std::size_t g = 0; g < heads; ++g) {
-    const __m256 inv = _mm256_set1_ps(1.0f / l[g]);  // l is [blocks, 4]: head g at index g
-    for (std::size_t c = 0; c < d; c += 8) {
-      _mm256_storeu_ps(out + g * d + c, _mm256_mul_ps(inv, _mm256_loadu_ps(out + g * d + c)));
     }
   }
 }
@@ -790,16 +808,76 @@ detail::CpuDecodePath best_path(int head_dim) noexcept {
   return cpu_has_avx2() && head_dim % 8 == 0 ? detail::CpuDecodePath::kAvx2 : detail::CpuDecodePath::kPortable;
 }
 
-// Validated arguments only.
-void run_path(detail::CpuDecodePath path, const StreamView& stream, std::int64_t positions, const float* q, int group,
-              float scale, float* out) {
+// Chunks: runs of chunk_pages() pages from the stream's start; the last one may be shorter.
+std::int64_t chunk_pages(const StreamView& stream) {
+  return std::max<std::int64_t>(1, kChunkPositions / stream.page_size);
+}
+std::int64_t chunk_count(const StreamView& stream, std::int64_t positions) {
+  const std::int64_t pages = (positions + stream.page_size - 1) / stream.page_size;
+  return (pages + chunk_pages(stream) - 1) / chunk_pages(stream);
+}
+
+// One chunk of one stream into `part`. Validated arguments only. qs [group, d] scaled queries.
+void run_chunk(detail::CpuDecodePath path, const StreamView& stream, std::int64_t positions, std::int64_t chunk,
+               const float* qs, int group, const Partial& part) {
+  const std::int64_t pages = (positions + stream.page_size - 1) / stream.page_size;
+  const std::int64_t begin = chunk * chunk_pages(stream);
+  const std::int64_t end = std::min(pages, begin + chunk_pages(stream));
   if (path == detail::CpuDecodePath::kAvx2) {
 #if HNF_DECODE_X86
-    decode_avx2(stream, positions, q, group, scale, out);
+    decode_pages_avx2(stream, positions, begin, end, qs, group, part);
 #endif
   } else {
-    decode_portable(stream, positions, q, group, scale, out);
+    decode_pages_portable(stream, positions, begin, end, qs, group, part);
   }
+}
+
+// out [group, d] = the softmax-weighted sum of `count` chunk states (parts[i] at
+// base + i * partial_floats), in chunk order: every exponent is <= 0 again.
+void merge_chunks(float* base, std::int64_t count, int group, int head_dim, float* out) {
+  const auto d = static_cast<std::size_t>(head_dim);
+  const std::size_t stride = partial_floats(group, head_dim);
+  for (std::size_t g = 0; g < static_cast<std::size_t>(group); ++g) {
+    float m = -std::numeric_limits<float>::infinity();
+    for (std::int64_t i = 0; i < count; ++i) {
+      m = std::max(m, partial_at(base + static_cast<std::size_t>(i) * stride, group, head_dim).m[g]);
+    }
+    float* o = out + g * d;
+    std::fill(o, o + d, 0.0f);
+    float total = 0.0f;
+    for (std::int64_t i = 0; i < count; ++i) {
+      const Partial part = partial_at(base + static_cast<std::size_t>(i) * stride, group, head_dim);
+      const float weight = std::exp(part.m[g] - m);
+      total += weight * part.l[g];
+      const float* acc = part.acc + g * d;
+      for (std::size_t c = 0; c < d; ++c) o[c] += weight * acc[c];
+    }
+    const float inv = 1.0f / total;
+    for (std::size_t c = 0; c < d; ++c) o[c] *= inv;
+  }
+}
+
+// Scaled queries: qs [n] = q [n] * scale.
+void scale_queries(const float* q, std::size_t n, float scale, float* qs) {
+  for (std::size_t i = 0; i < n; ++i) qs[i] = q[i] * scale;
+}
+
+// Validated arguments only. q [group, d], out [group, d].
+void run_path(detail::CpuDecodePath path, const StreamView& stream, std::int64_t positions, const float* q, int group,
+              float scale, float* out) {
+  const std::size_t n = static_cast<std::size_t>(group) * static_cast<std::size_t>(stream.head_dim);
+  const std::int64_t chunks = chunk_count(stream, positions);
+  const std::size_t stride = partial_floats(group, stream.head_dim);
+  // Per-thread scratch, grown once: scaled queries, then one Partial per chunk.
+  thread_local std::vector<float> scratch;
+  scratch.resize(n + static_cast<std::size_t>(chunks) * stride);
+  float* qs = scratch.data();
+  scale_queries(q, n, scale, qs);
+  for (std::int64_t c = 0; c < chunks; ++c) {
+    run_chunk(path, stream, positions, c, qs, group,
+              partial_at(qs + n + static_cast<std::size_t>(c) * stride, group, stream.head_dim));
+  }
+  merge_chunks(qs + n, chunks, group, stream.head_dim, out);
 }
 
 }  // namespace
@@ -819,10 +897,12 @@ void decode_attention_cpu_path(CpuDecodePath path, const StreamView& stream, std
 // scratch is not used (the kernels keep per-page state on the stack and per-thread buffers);
 // it may be null.
 void decode_attention_cpu(const StreamView& stream, std::int64_t positions, const float* q, int group, float scale,
-                          float* out, float* /*scratch*/) {
+                          float* out) {
   check_call(stream, positions, group);
   run_path(best_path(stream.head_dim), stream, positions, q, group, scale, out);
 }
+
+constexpr std::int64_t kParallelPositions = 8192;
 
 void decode_layer_cpu(const StreamView* streams, int kv_heads, std::int64_t positions, const float* q, int heads,
                       float scale, float* out) {
@@ -836,11 +916,35 @@ void decode_layer_cpu(const StreamView* streams, int kv_heads, std::int64_t posi
   }
   const detail::CpuDecodePath path = best_path(head_dim);
   // One kv head's queries (and outputs): group rows of head_dim.
-  const std::size_t stride = static_cast<std::size_t>(group) * static_cast<std::size_t>(head_dim);
-#pragma omp parallel for schedule(static)
+  const std::size_t per_head = static_cast<std::size_t>(group) * static_cast<std::size_t>(head_dim);
+  const std::size_t stride = partial_floats(group, head_dim);
+  // Work items: (kv head, chunk). chunk_first[h] is kv head h's first item.
+  std::vector<std::int64_t> chunk_first(static_cast<std::size_t>(kv_heads) + 1, 0);
   for (int h = 0; h < kv_heads; ++h) {
-    const std::size_t offset = static_cast<std::size_t>(h) * stride;
-    run_path(path, streams[h], positions, q + offset, group, scale, out + offset);
+    const auto i = static_cast<std::size_t>(h);
+    chunk_first[i + 1] = chunk_first[i] + chunk_count(streams[h], positions);
+  }
+  const std::int64_t items = chunk_first.back();
+  // Scratch of the calling thread, grown once: scaled queries [heads, d], one Partial per item.
+  thread_local std::vector<float> scratch;
+  scratch.resize(static_cast<std::size_t>(heads) * static_cast<std::size_t>(head_dim) +
+                 static_cast<std::size_t>(items) * stride);
+  float* qs = scratch.data();
+  float* parts = qs + static_cast<std::size_t>(heads) * static_cast<std::size_t>(head_dim);
+  scale_queries(q, static_cast<std::size_t>(heads) * static_cast<std::size_t>(head_dim), scale, qs);
+  // Below a few thousand positions in all, starting a parallel region costs more than the work.
+  const bool parallel = static_cast<std::int64_t>(kv_heads) * positions >= kParallelPositions;
+#pragma omp parallel for schedule(dynamic) if (parallel)
+  for (std::int64_t item = 0; item < items; ++item) {
+    const auto h = static_cast<std::size_t>(std::upper_bound(chunk_first.begin(), chunk_first.end(), item) -
+                                            chunk_first.begin()) - 1;
+    run_chunk(path, streams[h], positions, item - chunk_first[h], qs + h * per_head, group,
+              partial_at(parts + static_cast<std::size_t>(item) * stride, group, head_dim));
+  }
+  // The merge is tiny (chunks x group x head_dim per kv head): not worth a second parallel region.
+  for (std::size_t h = 0; h < static_cast<std::size_t>(kv_heads); ++h) {
+    merge_chunks(parts + static_cast<std::size_t>(chunk_first[h]) * stride, chunk_first[h + 1] - chunk_first[h], group,
+                 head_dim, out + h * per_head);
   }
 }
 

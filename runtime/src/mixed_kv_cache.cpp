@@ -232,23 +232,34 @@ void MixedKvCache::do_attend(std::int64_t layer, const float* q, std::int64_t n,
   const auto scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(d)));
   std::vector<StreamView> views;
   for (std::int64_t g = 0; g < num_kv_heads(); ++g) views.push_back(stream(layer, g));
-  std::vector<float> q_row(heads * d), out_row(heads * d);  // [heads, head_dim]: one position
-  for (std::int64_t i = 0; i < n; ++i) {
-    for (std::size_t h = 0; h < heads; ++h) {
-      std::copy_n(q + (h * static_cast<std::size_t>(n) + static_cast<std::size_t>(i)) * d, d, q_row.data() + h * d);
-    }
-    const std::int64_t positions = first + i + 1;  // causal: the query sees positions 0 .. first+i
-    if (options_.backend == DecodeBackend::kReference) {
-      for (std::size_t g = 0; g < views.size(); ++g) {
-        const std::size_t h0 = g * static_cast<std::size_t>(group);
-        decode_attention_reference(views[g], positions, q_row.data() + h0 * d, group, scale, out_row.data() + h0 * d);
+  if (n == 1 && options_.backend == DecodeBackend::kCpu) {
+    // One decode step: q and out are [heads, 1, head_dim] = [heads, head_dim]; the layer kernel
+    // splits long streams across threads.
+    decode_layer_cpu(views.data(), static_cast<int>(views.size()), first + 1, q, static_cast<int>(heads), scale, out);
+  } else {
+    // A prefill: the n queries are independent decodes (query i sees positions 0 .. first+i);
+    // they run in parallel, one (query, kv head) at a time on a thread.
+    const std::int64_t items = n * num_kv_heads();
+#pragma omp parallel for schedule(dynamic, 4) if (options_.backend == DecodeBackend::kCpu && items > 1)
+    for (std::int64_t item = 0; item < items; ++item) {
+      const std::int64_t i = item / num_kv_heads();
+      const auto g = static_cast<std::size_t>(item % num_kv_heads());
+      thread_local std::vector<float> q_rows, out_rows;  // [group, head_dim]
+      q_rows.resize(static_cast<std::size_t>(group) * d);
+      out_rows.resize(q_rows.size());
+      for (std::size_t r = 0; r < static_cast<std::size_t>(group); ++r) {
+        const std::size_t h = g * static_cast<std::size_t>(group) + r;
+        std::copy_n(q + (h * static_cast<std::size_t>(n) + static_cast<std::size_t>(i)) * d, d, q_rows.data() + r * d);
       }
-    } else {
-      decode_layer_cpu(views.data(), static_cast<int>(views.size()), positions, q_row.data(), static_cast<int>(heads),
-                       scale, out_row.data());
-    }
-    for (std::size_t h = 0; h < heads; ++h) {
-      std::copy_n(out_row.data() + h * d, d, out + (h * static_cast<std::size_t>(n) + static_cast<std::size_t>(i)) * d);
+      if (options_.backend == DecodeBackend::kReference) {
+        decode_attention_reference(views[g], first + i + 1, q_rows.data(), group, scale, out_rows.data());
+      } else {
+        decode_attention_cpu(views[g], first + i + 1, q_rows.data(), group, scale, out_rows.data());
+      }
+      for (std::size_t r = 0; r < static_cast<std::size_t>(group); ++r) {
+        const std::size_t h = g * static_cast<std::size_t>(group) + r;
+        std::copy_n(out_rows.data() + r * d, d, out + (h * static_cast<std::size_t>(n) + static_cast<std::size_t>(i)) * d);
+      }
     }
   }
   observe(layer, q, n, first, out);

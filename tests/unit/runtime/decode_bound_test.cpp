@@ -112,9 +112,9 @@ double median(std::vector<double> x) {
 double check_case(const OwnedStream& stream, const Rows& rows, std::int64_t n, const std::vector<float>& q) {
   const std::vector<double> o = exact_attention(rows, n, q);
   const float scale = 1.0F / std::sqrt(static_cast<float>(kDim));
-  std::vector<float> out_ref(kDim), out_cpu(kDim), scratch(static_cast<std::size_t>(n));
+  std::vector<float> out_ref(kDim), out_cpu(kDim);
   hnf::runtime::decode_attention_reference(stream.view(), n, q.data(), 1, scale, out_ref.data());
-  hnf::runtime::decode_attention_cpu(stream.view(), n, q.data(), 1, scale, out_cpu.data(), scratch.data());
+  hnf::runtime::decode_attention_cpu(stream.view(), n, q.data(), 1, scale, out_cpu.data());
   double ratio = 0.0;
   for (const std::vector<float>* out : {&out_ref, &out_cpu}) {
     const double bound = hnf::runtime::decode_error_bound(stream.view(), n, q.data(), out->data());

@@ -109,8 +109,7 @@ std::vector<float> run_path(runtime::detail::CpuDecodePath path, const runtime::
 std::vector<float> run_cpu(const runtime::StreamView& view, std::int64_t positions, const float* q, int group,
                            float scale) {
   std::vector<float> out(static_cast<std::size_t>(group * view.head_dim), -1.0f);
-  std::vector<float> scratch(static_cast<std::size_t>(positions * group));
-  runtime::decode_attention_cpu(view, positions, q, group, scale, out.data(), scratch.data());
+  runtime::decode_attention_cpu(view, positions, q, group, scale, out.data());
   return out;
 }
 
@@ -174,7 +173,9 @@ TEST_CASE("decode: every vocabulary format, full pages and a partial last page, 
 }
 
 TEST_CASE("decode: a mixed stream whose pages cycle through formats") {
-  constexpr std::int64_t kPositions = 1000;
+  // 5000 positions: three chunks of 2048 (decode_cpu.cpp decodes chunks separately and merges
+  // their softmax states), the last one partial, ending in a partial page.
+  constexpr std::int64_t kPositions = 5000;
   constexpr int kHeadDim = 128, kPageSize = 16, kGroup = 4;
   const Layer layer = make_layer(kPositions, kHeadDim, kGroup, 7);
   const std::vector<PageFormat> key_cycle = {
@@ -283,19 +284,23 @@ TEST_CASE("decode: one position, and prefixes that end inside a page") {
 }
 
 TEST_CASE("decode: decode_layer_cpu on a GQA layer matches the reference per kv head") {
-  constexpr std::int64_t kPositions = 777;
-  constexpr int kHeadDim = 128, kPageSize = 16, kKvHeads = 2, kHeads = 8, kGroup = kHeads / kKvHeads;
+  // 2 kv heads, 8 query heads. 4500 positions: three chunks per stream run in parallel (of
+  // 2048 positions: 128 pages of 16, 32 pages of 64), the last chunk partial and ending in a
+  // partial page; the two streams have different page sizes.
+  constexpr std::int64_t kPositions = 4500;
+  constexpr int kHeadDim = 128, kKvHeads = 2, kHeads = 8, kGroup = kHeads / kKvHeads;
   const float scale = softmax_scale(kHeadDim);
-  const std::int64_t pages = page_count(kPositions, kPageSize);
   std::vector<Layer> layers;
   std::vector<runtime::OwnedStream> streams;
   std::vector<float> q;
   for (int h = 0; h < kKvHeads; ++h) {
     layers.push_back(make_layer(kPositions, kHeadDim, kGroup, 40u + static_cast<std::uint32_t>(h)));
     q.insert(q.end(), layers.back().queries.begin(), layers.back().queries.end());
-    const PageFormat key = h == 0 ? format_named("int4-d32") : format_named("int2-t16");
+    const PageFormat key = h == 0 ? format_named("int4-d32") : format_named("int2-t64");
     const PageFormat value = h == 0 ? format_named("int4-d32") : format_named("fp16");
-    streams.emplace_back(layers.back().keys.data(), layers.back().values.data(), kPositions, kPageSize, kHeadDim,
+    const int page_size = h == 0 ? 16 : 64;
+    const std::int64_t pages = page_count(kPositions, page_size);
+    streams.emplace_back(layers.back().keys.data(), layers.back().values.data(), kPositions, page_size, kHeadDim,
                          repeat(key, pages), repeat(value, pages));
   }
   std::vector<runtime::StreamView> views;
@@ -305,12 +310,15 @@ TEST_CASE("decode: decode_layer_cpu on a GQA layer matches the reference per kv 
   const auto per_head = static_cast<std::size_t>(kGroup * kHeadDim);
   for (int h = 0; h < kKvHeads; ++h) {
     const std::size_t offset = static_cast<std::size_t>(h) * per_head;
-    const std::vector<float> ref =
-        run_reference(views[static_cast<std::size_t>(h)], kPositions, q.data() + offset, kGroup, scale);
+    const runtime::StreamView& view = views[static_cast<std::size_t>(h)];
+    const std::vector<float> ref = run_reference(view, kPositions, q.data() + offset, kGroup, scale);
     const std::vector<float> got(out.begin() + static_cast<std::ptrdiff_t>(offset),
                                  out.begin() + static_cast<std::ptrdiff_t>(offset + per_head));
     CAPTURE(h);
     CHECK(relative_error(got, ref) <= kTolTokenKeys);
+    // The same chunks and merge as one decode_attention_cpu per kv head: equal bit for bit,
+    // whatever the number of threads.
+    CHECK(got == run_cpu(view, kPositions, q.data() + offset, kGroup, scale));
   }
   // Bad arguments are rejected before any work.
   CHECK_THROWS(runtime::decode_layer_cpu(views.data(), kKvHeads, kPositions + 1, q.data(), kHeads, scale, out.data()));

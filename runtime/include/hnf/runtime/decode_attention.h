@@ -27,15 +27,15 @@ void decode_attention_reference(const StreamView& stream, std::int64_t positions
                                 float scale, float* out);
 
 // Optimised CPU backend: fp32 arithmetic, AVX2/FMA/F16C code when the CPU has them (chosen at
-// run time), a portable path otherwise. Same contract as the reference. Thread-safe (no
-// shared state); parallelism across heads is the caller's (MixedKvCache uses OpenMP).
-// scratch: at least `positions * group` floats.
+// run time), a portable path otherwise. Same contract as the reference. Single-threaded and
+// thread-safe (thread-local scratch only), so callers can run many in parallel.
 void decode_attention_cpu(const StreamView& stream, std::int64_t positions, const float* q, int group, float scale,
-                          float* out, float* scratch);
+                          float* out);
 
 // Every query head of one layer: query head h reads streams[h / (heads / kv_heads)];
-// q [heads, head_dim], out [heads, head_dim]. The kv heads run in parallel (OpenMP), each
-// reading its stream once for all of its query heads.
+// q [heads, head_dim], out [heads, head_dim]. Long streams are cut into chunks of positions;
+// (kv head, chunk) items run in parallel (OpenMP) when there is enough work, each reading its
+// part of the stream once for all of the kv head's query heads.
 void decode_layer_cpu(const StreamView* streams, int kv_heads, std::int64_t positions, const float* q, int heads,
                       float scale, float* out);
 
