@@ -325,3 +325,45 @@ TEST_CASE("mixed cache: resident memory of a 128K-token cache grows by what the 
           cache->bits_per_element(), " bits per element");
   CHECK(std::fabs(grown - reported) <= 0.02 * reported);
 }
+
+TEST_CASE("mixed cache: queries are counted outside S2 unless recorded at their position and within the radius") {
+  const auto& scope = certified().scope();
+  const double radius = hnf::proofs::rational_to_double(scope.heads[0].s2_radius);  // layer 0, kv head 0
+  REQUIRE(radius > 0.0);
+  MixedKvCache cache(certified(), kShape, 64);
+  std::mt19937 rng(21);
+  append_positions(cache, rng, 4);
+  // The reference records positions 1 and 3; every query of the test is the same vector.
+  const auto d = static_cast<std::size_t>(kShape.head_dim);
+  std::vector<float> q(static_cast<std::size_t>(kShape.num_heads) * d, 0.25f);  // [heads, 1, head_dim]
+  hnf::runtime::S2Reference ref;
+  ref.positions = {1, 3};
+  for (std::int64_t l = 0; l < kShape.num_layers; ++l) {
+    std::vector<float> layer(static_cast<std::size_t>(kShape.num_heads) * 2 * d, 0.25f);  // [heads, 2, head_dim]
+    ref.queries.push_back(layer);
+  }
+  // Head 0 (kv head 0) at recorded position 3: moved by 1.5 radii in channel 0 of layer 0.
+  ref.queries[0][(0 * 2 + 1) * d] = 0.25f + static_cast<float>(1.5 * radius);
+  cache.set_s2_reference(ref);
+  std::vector<float> out(q.size());
+  // Position 4 (not recorded): all 4 heads outside, in layer 0.
+  cache.append(0, make_step(rng, 1, 4).k.data(), make_step(rng, 1, 4).v.data(), 1);
+  cache.attend(0, q.data(), 1, out.data());
+  CHECK(cache.monitor().s2_checked == 4);
+  CHECK(cache.monitor().outside_s2 == 4);
+  // The recorded queries at position 3: layer 1 reads them exactly (inside); layer 0's head 0
+  // is 1.5 radii away (outside), its other heads inside.
+  MixedKvCache second(certified(), kShape, 64);
+  second.set_s2_reference(ref);
+  append_positions(second, rng, 3);
+  for (std::int64_t l = 0; l < kShape.num_layers; ++l) {
+    const Step s = make_step(rng, 1, 3);
+    second.append(l, s.k.data(), s.v.data(), 1);
+    second.attend(l, q.data(), 1, out.data());
+  }
+  CHECK(second.monitor().s2_checked == 16);
+  CHECK(second.monitor().outside_s2 == 1);
+  // A reference of the wrong shape is refused.
+  ref.queries.pop_back();
+  CHECK(error_of([&] { second.set_s2_reference(ref); }).find("queries of 3 layers") != std::string::npos);
+}
