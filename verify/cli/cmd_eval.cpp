@@ -3,6 +3,7 @@
 // through the mixed-precision cache of a certified map and are compared with full precision.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -48,15 +49,32 @@ proofs::CertifiedPrecisionMap certified_map(const EvalCommandOptions& o) {
   return *std::move(report.certified);
 }
 
-// The recorded queries of the certificate's trace, [layers][heads, queries, head_dim].
-runtime::S2Reference s2_reference(const std::string& path) {
+// The recorded queries of the certificate's trace at the positions its S2 scope covers (the
+// analysed queries, scope.query_positions), [layers][heads, positions, head_dim].
+runtime::S2Reference s2_reference(const std::string& path, const proofs::Scope& scope) {
   const auto trace = analysis::Trace::open(path);
+  const auto& recorded = trace.query_positions();  // sorted: the trace's own order
   runtime::S2Reference ref;
-  ref.positions = trace.query_positions();
+  std::vector<std::size_t> rows;  // index in the trace's queries of each scope position
+  for (const std::int64_t p : scope.query_positions) {
+    const auto it = std::lower_bound(recorded.begin(), recorded.end(), p);
+    if (it == recorded.end() || *it != p) throw proofs::bad_input(path, "has no recorded query at position " + std::to_string(p) + " of the certificate's scope");
+    ref.positions.push_back(p);
+    rows.push_back(static_cast<std::size_t>(it - recorded.begin()));
+  }
   for (const auto& layer : trace.layers()) {
-    const auto bytes = trace.file().bytes(*layer.q);
-    std::vector<float> q(layer.q->numel());
-    for (std::uint64_t i = 0; i < q.size(); ++i) q[i] = proofs::load_float(layer.q->dtype, bytes.data(), i);
+    const auto bytes = trace.file().bytes(*layer.q);  // [heads, queries, head_dim]
+    const auto heads = static_cast<std::size_t>(layer.q->shape[0]);
+    const auto queries = static_cast<std::size_t>(layer.q->shape[1]);
+    const auto d = static_cast<std::size_t>(layer.q->shape[2]);
+    std::vector<float> q(heads * rows.size() * d);
+    for (std::size_t h = 0; h < heads; ++h) {
+      for (std::size_t j = 0; j < rows.size(); ++j) {
+        for (std::size_t c = 0; c < d; ++c) {
+          q[(h * rows.size() + j) * d + c] = proofs::load_float(layer.q->dtype, bytes.data(), (h * queries + rows[j]) * d + c);
+        }
+      }
+    }
     ref.queries.push_back(std::move(q));
   }
   return ref;
@@ -118,7 +136,7 @@ int run_eval(const EvalCommandOptions& o) {
   std::shared_ptr<const runtime::S2Reference> s2;
   if (!o.cache.empty()) {
     map = certified_map(o);
-    if (!o.trace.empty()) s2 = std::make_shared<const runtime::S2Reference>(s2_reference(o.trace));
+    if (!o.trace.empty()) s2 = std::make_shared<const runtime::S2Reference>(s2_reference(o.trace, map->scope()));
     runtime::MixedKvCacheOptions cache_options;
     cache_options.backend = o.backend == "reference" ? runtime::DecodeBackend::kReference : runtime::DecodeBackend::kCpu;
     cache_options.monitor_bounds = o.bounds;

@@ -1,4 +1,4 @@
-// The optimised CPU decode (decode_cpu.cpp, both its AVX2 path and its portable path) against
+// The optimised CPU decode (decode_cpu.cpp: its AVX-512, AVX2 and portable paths) against
 // the double-precision reference (decode_reference.cpp) on the same pages: every format of the
 // vocabulary, mixed streams, GQA layers, prefixes that end inside a page.
 //
@@ -18,7 +18,7 @@
 #include <string>
 #include <vector>
 
-#include "../../../runtime/src/decode_cpu.h"  // private: the two paths, callable one by one
+#include "../../../runtime/src/decode_cpu.h"  // private: the paths, callable one by one
 #include "hnf/proofs/format.h"
 #include "hnf/runtime/decode_attention.h"
 #include "hnf/runtime/page_codec.h"
@@ -113,8 +113,20 @@ std::vector<float> run_cpu(const runtime::StreamView& view, std::int64_t positio
   return out;
 }
 
-// Checks decode_attention_cpu and both paths (AVX2 where the CPU has it) against the reference
-// on the first `positions` positions; returns the largest relative error seen.
+// The SIMD paths, widest first, with their names for messages.
+constexpr runtime::detail::CpuDecodePath kSimdPaths[] = {runtime::detail::CpuDecodePath::kAvx512,
+                                                         runtime::detail::CpuDecodePath::kAvx2};
+std::string path_name(runtime::detail::CpuDecodePath path) {
+  switch (path) {
+    case runtime::detail::CpuDecodePath::kAvx512: return "AVX-512";
+    case runtime::detail::CpuDecodePath::kAvx2: return "AVX2";
+    default: return "portable";
+  }
+}
+
+// Checks decode_attention_cpu and every path this CPU has (AVX2 and AVX-512 where it has them)
+// against the reference on the first `positions` positions; returns the largest relative
+// error seen.
 double check_parity(const runtime::StreamView& view, std::int64_t positions, const float* q, int group, float scale,
                     double tolerance, const std::string& what) {
   const std::vector<float> ref = run_reference(view, positions, q, group, scale);
@@ -124,11 +136,11 @@ double check_parity(const runtime::StreamView& view, std::int64_t positions, con
       relative_error(run_path(runtime::detail::CpuDecodePath::kPortable, view, positions, q, group, scale), ref);
   CHECK_MESSAGE(portable <= tolerance, what << " (portable path): " << portable);
   worst = std::max(worst, portable);
-  if (runtime::cpu_decode_uses_avx2() && view.head_dim % 8 == 0) {
-    const double avx2 =
-        relative_error(run_path(runtime::detail::CpuDecodePath::kAvx2, view, positions, q, group, scale), ref);
-    CHECK_MESSAGE(avx2 <= tolerance, what << " (AVX2 path): " << avx2);
-    worst = std::max(worst, avx2);
+  for (const auto path : kSimdPaths) {
+    if (!runtime::detail::cpu_decode_path_supported(path, view.head_dim)) continue;
+    const double err = relative_error(run_path(path, view, positions, q, group, scale), ref);
+    CHECK_MESSAGE(err <= tolerance, what << " (" << path_name(path) << " path): " << err);
+    worst = std::max(worst, err);
   }
   return worst;
 }
@@ -141,10 +153,13 @@ double tolerance_for(const PageFormat& key, const PageFormat& value) {
 
 }  // namespace
 
-TEST_CASE("decode: every vocabulary format, full pages and a partial last page, both CPU paths") {
+TEST_CASE("decode: every vocabulary format, full pages and a partial last page, every CPU path") {
   constexpr std::int64_t kPositions = 1000;
   constexpr int kGroup = 4;
   if (!runtime::cpu_decode_uses_avx2()) MESSAGE("this CPU has no AVX2/FMA/F16C: only the portable path is checked");
+  if (!runtime::detail::cpu_decode_path_supported(runtime::detail::CpuDecodePath::kAvx512, 128)) {
+    MESSAGE("this CPU has no AVX-512 F/BW/VL/DQ: the AVX-512 path is not checked");
+  }
   for (const int head_dim : {128, 64}) {
     const Layer layer = make_layer(kPositions, head_dim, kGroup, 11u + static_cast<std::uint32_t>(head_dim));
     const float scale = softmax_scale(head_dim);
@@ -218,10 +233,10 @@ TEST_CASE("decode: query-head counts 1..9 share one pass (register blocks of 1-4
   }
 }
 
-TEST_CASE("decode: head_dim not a multiple of 16 (AVX2 tail) or of 8 (portable path)") {
+TEST_CASE("decode: head_dim not a multiple of 32 (AVX-512 tail), of 16 (AVX2 tail; no AVX-512) or of 8 (portable)") {
   constexpr std::int64_t kPositions = 200;
   constexpr int kGroup = 4;
-  for (const int head_dim : {72, 36}) {
+  for (const int head_dim : {80, 72, 36}) {
     const Layer layer = make_layer(kPositions, head_dim, kGroup, 3);
     for (const char* name : {"fp16", "bf16", "int4-t16", "int3-t16"}) {
       const PageFormat key = format_named(name);
@@ -352,8 +367,11 @@ TEST_CASE("decode: the tolerance catches one code off by one step in one page") 
     *byte ^= flip;
     const std::vector<float> corrupted_ref =
         run_reference(stream.view(), kPositions, layer.queries.data(), kGroup, scale);
-    for (const auto path : {runtime::detail::CpuDecodePath::kPortable, runtime::detail::CpuDecodePath::kAvx2}) {
-      if (path == runtime::detail::CpuDecodePath::kAvx2 && !runtime::cpu_decode_uses_avx2()) continue;
+    for (const auto path : {runtime::detail::CpuDecodePath::kPortable, runtime::detail::CpuDecodePath::kAvx2,
+                            runtime::detail::CpuDecodePath::kAvx512}) {
+      if (!runtime::detail::cpu_decode_path_supported(path, kHeadDim)) continue;
+      const std::string path_label = path_name(path);
+      CAPTURE(path_label);
       const std::vector<float> out = run_path(path, stream.view(), kPositions, layer.queries.data(), kGroup, scale);
       const double vs_intact = relative_error(out, intact);
       MESSAGE(std::string(keys ? "key" : "value")
