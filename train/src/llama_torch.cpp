@@ -1,11 +1,11 @@
 #include "hnf/train/llama_torch.h"
 
 #include <cmath>
-#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "hnf/proofs/error.h"
 #include "hnf/proofs/safetensors.h"
+#include "hnf/proofs/write_file.h"
 
 namespace hnf::train {
 namespace {
@@ -157,13 +157,7 @@ void LlamaTorch::save(const std::filesystem::path& dir) const {
       {"eos_token_id", shape_.eos_token_id},
       {"torch_dtype", "float32"},
   };
-  const auto config_path = dir / "config.json";
-  {
-    std::ofstream out(config_path.string() + ".partial");
-    out << config.dump(2) << "\n";
-    if (!out) throw proofs::bad_input(config_path.string(), "cannot write");
-  }
-  std::filesystem::rename(config_path.string() + ".partial", config_path);
+  proofs::write_text_atomically((dir / "config.json").string(), config.dump(2) + "\n");
 
   std::vector<proofs::TensorSpec> specs;
   for (const auto& [name, t] : params_) specs.push_back({name, proofs::Dtype::kF32, t.sizes().vec()});
