@@ -27,23 +27,13 @@ PageFormat staged_page_format() {
   return p;
 }
 
-const char* page_format_name(const PageFormat& f) {
-  static const char* const kInt[4][2][4] = {
-      {{"int8-d32", "int8-d64", "int8-d128", "int8-d?"}, {"int8-t16", "int8-t32", "int8-t64", "int8-t?"}},
-      {{"int4-d32", "int4-d64", "int4-d128", "int4-d?"}, {"int4-t16", "int4-t32", "int4-t64", "int4-t?"}},
-      {{"int3-d32", "int3-d64", "int3-d128", "int3-d?"}, {"int3-t16", "int3-t32", "int3-t64", "int3-t?"}},
-      {{"int2-d32", "int2-d64", "int2-d128", "int2-d?"}, {"int2-t16", "int2-t32", "int2-t64", "int2-t?"}}};
-  switch (f.encoding) {
-    case kPageF16: return "fp16";
-    case kPageBF16: return "bf16";
-    case kPageStagedF32: return "f32-staged";
-    default: break;
-  }
-  const int e = std::clamp(static_cast<int>(f.encoding) - kPageInt8, 0, 3);
-  const bool tokens = f.axis == kAxisTokens;
-  const int g = tokens ? (f.group == 16 ? 0 : f.group == 32 ? 1 : f.group == 64 ? 2 : 3)
-                       : (f.group == 32 ? 0 : f.group == 64 ? 1 : f.group == 128 ? 2 : 3);
-  return kInt[e][tokens ? 1 : 0][g];
+proofs::Format vocabulary_format(const PageFormat& f) {
+  HNF_ASSERT(f.encoding != kPageStagedF32, "the staging layout is not a vocabulary format");
+  return {static_cast<proofs::Encoding>(f.encoding), static_cast<proofs::GroupAxis>(f.axis), f.group};
+}
+
+std::string page_format_name(const PageFormat& f) {
+  return f.encoding == kPageStagedF32 ? "f32-staged" : proofs::format_name(vocabulary_format(f));
 }
 
 namespace {
@@ -92,16 +82,31 @@ void read_row(const std::uint8_t* data, const PageFormat& f, int page_size, int 
 
 }  // namespace
 
-void read_position(const StreamView& stream, std::int64_t t, double* key, double* value, double* key_radius,
-                   double* value_radius) {
+namespace {
+
+enum class Side { kKeys, kValues };
+
+// The stored row and radii of position t on one side of its page. out, radius [head_dim].
+void read_side(const StreamView& stream, std::int64_t t, Side side, double* out, double* radius) {
   HNF_ASSERT(t >= 0, "position is not negative");
   const std::int64_t page = t / stream.page_size;
   HNF_ASSERT(page < stream.num_pages, "position is in the stream");
   const PageRef& p = stream.pages[page];
   const auto row = static_cast<int>(t % stream.page_size);
   HNF_ASSERT(row < p.rows, "position is in the stream");
-  read_row(p.keys, p.key_format, stream.page_size, stream.head_dim, row, key, key_radius);
-  read_row(p.values, p.value_format, stream.page_size, stream.head_dim, row, value, value_radius);
+  if (side == Side::kKeys) {
+    read_row(p.keys, p.key_format, stream.page_size, stream.head_dim, row, out, radius);
+  } else {
+    read_row(p.values, p.value_format, stream.page_size, stream.head_dim, row, out, radius);
+  }
+}
+
+}  // namespace
+
+void read_position(const StreamView& stream, std::int64_t t, double* key, double* value, double* key_radius,
+                   double* value_radius) {
+  read_side(stream, t, Side::kKeys, key, key_radius);
+  read_side(stream, t, Side::kValues, value, value_radius);
 }
 
 void decode_attention_reference(const StreamView& stream, std::int64_t positions, const float* q, int group,
@@ -109,13 +114,13 @@ void decode_attention_reference(const StreamView& stream, std::int64_t positions
   HNF_ASSERT(positions >= 1 && group >= 1, "decode needs a position and a query");
   const auto d = static_cast<std::size_t>(stream.head_dim);
   const auto n = static_cast<std::size_t>(positions);
-  std::vector<double> key(d), value(d), key_radius(d), value_radius(d);
+  std::vector<double> row(d), radius(d);  // one position's stored keys (first pass) or values (second)
   std::vector<double> scores(n * static_cast<std::size_t>(group));  // [group, positions]
   for (std::size_t t = 0; t < n; ++t) {
-    read_position(stream, static_cast<std::int64_t>(t), key.data(), value.data(), key_radius.data(), value_radius.data());
+    read_side(stream, static_cast<std::int64_t>(t), Side::kKeys, row.data(), radius.data());
     for (std::size_t g = 0; g < static_cast<std::size_t>(group); ++g) {
       double dot = 0.0;
-      for (std::size_t c = 0; c < d; ++c) dot += static_cast<double>(q[g * d + c]) * key[c];
+      for (std::size_t c = 0; c < d; ++c) dot += static_cast<double>(q[g * d + c]) * row[c];
       scores[g * n + t] = dot * static_cast<double>(scale);
     }
   }
@@ -127,10 +132,10 @@ void decode_attention_reference(const StreamView& stream, std::int64_t positions
     for (std::size_t t = 0; t < n; ++t) total[g] += (s[t] = std::exp(s[t] - m));
   }
   for (std::size_t t = 0; t < n; ++t) {
-    read_position(stream, static_cast<std::int64_t>(t), key.data(), value.data(), key_radius.data(), value_radius.data());
+    read_side(stream, static_cast<std::int64_t>(t), Side::kValues, row.data(), radius.data());
     for (std::size_t g = 0; g < static_cast<std::size_t>(group); ++g) {
       const double w = scores[g * n + t];
-      for (std::size_t c = 0; c < d; ++c) acc[g * d + c] += w * value[c];
+      for (std::size_t c = 0; c < d; ++c) acc[g * d + c] += w * row[c];
     }
   }
   for (std::size_t g = 0; g < static_cast<std::size_t>(group); ++g) {

@@ -9,24 +9,25 @@
 #include "hnf/proofs/float16.h"
 #include "hnf/proofs/format.h"
 #include "hnf/runtime/block_format.h"
+#include "hnf/runtime/decode_attention.h"
 
 namespace hnf::runtime {
 namespace {
 
-// Checks what the float formats cannot store, as proofs::quantize_block does.
-void check_float_row(const PageFormat& f, const float* x, int head_dim) {
+// Rounds x [head_dim] to fp16 or bf16 bits into out [head_dim], refusing (as
+// proofs::quantize_block does) a value that rounds to infinity or is NaN.
+void round_float_row(const PageFormat& f, const float* x, int head_dim, std::uint16_t* out) {
+  const bool f16 = f.encoding == kPageF16;
   for (int c = 0; c < head_dim; ++c) {
-    const std::uint16_t bits = f.encoding == kPageF16 ? proofs::float_to_half_bits(x[c]) : proofs::float_to_bf16_bits(x[c]);
-    const float back = f.encoding == kPageF16 ? proofs::half_bits_to_float(bits) : proofs::bf16_bits_to_float(bits);
+    out[c] = f16 ? proofs::float_to_half_bits(x[c]) : proofs::float_to_bf16_bits(x[c]);
+    const float back = f16 ? proofs::half_bits_to_float(out[c]) : proofs::bf16_bits_to_float(out[c]);
     if (!std::isfinite(back)) {
-      throw proofs::Error(proofs::ErrorKind::kBadInput, std::string(f.encoding == kPageF16 ? "fp16" : "bf16") +
-                                                            ": channel " + std::to_string(c) + " holds " +
-                                                            std::to_string(x[c]) + ", which the format cannot store");
+      throw proofs::Error(proofs::ErrorKind::kBadInput, std::string(f16 ? "fp16" : "bf16") + ": channel " +
+                                                            std::to_string(c) + " holds " + std::to_string(x[c]) +
+                                                            ", which the format cannot store");
     }
   }
 }
-
-void write_group(const std::uint8_t* src, std::size_t bytes, std::uint8_t* dst) { std::memcpy(dst, src, bytes); }
 
 }  // namespace
 
@@ -38,13 +39,14 @@ void encode_row(const PageFormat& f, int page_size, int head_dim, int row, const
     return;
   }
   if (f.axis == kAxisNone) {
-    check_float_row(f, x, head_dim);
-    auto* out = reinterpret_cast<std::uint16_t*>(page) + static_cast<std::size_t>(row) * d;
-    for (std::size_t c = 0; c < d; ++c) out[c] = f.encoding == kPageF16 ? proofs::float_to_half_bits(x[c]) : proofs::float_to_bf16_bits(x[c]);
+    // Rounded into a scratch row first so that bad input leaves the page unchanged.
+    std::vector<std::uint16_t> bits(d);
+    round_float_row(f, x, head_dim, bits.data());
+    std::memcpy(page + static_cast<std::size_t>(row) * d * sizeof(std::uint16_t), bits.data(), d * sizeof(std::uint16_t));
     return;
   }
   HNF_ASSERT(f.axis == kAxisHeadDim, "intB-tP pages are written by encode_token_groups");
-  const proofs::Format format{static_cast<proofs::Encoding>(f.encoding), proofs::GroupAxis::kHeadDim, f.group};
+  const proofs::Format format = vocabulary_format(f);
   const std::size_t groups = d / f.group;
   const std::size_t group_bytes = integer_group_bytes(f.bits, f.group);
   // Quantize every group first so that bad input leaves the page unchanged.
@@ -56,13 +58,13 @@ void encode_row(const PageFormat& f, int page_size, int head_dim, int row, const
       std::memcpy(encoded.data() + j * group_bytes, &block, sizeof(block));
     }
   });
-  write_group(encoded.data(), encoded.size(), page + static_cast<std::size_t>(row) * groups * group_bytes);
+  std::memcpy(page + static_cast<std::size_t>(row) * groups * group_bytes, encoded.data(), encoded.size());
 }
 
 void encode_token_groups(const PageFormat& f, int page_size, int head_dim, const float* staged, std::uint8_t* page) {
   HNF_ASSERT(f.axis == kAxisTokens && f.group == page_size, "an intB-tP page holds one group of page_size positions");
   const auto d = static_cast<std::size_t>(head_dim);
-  const proofs::Format format{static_cast<proofs::Encoding>(f.encoding), proofs::GroupAxis::kTokens, f.group};
+  const proofs::Format format = vocabulary_format(f);
   const std::size_t group_bytes = integer_group_bytes(f.bits, f.group);
   std::vector<std::uint8_t> encoded(d * group_bytes);
   with_integer_block(format, [&]<int Bits, int Count>() {
@@ -74,7 +76,7 @@ void encode_token_groups(const PageFormat& f, int page_size, int head_dim, const
       std::memcpy(encoded.data() + c * group_bytes, &block, sizeof(block));
     }
   });
-  write_group(encoded.data(), encoded.size(), page);
+  std::memcpy(page, encoded.data(), encoded.size());
 }
 
 OwnedStream::OwnedStream(const float* keys, const float* values, std::int64_t positions, int page_size, int head_dim,
@@ -90,7 +92,7 @@ OwnedStream::OwnedStream(const float* keys, const float* values, std::int64_t po
   std::size_t total = 0;
   for (std::int64_t p = 0; p < num_pages; ++p) {
     const int rows = static_cast<int>(std::min<std::int64_t>(page_size, positions - p * page_size));
-    if (kf[static_cast<std::size_t>(p)].axis == kAxisTokens && rows < page_size) kf[static_cast<std::size_t>(p)] = {kPageStagedF32, kAxisNone, 32, 0, 0, 0};
+    if (kf[static_cast<std::size_t>(p)].axis == kAxisTokens && rows < page_size) kf[static_cast<std::size_t>(p)] = staged_page_format();
     key_offset.push_back(total);
     total += (page_bytes(kf[static_cast<std::size_t>(p)], page_size, head_dim) + 7) / 8 * 8;
     value_offset.push_back(total);

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <string>
 
 #include "hnf/proofs/format.h"
 #include "hnf/runtime/kv_pages.h"
@@ -15,10 +16,12 @@ namespace hnf::runtime {
 
 // The page format of a vocabulary format (proofs/format.h).
 [[nodiscard]] PageFormat page_format(const proofs::Format& f);
+// The vocabulary format of a page format (the inverse of page_format); not for staging.
+[[nodiscard]] proofs::Format vocabulary_format(const PageFormat& f);
 // The f32 staging layout (keys of an intB-tP page that is not full).
 [[nodiscard]] PageFormat staged_page_format();
-// "fp16", "int4-d32", "int2-t16", "f32-staged".
-[[nodiscard]] const char* page_format_name(const PageFormat& f);
+// proofs::format_name of the page's format ("fp16", "int4-d32", "int2-t16"), or "f32-staged".
+[[nodiscard]] std::string page_format_name(const PageFormat& f);
 
 // Reference: scores, softmax and the weighted sum in double on the exact stored values; the
 // result rounded once to float. The parity target of every other backend.
