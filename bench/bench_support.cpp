@@ -2,6 +2,18 @@
 
 #include <unistd.h>
 
+#if defined(__x86_64__) || defined(__i386__)
+#define HNF_BENCH_X86 1
+// GCC 12's AVX-512 intrinsics read a deliberately uninitialised value (GCC bug 105593).
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <immintrin.h>
+#pragma GCC diagnostic pop
+#else
+#define HNF_BENCH_X86 0
+#endif
+
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
@@ -123,6 +135,89 @@ TriadResult run_triad(std::size_t array_bytes, int repeats, int threads) {
   double sum = 0.0;
   for (std::size_t i = 0; i < n; i += 4096) sum += pa[i];
   result.checksum = sum;
+  return result;
+}
+
+namespace {
+
+// Chains per thread: more than the FMA latency (4 cycles) x the FMA units (2) needs, so the
+// loop is bound by FMA throughput, not latency.
+constexpr int kFmaChains = 12;
+constexpr std::int64_t kFmaIterations = 20'000'000;
+
+#if HNF_BENCH_X86
+// kFmaChains independent chains x = x * a + b (a < 1, so nothing overflows), iterations x
+// kFmaChains FMA instructions. The empty asm keeps `a` in a register each iteration, so the
+// compiler can neither fold the chains nor hoist them.
+__attribute__((target("avx512f"))) double fma_chains_avx512(std::int64_t iterations) {
+  __m512 x[kFmaChains];
+  for (int k = 0; k < kFmaChains; ++k) x[k] = _mm512_set1_ps(0.001f * static_cast<float>(k));
+  __m512 a = _mm512_set1_ps(0.999f);
+  const __m512 b = _mm512_set1_ps(0.001f);
+  for (std::int64_t i = 0; i < iterations; ++i) {
+#pragma GCC unroll 12
+    for (int k = 0; k < kFmaChains; ++k) x[k] = _mm512_fmadd_ps(x[k], a, b);
+    asm("" : "+v"(a));
+  }
+  __m512 sum = x[0];
+  for (int k = 1; k < kFmaChains; ++k) sum = _mm512_add_ps(sum, x[k]);
+  return static_cast<double>(_mm512_reduce_add_ps(sum));
+}
+
+__attribute__((target("avx2,fma"))) double fma_chains_avx2(std::int64_t iterations) {
+  __m256 x[kFmaChains];
+  for (int k = 0; k < kFmaChains; ++k) x[k] = _mm256_set1_ps(0.001f * static_cast<float>(k));
+  __m256 a = _mm256_set1_ps(0.999f);
+  const __m256 b = _mm256_set1_ps(0.001f);
+  for (std::int64_t i = 0; i < iterations; ++i) {
+#pragma GCC unroll 12
+    for (int k = 0; k < kFmaChains; ++k) x[k] = _mm256_fmadd_ps(x[k], a, b);
+    asm("" : "+x"(a));
+  }
+  alignas(32) float lanes[8];
+  __m256 sum = x[0];
+  for (int k = 1; k < kFmaChains; ++k) sum = _mm256_add_ps(sum, x[k]);
+  _mm256_store_ps(lanes, sum);
+  double total = 0.0;
+  for (float v : lanes) total += static_cast<double>(v);
+  return total;
+}
+#endif
+
+}  // namespace
+
+FmaPeakResult run_fma_peak(int repeats, int threads) {
+  HNF_ASSERT(repeats >= 1 && threads >= 1, "the FMA peak runs at least once on at least one thread");
+  FmaPeakResult result;
+#if HNF_BENCH_X86
+  __builtin_cpu_init();
+  const bool avx512 = __builtin_cpu_supports("avx512f") != 0;
+  const bool avx2 = __builtin_cpu_supports("avx2") != 0 && __builtin_cpu_supports("fma") != 0;
+  if (!avx512 && !avx2) {
+    result.isa = "none";
+    return result;
+  }
+  result.isa = avx512 ? "AVX-512" : "AVX2/FMA";
+  result.chains = kFmaChains;
+  result.iterations = kFmaIterations;
+  result.vector_lanes = avx512 ? 16 : 8;
+  double best = 0.0;
+  for (int r = 0; r < repeats + 1; ++r) {
+    double checksum = 0.0;
+    const double start = now_seconds();
+#pragma omp parallel num_threads(threads) reduction(+ : checksum)
+    checksum += avx512 ? fma_chains_avx512(kFmaIterations) : fma_chains_avx2(kFmaIterations);
+    const double elapsed = now_seconds() - start;
+    result.checksum += checksum;
+    if (r == 0) continue;  // warm-up (clock ramp)
+    const double lane_fmas = static_cast<double>(threads) * static_cast<double>(kFmaIterations) * kFmaChains *
+                             static_cast<double>(result.vector_lanes);
+    best = std::max(best, lane_fmas / elapsed);
+  }
+  result.lane_fmas_per_s = best;
+#else
+  result.isa = "none";
+#endif
   return result;
 }
 

@@ -32,6 +32,20 @@ struct TriadResult {
 // threads (first touch by the same threads). Memory is released before it returns.
 [[nodiscard]] TriadResult run_triad(std::size_t array_bytes, int repeats, int threads);
 
+struct FmaPeakResult {
+  int vector_lanes = 0;            // fp32 lanes per FMA instruction measured (16 AVX-512, 8 AVX2; 0: not measured)
+  std::string isa;                 // "AVX-512", "AVX2/FMA", or "none" (not an x86 CPU with FMA)
+  int chains = 0;                  // independent FMA chains per thread
+  std::int64_t iterations = 0;     // FMAs per chain per pass
+  double lane_fmas_per_s = 0.0;    // fp32 multiply-adds per second on all threads (best pass)
+  double checksum = 0.0;           // keeps the results observable
+};
+// The machine's fp32 fused multiply-add peak: independent FMA chains in registers (no memory
+// traffic) on `threads` OpenMP threads, with the widest vectors the CPU has, best of `repeats`
+// passes. It bounds any fp32 kernel that does k FMAs per byte it reads at peak/k bytes/s: the
+// decode does one per query head per stored K and V element.
+[[nodiscard]] FmaPeakResult run_fma_peak(int repeats, int threads);
+
 // Writes and reads a buffer larger than the last-level cache, so that the next timed run reads
 // its data from memory. A no-op when built with 0 bytes.
 class CacheEvictor {

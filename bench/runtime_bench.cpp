@@ -568,22 +568,36 @@ std::string positions_label(std::int64_t p) {
   return p % 1024 == 0 ? fmt::format("{}K", p / 1024) : std::to_string(p);
 }
 
-std::string decode_table(const ShapeResult& r, double triad_gbs) {
+// The bandwidth (GB/s of stored bytes) at which a shape's decode would use the whole measured
+// fp32 FMA peak on multiply-adds alone: one FMA per query head per stored K and V element, so
+// peak / (heads per kv head) elements per second, of bits/8 bytes each. No fp32 kernel reads
+// faster; 0 when the peak was not measured.
+double fma_roof_gbs(const Shape& shape, double bits, const bench::FmaPeakResult& fma) {
+  const double group = static_cast<double>(shape.heads) / static_cast<double>(shape.kv_heads);
+  return fma.lane_fmas_per_s * bits / (8.0 * group) / 1e9;
+}
+
+std::string roof_label(double roof_gbs, double triad_gbs) {
+  return roof_gbs > 0.0 ? fixed(100.0 * roof_gbs / triad_gbs, 0) + "%" : "n/a";
+}
+
+std::string decode_table(const ShapeResult& r, double triad_gbs, const bench::FmaPeakResult& fma) {
   MarkdownTable t({{"format"}, {"bits/elem", Align::kRight}, {"positions", Align::kRight}, {"decode (us)", Align::kRight},
-                   {"GB/s", Align::kRight}, {"% of triad", Align::kRight}, {"LibTorch fp32 (us)", Align::kRight},
-                   {"speedup", Align::kRight}, {"max abs diff", Align::kRight}});
+                   {"GB/s", Align::kRight}, {"% of triad", Align::kRight}, {"FMA roof", Align::kRight},
+                   {"LibTorch fp32 (us)", Align::kRight}, {"speedup", Align::kRight}, {"max abs diff", Align::kRight}});
   const double fp32_elements = 2.0 * r.shape.layers * r.shape.kv_heads * r.shape.head_dim;
   for (const auto& tp : r.torch) {
     const double bytes = fp32_elements * static_cast<double>(tp.positions) * 4.0;
     const double gbs = bytes / tp.timing.median_s / 1e9;
     t.add_row({"LibTorch fp32 (dense)", "32.000", positions_label(tp.positions), fixed(tp.timing.median_s * 1e6, 1), fixed(gbs, 2),
-               fixed(100.0 * gbs / triad_gbs, 1) + "%", fixed(tp.timing.median_s * 1e6, 1), "1.00x", "0 (baseline)"});
+               fixed(100.0 * gbs / triad_gbs, 1) + "%", roof_label(fma_roof_gbs(r.shape, 32.0, fma), triad_gbs),
+               fixed(tp.timing.median_s * 1e6, 1), "1.00x", "0 (baseline)"});
     for (const auto& row : r.rows) {
       if (row.positions != tp.positions) continue;
       const double rgbs = static_cast<double>(row.bytes) / row.timing.median_s / 1e9;
       t.add_row({row.label, fixed(row.bits, 3), positions_label(row.positions), fixed(row.timing.median_s * 1e6, 1), fixed(rgbs, 2),
-                 fixed(100.0 * rgbs / triad_gbs, 1) + "%", fixed(row.torch_s * 1e6, 1), fixed(row.torch_s / row.timing.median_s, 2) + "x",
-                 fmt::format("{:.2e}", row.max_diff)});
+                 fixed(100.0 * rgbs / triad_gbs, 1) + "%", roof_label(fma_roof_gbs(r.shape, row.bits, fma), triad_gbs),
+                 fixed(row.torch_s * 1e6, 1), fixed(row.torch_s / row.timing.median_s, 2) + "x", fmt::format("{:.2e}", row.max_diff)});
     }
   }
   return t.render();
@@ -627,7 +641,8 @@ std::string gpu_section(const std::vector<ShapeResult>& results) {
   return s;
 }
 
-std::string targets_section(const std::vector<ShapeResult>& results, double triad_gbs, const std::string& target_label) {
+std::string targets_section(const std::vector<ShapeResult>& results, double triad_gbs, const bench::FmaPeakResult& fma,
+                            const std::string& target_label) {
   std::string s = "## Targets\n\n";
   const ShapeResult* large = nullptr;
   for (const auto& r : results) {
@@ -636,23 +651,36 @@ std::string targets_section(const std::vector<ShapeResult>& results, double tria
   // 1. Bandwidth at 32K and 128K on the large shape.
   s += fmt::format("### Decode at >= {:.0f}% of the triad bandwidth at 32K and 128K tokens, large shape\n\n", 100 * kBandwidthTarget);
   {
-    MarkdownTable t({{"format"}, {"positions", Align::kRight}, {"% of triad", Align::kRight}, {"target", Align::kLeft}});
-    int rows = 0, met = 0;
+    MarkdownTable t({{"format"}, {"positions", Align::kRight}, {"% of triad", Align::kRight}, {"FMA roof", Align::kRight},
+                     {"target", Align::kLeft}});
+    int rows = 0, met = 0, above_roof = 0;
     if (large != nullptr) {
       for (const auto& row : large->rows) {
         if (row.positions != kTargetPositions32K && row.positions != kTargetPositions128K) continue;
         const double frac = static_cast<double>(row.bytes) / row.timing.median_s / 1e9 / triad_gbs;
+        const double roof = fma_roof_gbs(large->shape, row.bits, fma);
+        const bool unreachable = roof > 0.0 && roof < kBandwidthTarget * triad_gbs;
         ++rows;
         met += frac >= kBandwidthTarget ? 1 : 0;
-        t.add_row({row.label, positions_label(row.positions), fixed(100.0 * frac, 1) + "%", frac >= kBandwidthTarget ? "met" : "not met"});
+        above_roof += unreachable && frac < kBandwidthTarget ? 1 : 0;
+        std::string verdict = frac >= kBandwidthTarget ? "met" : "not met";
+        if (unreachable && frac < kBandwidthTarget) verdict += " (target above the FMA roof)";
+        t.add_row({row.label, positions_label(row.positions), fixed(100.0 * frac, 1) + "%", roof_label(roof, triad_gbs), verdict});
       }
     }
     if (rows == 0) {
       s += "Not measured in this run: the positions measured do not include 32768 or 131072 on the large shape.\n\n";
     } else {
       s += t.render() + "\n";
-      s += fmt::format("**{}**: {} of {} rows reach {:.0f}% of the triad.\n\n", met == rows ? "Met" : "Not met", met, rows,
+      s += fmt::format("**{}**: {} of {} rows reach {:.0f}% of the triad.", met == rows ? "Met" : "Not met", met, rows,
                        100 * kBandwidthTarget);
+      if (above_roof > 0) {
+        s += fmt::format(" {} of the rows that miss it cannot reach it on this machine with fp32 arithmetic: their FMA roof "
+                         "(one FMA per query head per stored element at the measured FMA peak) is below {:.0f}% of the "
+                         "triad.",
+                         above_roof, 100 * kBandwidthTarget);
+      }
+      s += "\n\n";
     }
   }
   // 2. Speed-up over LibTorch at ~3 bits/element, 32K.
@@ -692,7 +720,8 @@ std::string targets_section(const std::vector<ShapeResult>& results, double tria
   return s;
 }
 
-std::string render_report(const Options& o, const bench::MachineInfo& machine, const bench::TriadResult& triad, int threads,
+std::string render_report(const Options& o, const bench::MachineInfo& machine, const bench::TriadResult& triad,
+                          const bench::FmaPeakResult& fma, int threads,
                           std::size_t evict_bytes, const std::vector<ShapeResult>& results, const std::string& target_label,
                           double total_s, double load_start, double load_end) {
   std::string s = "# Runtime benchmark: decode attention from the mixed-precision KV cache\n\n";
@@ -724,6 +753,18 @@ std::string render_report(const Options& o, const bench::MachineInfo& machine, c
                    "pass.\n\n",
                    triad.best_gbs, triad.median_gbs);
 
+  s += "## Arithmetic peak (fp32 FMA)\n\n";
+  if (fma.lane_fmas_per_s > 0.0) {
+    s += fmt::format("{} independent chains of {} {} FMAs (x = x*a + b, {} fp32 lanes) per thread in registers, {} threads, best "
+                     "pass: **{:.1f} G multiply-adds/s** ({:.1f} GFLOP/s). The decode does one FMA per query head per stored "
+                     "K and V element, so a decode that does them as fp32 FMAs, on a shape with g query heads per kv head, reads at most peak x "
+                     "bits / (8 g) bytes/s: the \"FMA roof\" columns give that bound as a percentage of the triad (above "
+                     "100%: memory bound; below the target: the target cannot be met with fp32 arithmetic here).\n\n",
+                     fma.chains, fma.iterations, fma.isa, fma.vector_lanes, threads, fma.lane_fmas_per_s / 1e9, 2.0 * fma.lane_fmas_per_s / 1e9);
+  } else {
+    s += "Not measured: the CPU has neither AVX-512 nor AVX2/FMA (the \"FMA roof\" columns say n/a).\n\n";
+  }
+
   s += "## Method\n\n";
   s += fmt::format(
       "- One decode: one query per query head attends over all cached positions, in every layer of the shape, with "
@@ -748,7 +789,7 @@ std::string render_report(const Options& o, const bench::MachineInfo& machine, c
                      r.shape.layers == 1 ? "one layer" : fmt::format("all {} layers", r.shape.layers));
     for (const auto& n : r.notes) s += "- " + n + "\n";
     if (!r.notes.empty()) s += "\n";
-    s += decode_table(r, triad.best_gbs) + "\n";
+    s += decode_table(r, triad.best_gbs, fma) + "\n";
   }
 
   s += "## Append (quantize) throughput\n\n";
@@ -764,7 +805,7 @@ std::string render_report(const Options& o, const bench::MachineInfo& machine, c
   }
   s += a.render() + "\n";
   s += gpu_section(results);
-  s += targets_section(results, triad.best_gbs, target_label);
+  s += targets_section(results, triad.best_gbs, fma, target_label);
   return s;
 }
 
@@ -811,6 +852,8 @@ int run(const Options& opts_in) {
   fmt::print(stderr, "triad: 3 x {} MiB, {} threads\n", o.triad_mib, threads);
   const bench::TriadResult triad = bench::run_triad(o.triad_mib << 20, std::max(o.repeats, 5), threads);
   fmt::print(stderr, "triad: {:.2f} GB/s (best), {:.2f} GB/s (median)\n", triad.best_gbs, triad.median_gbs);
+  const bench::FmaPeakResult fma = bench::run_fma_peak(o.quick ? 1 : 5, threads);
+  fmt::print(stderr, "fp32 FMA peak ({}): {:.1f} G multiply-adds/s\n", fma.isa, fma.lane_fmas_per_s / 1e9);
 
   std::size_t evict_bytes = 0;
   if (o.evict_mib >= 0) {
@@ -838,7 +881,7 @@ int run(const Options& opts_in) {
     results.push_back(run_shape(*shape, positions, std::move(variants), std::move(notes), o, evictor));
   }
 
-  const std::string report = render_report(o, machine, triad, threads, evictor.bytes(), results, proofs::format_name(target[0]),
+  const std::string report = render_report(o, machine, triad, fma, threads, evictor.bytes(), results, proofs::format_name(target[0]),
                                            bench::now_seconds() - t0, load_start, bench::load_average());
   const std::filesystem::path out(o.out);
   if (out.has_parent_path()) proofs::ensure_directory(out.parent_path().string(), "--out");

@@ -10,7 +10,7 @@ if(NOT EXISTS "${OUT}")
   message(FATAL_ERROR "hnf-bench-runtime --quick did not write ${OUT}")
 endif()
 file(READ "${OUT}" report)
-foreach(section "## Machine" "## Memory bandwidth" "## Reference model shape" "## Llama-3-8B-like layer"
+foreach(section "## Machine" "## Memory bandwidth" "## Arithmetic peak (fp32 FMA)" "FMA roof" "## Reference model shape" "## Llama-3-8B-like layer"
                 "## Append (quantize) throughput" "## GPU" "## Targets" "certified mixed-map rows are omitted"
                 "LibTorch fp32 (dense)")
   string(FIND "${report}" "${section}" at)
