@@ -104,7 +104,7 @@ Json obligation_to_json(const Obligation& o) {
 Json certificate_body(const Certificate& c) {
   Json obligations = Json::array();
   for (const auto& o : c.obligations) obligations.push_back(obligation_to_json(o));
-  return {{"format", "hnf-certificate"},
+  Json body = {{"format", "hnf-certificate"},
           {"version", c.version},
           {"tool_version", c.tool_version},
           {"model_id", c.model_id},
@@ -120,6 +120,10 @@ Json certificate_body(const Certificate& c) {
           {"map", map_to_json(c.map)},
           {"scope", scope_to_json(c.scope)},
           {"obligations", obligations}};
+  // Optional (informational): written, and hashed, only when set, so certificates made before
+  // the field existed keep their hash.
+  if (!c.certify_command.empty()) body["certify_command"] = c.certify_command;
+  return body;
 }
 
 std::string body_sha256(const Json& body) {
@@ -139,6 +143,7 @@ class ObjectReader {
   [[noreturn]] void fail(const std::string& field, const std::string& problem) const {
     throw bad_input(file_, where_ + (field.empty() ? "" : "." + field) + " " + problem);
   }
+  [[nodiscard]] bool has(const std::string& name) const { return j_.contains(name); }
   const Json& field(const std::string& name) {
     const auto it = j_.find(name);
     if (it == j_.end()) fail(name, "is missing");
@@ -683,6 +688,19 @@ int precision_bits(const Format& format) {
   }
 }
 
+int necessity_min_bits(const std::string& kappa_d2, const std::string& budget) {
+  HNF_ASSERT(is_exact_rational(kappa_d2) && is_exact_rational(budget), "necessity_min_bits takes exact rationals");
+  const mpq_class eight_eps = 8 * to_mpq(budget);
+  HNF_ASSERT(eight_eps > 0, "a budget is positive");
+  const mpq_class kd2 = to_mpq(kappa_d2);
+  mpq_class capacity = eight_eps;  // 8 * eps * 2^(2b) for b = 0, 1, ...
+  for (int bits = 0; bits <= kMaxNecessityBits; ++bits) {
+    if (capacity >= kd2) return bits;
+    capacity *= 4;
+  }
+  return kMaxNecessityBits + 1;
+}
+
 double map_bits_per_element(const PrecisionMap& map) {
   // Per unit: block positions (the last unit may be shorter) x head_dim elements, K and V.
   double bits = 0.0, elements = 0.0;
@@ -750,6 +768,7 @@ Certificate certificate_from_json(std::string_view text, const std::string& file
   c.scope = parse_scope(r.field("scope"), file);
   std::size_t index = 0;
   for (const auto& o : r.array("obligations")) c.obligations.push_back(parse_obligation(o, index++, file));
+  if (r.has("certify_command")) c.certify_command = r.string("certify_command");
   const std::string stated_hash = r.string("certificate_sha256");
   r.finish();
   if (stated_hash != body_sha256(certificate_body(c))) {

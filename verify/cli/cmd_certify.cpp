@@ -12,6 +12,7 @@
 #include "hnf/proofs/certificate.h"
 #include "hnf/proofs/error.h"
 #include "hnf/proofs/write_file.h"
+#include "hnf/reports/text.h"
 #include "hnf/verify/certify.h"
 #include "progress.h"
 
@@ -119,6 +120,27 @@ void write_outputs(const CertifyCommandOptions& o, const std::string& certificat
   }
 }
 
+// The command line that makes this certificate again, every option explicit (defaults
+// included), recorded in the certificate for the audit report.
+std::string certify_command_line(const CertifyCommandOptions& o, bool bits_given) {
+  using reports::shell_quote;
+  std::string cmd = "hnf-verify certify " + shell_quote(o.trace) + " --eps " + shell_quote(o.eps);
+  if (!o.layer_eps.empty()) {
+    std::string joined;
+    for (const auto& e : o.layer_eps) joined += (joined.empty() ? "" : ",") + e;
+    cmd += " --layer-eps " + shell_quote(joined);
+  }
+  if (bits_given) cmd += fmt::format(" --bits {}", o.bits);
+  if (!o.model_dir.empty()) cmd += " --model " + shell_quote(o.model_dir);
+  if (!o.eps_total.empty()) cmd += " --eps-total " + shell_quote(o.eps_total);
+  cmd += " --out " + shell_quote(o.out);
+  if (!o.smt_dir.empty()) cmd += " --smt-dir " + shell_quote(o.smt_dir);
+  const auto& a = o.certify.analysis;
+  cmd += fmt::format(" --timeout-ms {} --last-queries {} --query-stride {} --block {} --objective {}", o.certify.timeout_ms,
+                     a.last_queries, a.query_stride, a.block, shell_quote(a.model));
+  return cmd;
+}
+
 int run_certify(CertifyCommandOptions o, bool bits_given) {
   o.certify.eps = proofs::decimal_to_double_down(o.eps, "--eps");
   for (const auto& e : o.layer_eps) o.certify.layer_eps.push_back(proofs::decimal_to_double_down(e, "--layer-eps"));
@@ -133,7 +155,8 @@ int run_certify(CertifyCommandOptions o, bool bits_given) {
     progress.update(static_cast<std::uint64_t>(fraction * 1000.0));
   };
   const auto start = std::chrono::steady_clock::now();
-  const CertifyResult result = certify(o.trace, o.certify);
+  CertifyResult result = certify(o.trace, o.certify);
+  result.certificate.certify_command = certify_command_line(o, bits_given);
   const std::string text = proofs::certificate_to_json(result.certificate);
   // The trusted checker must accept what was just produced; anything else is a bug.
   const auto check = proofs::check_certificate_text(text, o.out, {}, o.certify.tool_version);

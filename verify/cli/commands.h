@@ -15,6 +15,8 @@ void register_trace(CLI::App& app, int* exit_code);
 void register_eval(CLI::App& app, int* exit_code);
 void register_analyze(CLI::App& app, int* exit_code);
 void register_check(CLI::App& app, int* exit_code);
+void register_report(CLI::App& app, int* exit_code);
+void register_gate(CLI::App& app, int* exit_code);
 #ifdef HNF_HAVE_Z3
 void register_certify(CLI::App& app, int* exit_code);
 #endif

@@ -37,6 +37,8 @@ int run(int argc, char** argv) {
       ->callback([] { throw hnf::proofs::bad_input("certify", "this hnf-verify was built without Z3 (-DHNF_ENABLE_Z3=OFF)"); });
 #endif
   hnf::verify::cli::register_check(app, &exit_code);
+  hnf::verify::cli::register_report(app, &exit_code);
+  hnf::verify::cli::register_gate(app, &exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -65,6 +65,12 @@ struct PrecisionMap {
 [[nodiscard]] int precision_bits(const Format& format);
 // Average storage bits per K/V element of the map, metadata included.
 [[nodiscard]] double map_bits_per_element(const PrecisionMap& map);
+// The obstruction of Theorem 5.7 at one necessity row: the smallest precision b >= 0 with
+// 8 * budget * 2^(2b) >= kappa_d2, decided exactly; kMaxNecessityBits + 1 when even
+// kMaxNecessityBits bits do not suffice. Both arguments exact rationals, budget > 0. A map
+// whose precision at the row is below it fails that row (it is listed in `below`).
+inline constexpr int kMaxNecessityBits = 64;
+[[nodiscard]] int necessity_min_bits(const std::string& kappa_d2, const std::string& budget);
 
 // ---- Obligations ---------------------------------------------------------------------------
 
@@ -144,6 +150,10 @@ struct Certificate {
   PrecisionMap map;
   Scope scope;
   std::vector<Obligation> obligations;
+  // Informational, optional: the certify command line that made it, every option explicit
+  // (empty when absent: certificates made before it was recorded). Covered by
+  // certificate_sha256 when present; not checked against anything.
+  std::string certify_command;
 };
 
 // Canonical JSON text with "certificate_sha256" over everything else.
