@@ -4,6 +4,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <limits>
@@ -15,74 +16,14 @@
 #include "hnf/proofs/certificate.h"
 #include "hnf/proofs/error.h"
 #include "hnf/proofs/sha256.h"
+#include "tiny_certificate.h"
 
 using namespace hnf::proofs;
+using hnf::testing::kTool;
+using hnf::testing::tiny_certificate;
 using Json = nlohmann::json;
 
 namespace {
-
-constexpr std::string_view kTool = "hnf-verify test";
-
-// A small, valid, certified certificate: 1 layer, 1 kv head, 2 query heads, 32 tokens in two
-// blocks of 16, recorded queries at 30 and 31, keys int4-d32 then fp16, values int8-d32.
-Certificate tiny_certificate() {
-  Certificate c;
-  c.tool_version = std::string(kTool);
-  c.model_id = "synthetic";
-  c.model_sha256 = "none";
-  c.trace_file = "t.safetensors";
-  c.trace_sha256 = std::string(64, 'a');
-  c.text_sha256 = "none";
-  c.map.layers = 1;
-  c.map.kv_heads = 1;
-  c.map.heads = 2;
-  c.map.head_dim = 32;
-  c.map.tokens = 32;
-  c.map.block = 16;
-  c.map.entries.push_back({0, 0, {*parse_format("int4-d32"), *parse_format("fp16")},
-                           {*parse_format("int8-d32"), *parse_format("int8-d32")}});
-  c.map_sha256 = map_sha256(c.map);
-  c.bits_per_element = map_bits_per_element(c.map);
-  c.eps = "1/20";
-  c.layer_eps = {"1/20"};
-  c.scope.query_positions = {30, 31};
-  c.scope.heads.push_back({0, 0, "3/2", "1/10", "7", "5"});
-  c.scope.assumptions = {"test"};
-  Obligation s;
-  s.name = "layer0_sufficiency";
-  s.kind = ObligationKind::kSufficiency;
-  s.layer = 0;
-  s.budget = "1/20";
-  s.verdict = Verdict::kProved;
-  for (std::int64_t h = 0; h < 2; ++h) {
-    for (std::int64_t p : {30, 31}) s.sufficiency.push_back({0, h, p, exact_rational(0.01 * static_cast<double>(h + 1))});
-  }
-  Obligation n;
-  n.name = "layer0_necessity";
-  n.kind = ObligationKind::kNecessity;
-  n.layer = 0;
-  n.budget = "1/20";
-  n.verdict = Verdict::kProved;
-  n.below_reason = "worst case over a cell";
-  for (std::int64_t t = 0; t < 32; ++t) {
-    // 8 * (1/20) * 4^4 = 102.4 for the int4 block; position 3 needs more (listed below).
-    const std::string kd2 = t == 3 ? "200" : "1/3";
-    n.necessity.push_back({0, t, kd2, t < 16 ? 4 : 11});
-  }
-  n.below = {3};
-  Obligation comp;
-  comp.name = "composition";
-  comp.kind = ObligationKind::kComposition;
-  comp.layer = -1;
-  comp.lipschitz = {"3"};
-  comp.injection = {"2"};
-  comp.layer_eps = {"1/20"};
-  comp.budget = "1/10";  // 2 * 1/20 = 1/10: holds with equality
-  comp.verdict = Verdict::kProved;
-  c.obligations = {s, n, comp};
-  c.verdict = "certified";
-  return c;
-}
 
 CheckReport check(const Certificate& c, CheckOptions options = {}) {
   return check_certificate_text(certificate_to_json(c), "cert.json", options, kTool);
@@ -329,4 +270,38 @@ TEST_CASE("model and trace hashes are compared when the files are given") {
   with_model.model_dir = dir;  // no model.safetensors there: unreadable file is bad input
   CHECK_THROWS_AS((void)check(c, with_model), Error);
   std::filesystem::remove_all(dir);
+}
+
+TEST_CASE("necessity_min_bits is the exact Theorem 5.7 obstruction, decided at its boundary") {
+  // 8 * (1/20) * 4^b = (2/5) 4^b: exactly (2/5) 4^3 = 128/5 needs 3 bits, a hair more needs 4.
+  CHECK(necessity_min_bits("128/5", "1/20") == 3);
+  CHECK(necessity_min_bits("128000001/5000000", "1/20") == 4);
+  CHECK(necessity_min_bits("0", "1/20") == 0);
+  CHECK(necessity_min_bits("2/5", "1/20") == 0);
+  CHECK(necessity_min_bits("1", "1/20") == 1);
+  // Consistent with the checker's rows: a row holds iff its bits reach the minimum.
+  const Certificate c = tiny_certificate();
+  const Obligation& n = c.obligations[1];
+  for (std::size_t r = 0; r < n.necessity.size(); ++r) {
+    const bool listed_below = std::find(n.below.begin(), n.below.end(), static_cast<std::int64_t>(r)) != n.below.end();
+    CHECK((n.necessity[r].bits < necessity_min_bits(n.necessity[r].kappa_d2, n.budget)) == listed_below);
+  }
+  // Beyond the largest precision considered.
+  CHECK(necessity_min_bits("1" + std::string(60, '0'), "1/20") == kMaxNecessityBits + 1);
+}
+
+TEST_CASE("the recorded certify command is optional, round-trips and is covered by the certificate hash") {
+  Certificate c = tiny_certificate();
+  const std::string without = certificate_to_json(c);
+  CHECK(without.find("certify_command") == std::string::npos);  // absent: old certificates keep their hash
+  c.certify_command = "hnf-verify certify t.safetensors --eps 0.05 --out cert.json";
+  const std::string with = certificate_to_json(c);
+  const Certificate back = certificate_from_json(with, "cert.json");
+  CHECK(back.certify_command == c.certify_command);
+  CHECK(check(back).problems.empty());
+  Json j = Json::parse(with);
+  j["certify_command"] = "hnf-verify certify other.safetensors --eps 0.5 --out cert.json";
+  CHECK_THROWS_WITH_AS(certificate_from_json(j.dump(), "cert.json"), doctest::Contains("certificate_sha256"), Error);
+  j["certify_command"] = 7;
+  CHECK_THROWS_WITH_AS(certificate_from_json(j.dump(), "cert.json"), doctest::Contains("certify_command is not a string"), Error);
 }
