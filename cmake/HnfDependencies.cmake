@@ -6,6 +6,8 @@ find_package(CLI11 REQUIRED)
 find_package(OpenSSL REQUIRED COMPONENTS Crypto)  # SHA-256 of models, texts, traces
 pkg_check_modules(MPFR REQUIRED IMPORTED_TARGET mpfr)
 pkg_check_modules(GMP REQUIRED IMPORTED_TARGET gmp)
+# libpng: the browser test's screenshot check (tests/cli/png_stats.cpp).
+pkg_check_modules(PNG REQUIRED IMPORTED_TARGET libpng)
 # The certificate checker's exact rationals (mpq_class).
 pkg_check_modules(GMPXX REQUIRED IMPORTED_TARGET gmpxx)
 # Boost.Interval (analysis/ interval engine): header-only, Boost::headers.
