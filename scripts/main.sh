@@ -3,8 +3,9 @@
 # model, certify a precision map for it (Z3), re-check the certificate with the exact checker
 # (and re-derive its witnesses from the trace and model), then run the certified map in the
 # runtime's mixed-precision cache next to the fp32 cache over the passage (eval --cache:
-# perplexity, KL, top-1 agreement, measured bytes per element, queries outside S2), and print a
-# short summary. Every figure printed is computed in this run.
+# perplexity, KL, top-1 agreement, measured bytes per element, queries outside S2), write the
+# audit report with that measurement attached (report.html, report.md), and print a short
+# summary. Every figure printed is computed in this run.
 #
 # Usage: scripts/main.sh [--text FILE] [--tokens N] [--eps E] [--out DIR]
 #   defaults: examples/wikitext-2-test-passage.txt, 1024 tokens, eps 0.05, out .cache/main
@@ -44,9 +45,12 @@ set -e
 if ((check_status == 0)); then
   # The certified map in the runtime cache, against the fp32 cache, on the same text.
   build/hnf-verify eval --model "$model" --text "$text" --max-tokens "$eval_tokens" --cache "$out/certificate.json" \
-    --trace "$out/trace.safetensors"
+    --trace "$out/trace.safetensors" --json-out "$out/eval.json"
+  # The audit report, with that measurement attached.
+  build/hnf-verify report "$out/certificate.json" --model "$model" --trace "$out/trace.safetensors" \
+    --eval "$out/eval.json" --html "$out/report.html" --md "$out/report.md"
 fi
 end=$(date +%s.%N)
-echo "main job: $(awk -v s="$start" -v e="$end" 'BEGIN { printf "%.1f", e - s }') s in all (trace, certify, check, eval);" \
-  "certificate $out/certificate.json, SMT-LIB files $out/smt/"
+echo "main job: $(awk -v s="$start" -v e="$end" 'BEGIN { printf "%.1f", e - s }') s in all (trace, certify, check, eval, report);" \
+  "certificate $out/certificate.json, SMT-LIB files $out/smt/, report $out/report.html"
 exit "$check_status"

@@ -360,8 +360,13 @@ std::vector<std::string> recheck_commands(const ReportInput& in) {
   for (const auto& o : c.obligations) {
     if (o.smt_file.empty()) continue;
     const std::string path = shell_quote((std::filesystem::path(in.smt_dir) / o.smt_file).string());
-    out.push_back("z3 " + path + "    # expect unsat (" + o.name + " " + std::string(proofs::verdict_name(o.verdict)) + ")");
-    out.push_back("cvc5 " + path + "  # expect unsat");
+    // The scripts assert the obligation's negation: unsat = proved, sat = refuted.
+    const std::string expect = o.verdict == proofs::Verdict::kProved    ? "unsat"
+                               : o.verdict == proofs::Verdict::kRefuted ? "sat"
+                                                                        : "no answer was given in time";
+    const std::string note = "  # " + o.name + " " + std::string(proofs::verdict_name(o.verdict)) + ": expect " + expect;
+    out.push_back("z3 " + path + note);
+    out.push_back("cvc5 " + path + note);
   }
   return out;
 }

@@ -15,6 +15,7 @@
 #include "hnf/analysis/trace.h"
 #include "hnf/proofs/certificate.h"
 #include "hnf/proofs/error.h"
+#include "hnf/proofs/write_file.h"
 #include "hnf/runtime/evaluate.h"
 #include "hnf/runtime/mixed_kv_cache.h"
 #include "hnf/runtime/model_dir.h"
@@ -29,6 +30,7 @@ struct EvalCommandOptions {
   std::int64_t max_tokens = 0;
   runtime::EvalOptions eval;
   bool json = false;
+  std::string json_out;  // also write the JSON here (for `hnf-verify report --eval`)
   std::string cache;  // certificate of the map to evaluate (empty: full precision only)
   std::string trace;  // the certificate's trace: enables the S2 check
   bool bounds = false;
@@ -159,7 +161,7 @@ int run_eval(const EvalCommandOptions& o) {
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   const double bits_per_byte = result.nll_nats / std::log(2.0) / bytes;
 
-  if (o.json) {
+  if (o.json || !o.json_out.empty()) {
     nlohmann::json j{{"model", o.model},
                      {"text", o.text},
                      {"tokens", result.tokens},
@@ -172,8 +174,11 @@ int run_eval(const EvalCommandOptions& o) {
                      {"unigram_perplexity", result.unigram_perplexity},
                      {"seconds", seconds}};
     if (result.candidate) j["cache"] = cache_json(o, *map, *result.candidate, *monitor);
-    std::fputs((j.dump(2) + "\n").c_str(), stdout);
-    return 0;
+    if (!o.json_out.empty()) proofs::write_text_atomically(o.json_out, j.dump(2) + "\n");
+    if (o.json) {
+      std::fputs((j.dump(2) + "\n").c_str(), stdout);
+      return 0;
+    }
   }
   std::string out = fmt::format("model               {}\n", o.model);
   out += fmt::format("text                {} ({} tokens, {} bytes)\n", o.text, result.tokens, bytes);
@@ -199,6 +204,7 @@ void register_eval(CLI::App& app, int* exit_code) {
   cmd->add_option("--stride", options->eval.stride, "New tokens scored per window")->capture_default_str();
   cmd->add_option("--max-tokens", options->max_tokens, "Evaluate only the first N tokens (0: all)")->capture_default_str();
   cmd->add_flag("--json", options->json, "Print as JSON");
+  cmd->add_option("--json-out", options->json_out, "Also write the JSON to this file (for hnf-verify report --eval)");
   cmd->add_option("--cache", options->cache,
                   "Certificate (from certify): also run every window through a mixed-precision cache of its map and "
                   "report perplexity, KL and top-1 agreement against the fp32 cache, and the measured bytes per element. "

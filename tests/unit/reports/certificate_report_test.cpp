@@ -121,6 +121,10 @@ TEST_CASE("re-check commands name every SMT file for z3 and cvc5, quoted for the
   REQUIRE(cmds.size() == 3);
   CHECK(cmds[0] == "hnf-verify check 'out dir/cert.json' --model models/m --trace 'a b.safetensors' --recompute");
   CHECK(cmds[1].rfind("z3 'out dir/smt/layer0_sufficiency.smt2'", 0) == 0);
+  CHECK(cmds[1].find("layer0_sufficiency proved: expect unsat") != std::string::npos);
+  c.obligations[0].verdict = hnf::proofs::Verdict::kRefuted;
+  in.certificate = c;
+  CHECK(recheck_commands(in)[1].find("layer0_sufficiency refuted: expect sat") != std::string::npos);
   CHECK(cmds[2].rfind("cvc5 'out dir/smt/layer0_sufficiency.smt2'", 0) == 0);
 }
 
