@@ -29,6 +29,20 @@ void write_text_atomically(const std::string& path, const std::string& text) {
   }
 }
 
+void write_texts_atomically(const std::vector<std::pair<std::string, std::string>>& files) {
+  std::size_t written = 0;
+  try {
+    for (const auto& [path, text] : files) {
+      write_text_atomically(path, text);
+      ++written;
+    }
+  } catch (...) {
+    std::error_code ec;
+    for (std::size_t i = 0; i < written; ++i) std::filesystem::remove(files[i].first, ec);
+    throw;
+  }
+}
+
 void ensure_directory(const std::string& path, const std::string& option) {
   std::error_code ec;
   std::filesystem::create_directories(path, ec);

@@ -237,6 +237,58 @@ std::vector<std::pair<std::string, std::string>> hash_rows(const ReportInput& in
           {"tool", c.tool_version}};
 }
 
+using Rows = std::vector<std::pair<std::string, std::string>>;
+
+Rows summary_rows(const ReportInput& in, const ReportFacts& f) {
+  const auto& c = in.certificate;
+  return {{"epsilon (per query, largest layer budget)", fmt::format("{} (exact {})", sci(f.eps), c.eps)},
+          {"bits per K/V element (metadata included)", fmt::format("{:.4f} ({:.4f} bytes)", f.bits_per_element, f.bits_per_element / 8.0)},
+          {"compression vs fp16", fmt::format("{:.2f}x", f.compression)},
+          {"model", c.model_id},
+          {"shape", fmt::format("{} layers, {} query heads, {} kv heads, head_dim {}, {} traced positions, blocks of {}", c.map.layers,
+                                c.map.heads, c.map.kv_heads, c.map.head_dim, c.map.tokens, c.map.block)}};
+}
+
+Rows quality_rows(const EvalFacts& e) {
+  Rows rows{{"perplexity fp32 cache", fmt::format("{:.3f}", e.perplexity_fp32)},
+            {"perplexity mixed cache",
+             fmt::format("{:.3f} ({:+.2f} %)", e.perplexity_cache, 100.0 * (e.perplexity_cache / e.perplexity_fp32 - 1.0))},
+            {"mean KL vs fp32 (nats/token)", fmt::format("{:.6f}", e.mean_kl)},
+            {"top-1 agreement", percent(e.top1_agreement)},
+            {"stored bits per element (measured)", fmt::format("{:.3f}", e.measured_bits)}};
+  if (e.decode_bound_max) rows.emplace_back("largest a-posteriori decode bound", sci(*e.decode_bound_max));
+  return rows;
+}
+
+// Prose shared by both documents (plain text; the HTML escapes it).
+std::string obstruction_text(const ObstructionFacts& ob) {
+  return fmt::format("Over {} key positions (all layers and kv heads): the obstruction needs at least {:.3f} precision bits on "
+                     "average; the map stores {:.3f} (optimality gap {:.3f} bits per position); {} positions are below it (the "
+                     "S1 bounds cover them). A necessary condition, second order, with kappa rounded to nearest: how far the map "
+                     "sits above it, not a bound.",
+                     ob.rows, ob.mean_min_bits, ob.mean_map_bits, ob.mean_map_bits - ob.mean_min_bits, ob.below);
+}
+
+std::string composition_text(const ReportFacts& f) {
+  return f.composed_bound ? fmt::format("End-to-end bound (Theorem C, global per-layer Lipschitz constants; conditional on "
+                                        "THEORY.md 10.4 (H)): {}.",
+                                        sci(*f.composed_bound))
+                          : std::string("No composition obligation (the certificate was made without --model).");
+}
+
+std::vector<std::string> scope_lines(const proofs::Certificate& c) {
+  std::vector<std::string> lines{
+      fmt::format("S1 (proved): the {} recorded query positions of the trace, every query head, with the trace's own keys and "
+                  "values.",
+                  c.scope.query_positions.size()),
+      "S2 and S3 (reported per head, not obligations): queries within the S2 radius of a recorded one, and every query of "
+      "norm at most the S3 norm."};
+  for (const auto& a : c.scope.assumptions) lines.push_back("Assumption: " + a);
+  return lines;
+}
+
+std::string quality_title(const EvalFacts& e) { return "measured on " + e.text + " (" + std::to_string(e.tokens) + " tokens)"; }
+
 std::string checker_line(const ReportInput& in) {
   const auto& k = in.check;
   if (!k.problems.empty()) {
@@ -376,21 +428,11 @@ std::string render_markdown(const ReportInput& in, const ReportFacts& f) {
   std::string s = fmt::format("# Certificate report: {}\n\n", in.certificate_path);
   s += fmt::format("**Verdict: {}.** {}.\n\n", upper(f.verdict), checker_line(in));
   MarkdownTable summary({{"item"}, {"value"}});
-  summary.add_row({"epsilon (per query, largest layer budget)", fmt::format("{} (exact {})", sci(f.eps), c.eps)});
-  summary.add_row({"bits per K/V element (metadata included)", fmt::format("{:.4f} ({:.4f} bytes)", f.bits_per_element, f.bits_per_element / 8.0)});
-  summary.add_row({"compression vs fp16", fmt::format("{:.2f}x", f.compression)});
-  summary.add_row({"model", c.model_id});
-  summary.add_row({"shape", fmt::format("{} layers, {} query heads, {} kv heads, head_dim {}, {} traced positions, blocks of {}",
-                                        c.map.layers, c.map.heads, c.map.kv_heads, c.map.head_dim, c.map.tokens, c.map.block)});
+  for (const auto& [item, value] : summary_rows(in, f)) summary.add_row({item, value});
   s += summary.render() + "\n";
 
   s += "## Scope and assumptions\n\n";
-  s += fmt::format("- S1 (proved): the {} recorded query positions of the trace, every query head, with the trace's own keys "
-                   "and values.\n",
-                   c.scope.query_positions.size());
-  s += "- S2 and S3 (reported per head, not obligations): queries within the S2 radius of a recorded one, and every query "
-       "of norm at most the S3 norm.\n";
-  for (const auto& a : c.scope.assumptions) s += "- Assumption: " + a + "\n";
+  for (const auto& line : scope_lines(c)) s += "- " + line + "\n";
   s += "\n## Hashes\n\n";
   MarkdownTable hashes({{"what"}, {"sha256 / version"}});
   for (const auto& [what, value] : hash_rows(in)) hashes.add_row({what, "`" + value + "`"});
@@ -423,31 +465,12 @@ std::string render_markdown(const ReportInput& in, const ReportFacts& f) {
                      o.example.empty() ? "" : " " + o.example);
   }
   s += "\n## Obstruction (Theorem 5.7)\n\n";
-  const auto& ob5 = f.obstruction;
-  s += fmt::format("Over {} key positions (all layers and kv heads): the obstruction needs at least {:.3f} precision bits on "
-                   "average; the map stores {:.3f} (optimality gap {:.3f} bits per position); {} positions are below it "
-                   "(the S1 bounds cover them). A necessary condition, second order, with kappa rounded to nearest: how far "
-                   "the map sits above it, not a bound.\n\n",
-                   ob5.rows, ob5.mean_min_bits, ob5.mean_map_bits, ob5.mean_map_bits - ob5.mean_min_bits, ob5.below);
-
-  s += "## Composition bound and measured quality\n\n";
-  if (f.composed_bound) {
-    s += fmt::format("End-to-end bound (Theorem C, global per-layer Lipschitz constants; conditional on THEORY.md 10.4 (H)): "
-                     "{}.\n\n",
-                     sci(*f.composed_bound));
-  } else {
-    s += "No composition obligation (the certificate was made without --model).\n\n";
-  }
+  s += obstruction_text(f.obstruction) + "\n\n";
+  s += "## Composition bound and measured quality\n\n" + composition_text(f) + "\n\n";
   if (in.eval) {
     const auto& e = *in.eval;
-    MarkdownTable q({{"measured on " + e.text + " (" + std::to_string(e.tokens) + " tokens)"}, {"value", Align::kRight}});
-    q.add_row({"perplexity fp32 cache", fmt::format("{:.3f}", e.perplexity_fp32)});
-    q.add_row({"perplexity mixed cache", fmt::format("{:.3f} ({:+.2f} %)", e.perplexity_cache,
-                                                     100.0 * (e.perplexity_cache / e.perplexity_fp32 - 1.0))});
-    q.add_row({"mean KL vs fp32 (nats/token)", fmt::format("{:.6f}", e.mean_kl)});
-    q.add_row({"top-1 agreement", percent(e.top1_agreement)});
-    q.add_row({"stored bits per element (measured)", fmt::format("{:.3f}", e.measured_bits)});
-    if (e.decode_bound_max) q.add_row({"largest a-posteriori decode bound", sci(*e.decode_bound_max)});
+    MarkdownTable q({{quality_title(e)}, {"value", Align::kRight}});
+    for (const auto& [item, value] : quality_rows(e)) q.add_row({item, value});
     s += q.render() + fmt::format("\nFrom `{}`.\n\n", e.file);
   } else {
     s += "No measured evaluation attached (`--eval FILE` with the output of `hnf-verify eval --cache CERT --json`).\n\n";
@@ -470,22 +493,11 @@ std::string render_html(const ReportInput& in, const ReportFacts& f) {
   s += fmt::format("<p><span id=\"verdict\" class=\"verdict {}\">{}</span> {}</p>\n", xml_escape(f.verdict), upper(f.verdict),
                    xml_escape(checker_line(in)));
   s += "<table id=\"summary\">\n";
-  const auto row2 = [](const std::string& a, const std::string& b) { return html_row({xml_escape(a), xml_escape(b)}); };
-  s += row2("epsilon (per query, largest layer budget)", fmt::format("{} (exact {})", sci(f.eps), c.eps));
-  s += row2("bits per K/V element (metadata included)", fmt::format("{:.4f} ({:.4f} bytes)", f.bits_per_element, f.bits_per_element / 8.0));
-  s += row2("compression vs fp16", fmt::format("{:.2f}x", f.compression));
-  s += row2("model", c.model_id);
-  s += row2("shape", fmt::format("{} layers, {} query heads, {} kv heads, head_dim {}, {} traced positions, blocks of {}",
-                                 c.map.layers, c.map.heads, c.map.kv_heads, c.map.head_dim, c.map.tokens, c.map.block));
+  for (const auto& [item, value] : summary_rows(in, f)) s += html_row({xml_escape(item), xml_escape(value)});
   s += "</table>\n";
 
   s += "<h2>Scope and assumptions</h2>\n<ul>\n";
-  s += fmt::format("<li>S1 (proved): the {} recorded query positions of the trace, every query head, with the trace's own keys "
-                   "and values.</li>\n",
-                   c.scope.query_positions.size());
-  s += "<li>S2 and S3 (reported per head, not obligations): queries within the S2 radius of a recorded one, and every query "
-       "of norm at most the S3 norm.</li>\n";
-  for (const auto& a : c.scope.assumptions) s += "<li>Assumption: " + xml_escape(a) + "</li>\n";
+  for (const auto& line : scope_lines(c)) s += "<li>" + xml_escape(line) + "</li>\n";
   s += "</ul>\n<h2>Hashes</h2>\n<table id=\"hashes\">\n" + html_row({"what", "sha256 / version"}, true);
   for (const auto& [what, value] : hash_rows(in)) s += html_row({xml_escape(what), "<code>" + xml_escape(value) + "</code>"});
   s += "</table>\n";
@@ -513,30 +525,14 @@ std::string render_html(const ReportInput& in, const ReportFacts& f) {
   }
   if (any_open) s += "</ul>\n";
 
-  const auto& ob5 = f.obstruction;
-  s += "<h2>Obstruction (Theorem 5.7)</h2>\n";
-  s += fmt::format("<p>Over {} key positions (all layers and kv heads): the obstruction needs at least <b>{:.3f}</b> precision "
-                   "bits on average; the map stores <b>{:.3f}</b> (optimality gap <b>{:.3f}</b> bits per position); {} "
-                   "positions are below it (the S1 bounds cover them). A necessary condition, second order, with kappa rounded "
-                   "to nearest: how far the map sits above it, not a bound.</p>\n",
-                   ob5.rows, ob5.mean_min_bits, ob5.mean_map_bits, ob5.mean_map_bits - ob5.mean_min_bits, ob5.below);
+  s += "<h2>Obstruction (Theorem 5.7)</h2>\n<p id=\"obstruction\">" + xml_escape(obstruction_text(f.obstruction)) + "</p>\n";
 
   s += "<h2>Composition bound and measured quality</h2>\n";
-  s += f.composed_bound ? fmt::format("<p>End-to-end bound (Theorem C, global per-layer Lipschitz constants; conditional on "
-                                      "THEORY.md 10.4 (H)): <b>{}</b>.</p>\n",
-                                      sci(*f.composed_bound))
-                        : std::string("<p>No composition obligation (the certificate was made without --model).</p>\n");
+  s += "<p id=\"composition\">" + xml_escape(composition_text(f)) + "</p>\n";
   if (in.eval) {
     const auto& e = *in.eval;
-    s += "<table id=\"quality\">\n" +
-         html_row({xml_escape("measured on " + e.text + " (" + std::to_string(e.tokens) + " tokens)"), "value"}, true);
-    s += html_row({"perplexity fp32 cache", num(fmt::format("{:.3f}", e.perplexity_fp32))});
-    s += html_row({"perplexity mixed cache", num(fmt::format("{:.3f} ({:+.2f} %)", e.perplexity_cache,
-                                                             100.0 * (e.perplexity_cache / e.perplexity_fp32 - 1.0)))});
-    s += html_row({"mean KL vs fp32 (nats/token)", num(fmt::format("{:.6f}", e.mean_kl))});
-    s += html_row({"top-1 agreement", num(percent(e.top1_agreement))});
-    s += html_row({"stored bits per element (measured)", num(fmt::format("{:.3f}", e.measured_bits))});
-    if (e.decode_bound_max) s += html_row({"largest a-posteriori decode bound", num(sci(*e.decode_bound_max))});
+    s += "<table id=\"quality\">\n" + html_row({xml_escape(quality_title(e)), "value"}, true);
+    for (const auto& [item, value] : quality_rows(e)) s += html_row({xml_escape(item), num(xml_escape(value))});
     s += "</table>\n<p>From <code>" + xml_escape(e.file) + "</code>.</p>\n";
   } else {
     s += "<p>No measured evaluation attached (<code>--eval FILE</code> with the output of <code>hnf-verify eval --cache CERT "

@@ -104,20 +104,9 @@ void print_summary(const CertifyCommandOptions& o, const CertifyResult& r, doubl
 
 // The certificate, then the SMT-LIB files; if a file cannot be written, nothing stays behind.
 void write_outputs(const CertifyCommandOptions& o, const std::string& certificate, const CertifyResult& r) {
-  proofs::write_text_atomically(o.out, certificate);
-  std::vector<std::filesystem::path> written;
-  try {
-    for (const auto& [name, script] : r.smt_scripts) {
-      const auto path = std::filesystem::path(o.smt_dir) / name;
-      proofs::write_text_atomically(path.string(), script);
-      written.push_back(path);
-    }
-  } catch (...) {
-    std::error_code ec;
-    for (const auto& p : written) std::filesystem::remove(p, ec);
-    std::filesystem::remove(o.out, ec);
-    throw;
-  }
+  std::vector<std::pair<std::string, std::string>> files{{o.out, certificate}};
+  for (const auto& [name, script] : r.smt_scripts) files.emplace_back((std::filesystem::path(o.smt_dir) / name).string(), script);
+  proofs::write_texts_atomically(files);
 }
 
 // The command line that makes this certificate again, every option explicit (defaults

@@ -1,16 +1,16 @@
 // hnf-verify gate: a release policy over certificates (docs/ci-gate.md). Exit 0 pass, 1 fail,
 // 2 unknown, 3 bad input; JUnit XML and a Markdown summary for the CI job.
 #include <cstdio>
-#include <filesystem>
-#include <fstream>
 #include <memory>
-#include <sstream>
+#include <utility>
+#include <vector>
 
 #include "commands.h"
 #include "hnf/proofs/certificate.h"
 #include "hnf/proofs/error.h"
 #include "hnf/proofs/write_file.h"
 #include "hnf/reports/gate.h"
+#include "hnf/runtime/model_dir.h"
 
 namespace hnf::verify::cli {
 namespace {
@@ -24,14 +24,6 @@ struct GateCommandOptions {
   std::string summary;
 };
 
-std::string read_file(const std::string& path, const std::string& what) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw proofs::bad_input(path, "cannot read the " + what);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
 const char* status_word(reports::RuleStatus s) {
   switch (s) {
     case reports::RuleStatus::kPass: return "pass";
@@ -44,27 +36,21 @@ const char* status_word(reports::RuleStatus s) {
 int run_gate(const GateCommandOptions& o) {
   const std::string tool = "hnf-verify " HNF_VERSION;
   // Everything is read and checked before anything is written: bad input leaves no file.
-  const reports::Policy policy = reports::parse_policy(read_file(o.policy, "policy"), o.policy);
+  const reports::Policy policy = reports::parse_policy(runtime::read_text_file(o.policy), o.policy);
   proofs::CheckOptions options;
   if (!o.model_dir.empty()) options.model_dir = o.model_dir;
   if (!o.trace.empty()) options.trace = o.trace;
   std::vector<reports::CertificateGate> gates;
   for (const auto& file : o.certificates) {
-    const std::string text = read_file(file, "certificate");
+    const std::string text = runtime::read_text_file(file);
     const proofs::Certificate c = proofs::certificate_from_json(text, file);
     const proofs::CheckReport check = proofs::check_certificate_text(text, file, options, tool);
     gates.push_back(reports::gate_certificate(policy, file, c, check, tool));
   }
-  const std::string junit = o.junit.empty() ? "" : reports::gate_junit_xml(gates, o.policy);
-  const std::string summary = o.summary.empty() ? "" : reports::gate_summary_markdown(gates, o.policy);
-  if (!o.junit.empty()) proofs::write_text_atomically(o.junit, junit);
-  try {
-    if (!o.summary.empty()) proofs::write_text_atomically(o.summary, summary);
-  } catch (...) {
-    std::error_code ec;
-    if (!o.junit.empty()) std::filesystem::remove(o.junit, ec);
-    throw;
-  }
+  std::vector<std::pair<std::string, std::string>> files;
+  if (!o.junit.empty()) files.emplace_back(o.junit, reports::gate_junit_xml(gates, o.policy));
+  if (!o.summary.empty()) files.emplace_back(o.summary, reports::gate_summary_markdown(gates, o.policy));
+  proofs::write_texts_atomically(files);
   for (const auto& g : gates) {
     std::printf("%s: %s\n", g.file.c_str(), status_word(g.status()));
     for (const auto& r : g.rules) std::printf("  %-30s %-7s %s\n", r.rule.c_str(), status_word(r.status), r.message.c_str());

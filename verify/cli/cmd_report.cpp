@@ -2,18 +2,19 @@
 // HTML page and/or a Markdown summary, after the exact checker has re-validated it.
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <memory>
-#include <sstream>
+#include <utility>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "checker_options.h"
 #include "commands.h"
-#include "hnf/analysis/witnesses.h"
 #include "hnf/proofs/certificate.h"
 #include "hnf/proofs/error.h"
 #include "hnf/proofs/write_file.h"
 #include "hnf/reports/certificate_report.h"
+#include "hnf/runtime/model_dir.h"
 
 namespace hnf::verify::cli {
 namespace {
@@ -22,21 +23,11 @@ struct ReportCommandOptions {
   std::string certificate;
   std::string html;
   std::string markdown;
-  std::string model_dir;
-  std::string trace;
+  CheckerArgs checker;
   std::string smt_dir;
   std::string eval;
-  bool recompute = false;
   bool per_head = false;
 };
-
-std::string read_file(const std::string& path, const std::string& what) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw proofs::bad_input(path, "cannot read the " + what);
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
 
 // The certificate_sha256 the file states (certificate_from_json has checked it).
 std::string stated_sha256(const std::string& text) {
@@ -53,41 +44,26 @@ int exit_code_for(const reports::ReportFacts& facts) {
 
 int run_report(const ReportCommandOptions& o) {
   if (o.html.empty() && o.markdown.empty()) throw proofs::bad_input("report", "give --html FILE, --md FILE or both");
-  if (o.recompute && o.trace.empty()) throw proofs::bad_input("--recompute", "needs --trace");
-  const std::string text = read_file(o.certificate, "certificate");
+  const proofs::CheckOptions options = checker_options(o.checker);
+  const std::string text = runtime::read_text_file(o.certificate);
   reports::ReportInput in;
   in.certificate = proofs::certificate_from_json(text, o.certificate);
   in.certificate_path = o.certificate;
   in.certificate_sha256 = stated_sha256(text);
-  in.model_dir = o.model_dir;
-  in.trace_path = o.trace;
+  in.model_dir = o.checker.model_dir;
+  in.trace_path = o.checker.trace;
   in.per_kv_head = o.per_head;
   in.tool_version = "hnf-verify " HNF_VERSION;
   in.smt_dir = o.smt_dir.empty() ? (std::filesystem::path(o.certificate).parent_path() / "smt").string() : o.smt_dir;
-  proofs::CheckOptions options;
-  if (!o.model_dir.empty()) options.model_dir = o.model_dir;
-  if (!o.trace.empty()) options.trace = o.trace;
-  if (o.recompute) {
-    options.recompute = [&o, &options](const proofs::Certificate& c) {
-      return analysis::recompute_witnesses(c, o.trace, options.model_dir);
-    };
-  }
   in.check = proofs::check_certificate_text(text, o.certificate, options, in.tool_version);
-  if (!o.eval.empty()) in.eval = reports::parse_eval_json(read_file(o.eval, "eval output"), o.eval, in.certificate.map_sha256);
+  if (!o.eval.empty()) in.eval = reports::parse_eval_json(runtime::read_text_file(o.eval), o.eval, in.certificate.map_sha256);
 
   const reports::ReportFacts facts = reports::report_facts(in);
-  // Both documents are rendered before either is written; if the second write fails, the
-  // first is removed: nothing half-written stays behind.
-  const std::string html = o.html.empty() ? "" : reports::render_html(in, facts);
-  const std::string markdown = o.markdown.empty() ? "" : reports::render_markdown(in, facts);
-  if (!o.html.empty()) proofs::write_text_atomically(o.html, html);
-  try {
-    if (!o.markdown.empty()) proofs::write_text_atomically(o.markdown, markdown);
-  } catch (...) {
-    std::error_code ec;
-    if (!o.html.empty()) std::filesystem::remove(o.html, ec);
-    throw;
-  }
+  // Both documents are rendered before either is written, and written all or none.
+  std::vector<std::pair<std::string, std::string>> files;
+  if (!o.html.empty()) files.emplace_back(o.html, reports::render_html(in, facts));
+  if (!o.markdown.empty()) files.emplace_back(o.markdown, reports::render_markdown(in, facts));
+  proofs::write_texts_atomically(files);
   std::printf("%s: %s; %.4f bits per element (%.2fx vs fp16); %zu obligations\n", o.certificate.c_str(), facts.verdict.c_str(),
               facts.bits_per_element, facts.compression, facts.obligations.size());
   if (!o.html.empty()) std::printf("wrote %s\n", o.html.c_str());
@@ -107,9 +83,7 @@ void register_report(CLI::App& app, int* exit_code) {
   cmd->add_option("certificate", o->certificate, "Certificate (JSON)")->required();
   cmd->add_option("--html", o->html, "Write the HTML page here");
   cmd->add_option("--md", o->markdown, "Write the Markdown summary here");
-  cmd->add_option("--model", o->model_dir, "Model directory: the checker compares its model.safetensors hash");
-  cmd->add_option("--trace", o->trace, "Trace file: the checker compares its hash");
-  cmd->add_flag("--recompute", o->recompute, "Re-derive the witnesses from --trace (as check --recompute)");
+  add_checker_options(cmd, o->checker);
   cmd->add_option("--smt-dir", o->smt_dir, "Where the obligations' SMT-LIB files are (default: smt/ next to the certificate)");
   cmd->add_option("--eval", o->eval, "Attach a measured evaluation: the output of `hnf-verify eval --cache CERT --json`");
   cmd->add_flag("--per-head", o->per_head, "Heatmap rows per (layer, kv head) instead of per layer");
