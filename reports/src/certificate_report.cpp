@@ -151,7 +151,8 @@ std::string heatmap_svg(const Heatmap& h) {
   const double width = kLabelW + cell_w * static_cast<double>(cols) + 10.0;
   const double height = kTop + kCellH * static_cast<double>(h.row_labels.size()) + kLegendH;
   std::string s = fmt::format(
-      "<svg id=\"heatmap\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{:.0f}\" height=\"{:.0f}\" role=\"img\" "
+      "<svg id=\"heatmap\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{0:.0f}\" height=\"{1:.0f}\" "
+      "viewBox=\"0 0 {0:.0f} {1:.0f}\" style=\"max-width:100%;height:auto\" role=\"img\" "
       "aria-label=\"bits per element by layer and position\">\n",
       width, height);
   for (std::size_t r = 0; r < h.row_labels.size(); ++r) {
@@ -188,7 +189,7 @@ const char* kCss = R"(body{font-family:system-ui,-apple-system,Segoe UI,Roboto,s
 h1{font-size:1.6em}h2{font-size:1.25em;margin-top:1.6em;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;margin:.6em 0}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:left;vertical-align:top}
 th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums}
-code,pre{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.9em}pre{background:#f6f6f6;padding:.6em;overflow-x:auto}
+code,pre{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.9em}pre{background:#f6f6f6;padding:.6em;white-space:pre-wrap;overflow-wrap:anywhere}
 .verdict{display:inline-block;padding:.3em .8em;border-radius:4px;font-weight:bold;color:#fff}
 .certified{background:#1b7f3b}.refuted,.rejected{background:#b3261e}.unknown{background:#8a6d00}
 .proved{color:#1b7f3b;font-weight:bold}.failed{color:#b3261e;font-weight:bold}.open{color:#8a6d00;font-weight:bold}
