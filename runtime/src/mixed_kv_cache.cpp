@@ -26,16 +26,6 @@ std::string shape_text(std::int64_t layers, std::int64_t kv_heads, std::int64_t 
          " query heads, head_dim " + std::to_string(head_dim);
 }
 
-// Bytes of codes and of group parameters that one stored row adds to a page side of format f
-// (not intB-tP, which is stored a whole page at a time).
-struct RowBytes {
-  std::size_t codes = 0, params = 0;
-};
-RowBytes row_bytes(const PageFormat& f, std::size_t d) {
-  if (f.axis == kAxisNone) return {2 * d, 0};
-  return {d * f.bits / 8, d / f.group * 4};
-}
-
 // The largest magnitude every format of the vocabulary can store (fp16's largest finite value:
 // integer groups keep an fp16 zero point and scale).
 constexpr float kLargestStorable = 65504.0f;
@@ -58,13 +48,12 @@ void check_storable(const float* x, std::size_t count, const char* what, std::in
 // One (layer, kv head): its pages, the slabs they live in, and the staging rows of an intB-tP
 // key page that is not full yet.
 struct MixedKvCache::Stream {
+  Stream(int page_size, int head_dim, std::size_t slab_size) : writer(page_size, head_dim), slab_bytes(slab_size) {}
   std::vector<PageRef> pages;
+  PageWriter writer;  // opens pages, encodes rows, stages intB-tP key pages; counts code and parameter bytes
   std::vector<std::unique_ptr<std::uint8_t[]>> slabs;
   std::size_t slab_bytes = 0;  // size of every slab
   std::size_t slab_used = 0;   // bytes used in slabs.back()
-  std::unique_ptr<float[]> staging;  // [page_size, head_dim], allocated on first use
-  PageFormat staged_key_format{};    // the intB-tP format the staged page becomes when full
-  std::size_t codes = 0, params = 0;
 
   // Uninitialised bytes (never touched until written, so unwritten slack stays out of RSS).
   std::uint8_t* allocate(std::size_t bytes) {
@@ -112,9 +101,7 @@ MixedKvCache::MixedKvCache(const proofs::CertifiedPrecisionMap& certified, const
   const std::size_t d = static_cast<std::size_t>(shape.head_dim);
   const std::size_t widest_page = 2 * 2 * static_cast<std::size_t>(page_size_) * d + 2 * kPageAlign;
   for (std::int64_t i = 0; i < shape.num_layers * shape.num_kv_heads; ++i) {
-    auto s = std::make_unique<Stream>();
-    s->slab_bytes = kPagesPerSlab * widest_page;
-    streams_.push_back(std::move(s));
+    streams_.push_back(std::make_unique<Stream>(page_size_, static_cast<int>(shape.head_dim), kPagesPerSlab * widest_page));
   }
 }
 
@@ -176,51 +163,15 @@ void MixedKvCache::do_append(std::int64_t layer, const float* k, const float* v,
     check_storable(k + static_cast<std::size_t>(g) * rows * d, rows * d, "key", g, first, d);
     check_storable(v + static_cast<std::size_t>(g) * rows * d, rows * d, "value", g, first, d);
   }
-  const int P = page_size_;
   for (std::int64_t g = 0; g < num_kv_heads(); ++g) {
     Stream& s = stream_at(layer, g);
+    const PageWriter::Allocate allocate = [&s](std::size_t bytes) { return s.allocate(bytes); };
     for (std::int64_t i = 0; i < n; ++i) {
       const std::int64_t position = first + i;
-      const float* key = k + (static_cast<std::size_t>(g) * rows + static_cast<std::size_t>(i)) * d;
-      const float* value = v + (static_cast<std::size_t>(g) * rows + static_cast<std::size_t>(i)) * d;
-      const int row = static_cast<int>(position % P);
-      if (row == 0) {  // open the position's page in the formats of its block
-        const PageFormat kf = page_format(key_format(layer, g, position));
-        const PageFormat vf = page_format(value_format(layer, g, position));
-        PageRef page{nullptr, nullptr, kf, vf, 0, 0};
-        if (kf.axis == kAxisTokens) {
-          if (!s.staging) s.staging.reset(new float[static_cast<std::size_t>(P) * d]);
-          page.keys = reinterpret_cast<const std::uint8_t*>(s.staging.get());
-          page.key_format = staged_page_format();
-          s.staged_key_format = kf;
-        } else {
-          page.keys = s.allocate(page_bytes(kf, P, static_cast<int>(d)));
-        }
-        page.values = s.allocate(page_bytes(vf, P, static_cast<int>(d)));
-        s.pages.push_back(page);
-      }
-      PageRef& page = s.pages.back();
-      const auto writable = [](const std::uint8_t* p) { return const_cast<std::uint8_t*>(p); };  // our own slab bytes
-      encode_row(page.key_format, P, static_cast<int>(d), row, key, writable(page.keys));
-      if (page.key_format.encoding == kPageStagedF32) {
-        if (row == P - 1) {  // the per-channel groups are complete: quantize them into the slab
-          std::uint8_t* bytes = s.allocate(page_bytes(s.staged_key_format, P, static_cast<int>(d)));
-          encode_token_groups(s.staged_key_format, P, static_cast<int>(d), s.staging.get(), bytes);
-          page.keys = bytes;
-          page.key_format = s.staged_key_format;
-          s.codes += d * static_cast<std::size_t>(P) * s.staged_key_format.bits / 8;
-          s.params += d * 4;
-        }
-      } else {
-        const RowBytes kb = row_bytes(page.key_format, d);
-        s.codes += kb.codes;
-        s.params += kb.params;
-      }
-      encode_row(page.value_format, P, static_cast<int>(d), row, value, writable(page.values));
-      const RowBytes vb = row_bytes(page.value_format, d);
-      s.codes += vb.codes;
-      s.params += vb.params;
-      page.rows = row + 1;
+      const std::size_t row = static_cast<std::size_t>(g) * rows + static_cast<std::size_t>(i);
+      // The formats of the position's block; used only when the position opens a page.
+      s.writer.append(s.pages, page_format(key_format(layer, g, position)), page_format(value_format(layer, g, position)),
+                      k + row * d, v + row * d, allocate);
     }
   }
 }
@@ -342,10 +293,10 @@ CacheMemory MixedKvCache::memory() const {
   for (const auto& e : map_.entries) m.map_metadata += (e.key_formats.capacity() + e.value_formats.capacity()) * sizeof(proofs::Format);
   for (const auto& s : streams_) {
     const std::size_t slab_total = s->slabs.size() * s->slab_bytes;
-    m.codes += s->codes;
-    m.group_params += s->params;
-    m.page_slack += slab_total - s->codes - s->params;
-    if (s->staging) m.staging += static_cast<std::size_t>(page_size_) * static_cast<std::size_t>(head_dim()) * sizeof(float);
+    m.codes += s->writer.code_bytes();
+    m.group_params += s->writer.param_bytes();
+    m.page_slack += slab_total - s->writer.code_bytes() - s->writer.param_bytes();
+    m.staging += s->writer.staging_bytes();
     m.map_metadata += sizeof(Stream) + s->pages.capacity() * sizeof(PageRef) + s->slabs.capacity() * sizeof(s->slabs[0]);
   }
   return m;

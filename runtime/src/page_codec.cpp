@@ -79,40 +79,102 @@ void encode_token_groups(const PageFormat& f, int page_size, int head_dim, const
   std::memcpy(page, encoded.data(), encoded.size());
 }
 
+namespace {
+// Bytes of codes and of group parameters one row adds to a page side of format f (not intB-tP,
+// which is quantized a whole page at a time).
+struct RowBytes {
+  std::size_t codes = 0, params = 0;
+};
+RowBytes row_bytes(const PageFormat& f, std::size_t d) {
+  if (f.axis == kAxisNone) return {2 * d, 0};
+  return {d * f.bits / 8, d / f.group * 4};
+}
+}  // namespace
+
+PageWriter::PageWriter(int page_size, int head_dim) : page_size_(page_size), head_dim_(head_dim) {
+  HNF_ASSERT(page_size > 0 && head_dim > 0, "a page has rows and channels");
+}
+
+std::size_t PageWriter::staging_bytes() const noexcept {
+  return staging_ ? static_cast<std::size_t>(page_size_) * static_cast<std::size_t>(head_dim_) * sizeof(float) : 0;
+}
+
+void PageWriter::append(std::vector<PageRef>& pages, const PageFormat& key_format, const PageFormat& value_format,
+                        const float* key, const float* value, const Allocate& allocate) {
+  const int P = page_size_;
+  const auto d = static_cast<std::size_t>(head_dim_);
+  if (pages.empty() || pages.back().rows == P) {  // open a page in the formats of its block
+    PageRef page{nullptr, nullptr, key_format, value_format, 0, 0};
+    if (key_format.axis == kAxisTokens) {
+      if (!staging_) staging_.reset(new float[static_cast<std::size_t>(P) * d]);
+      page.keys = reinterpret_cast<const std::uint8_t*>(staging_.get());
+      page.key_format = staged_page_format();
+      staged_key_format_ = key_format;
+    } else {
+      page.keys = allocate(page_bytes(key_format, P, head_dim_));
+    }
+    page.values = allocate(page_bytes(value_format, P, head_dim_));
+    pages.push_back(page);
+  }
+  PageRef& page = pages.back();
+  const int row = page.rows;
+  const auto writable = [](const std::uint8_t* p) { return const_cast<std::uint8_t*>(p); };  // bytes we allocated
+  encode_row(page.key_format, P, head_dim_, row, key, writable(page.keys));
+  if (page.key_format.encoding == kPageStagedF32) {
+    if (row == P - 1) {  // the per-channel groups are complete: quantize them into the page's own bytes
+      std::uint8_t* bytes = allocate(page_bytes(staged_key_format_, P, head_dim_));
+      encode_token_groups(staged_key_format_, P, head_dim_, staging_.get(), bytes);
+      page.keys = bytes;
+      page.key_format = staged_key_format_;
+      codes_ += d * static_cast<std::size_t>(P) * staged_key_format_.bits / 8;
+      params_ += d * 4;
+    }
+  } else {
+    const RowBytes kb = row_bytes(page.key_format, d);
+    codes_ += kb.codes;
+    params_ += kb.params;
+  }
+  encode_row(page.value_format, P, head_dim_, row, value, writable(page.values));
+  const RowBytes vb = row_bytes(page.value_format, d);
+  codes_ += vb.codes;
+  params_ += vb.params;
+  page.rows = row + 1;
+}
+
 OwnedStream::OwnedStream(const float* keys, const float* values, std::int64_t positions, int page_size, int head_dim,
                          const std::vector<PageFormat>& key_formats, const std::vector<PageFormat>& value_formats)
-    : page_size_(page_size), head_dim_(head_dim) {
+    : page_size_(page_size), head_dim_(head_dim), writer_(page_size, head_dim) {
   const std::int64_t num_pages = (positions + page_size - 1) / page_size;
   HNF_ASSERT(static_cast<std::int64_t>(key_formats.size()) == num_pages &&
                  static_cast<std::int64_t>(value_formats.size()) == num_pages,
              "one key and one value format per page");
-  const auto d = static_cast<std::size_t>(head_dim);
-  std::vector<PageFormat> kf(key_formats);
-  std::vector<std::size_t> key_offset, value_offset;
+  // One buffer for every page side the writer allocates (a staged key page stays in the
+  // writer), sides in writing order and 8-byte aligned, so the stream is contiguous.
+  constexpr std::size_t kAlign = 8;
+  const auto aligned = [](std::size_t n) { return (n + kAlign - 1) / kAlign * kAlign; };
   std::size_t total = 0;
   for (std::int64_t p = 0; p < num_pages; ++p) {
-    const int rows = static_cast<int>(std::min<std::int64_t>(page_size, positions - p * page_size));
-    if (kf[static_cast<std::size_t>(p)].axis == kAxisTokens && rows < page_size) kf[static_cast<std::size_t>(p)] = staged_page_format();
-    key_offset.push_back(total);
-    total += (page_bytes(kf[static_cast<std::size_t>(p)], page_size, head_dim) + 7) / 8 * 8;
-    value_offset.push_back(total);
-    total += (page_bytes(value_formats[static_cast<std::size_t>(p)], page_size, head_dim) + 7) / 8 * 8;
+    const auto i = static_cast<std::size_t>(p);
+    const bool full = (p + 1) * page_size <= positions;
+    if (key_formats[i].axis != kAxisTokens || full) total += aligned(page_bytes(key_formats[i], page_size, head_dim));
+    total += aligned(page_bytes(value_formats[i], page_size, head_dim));
   }
   bytes_.assign(total, 0);
-  for (std::int64_t p = 0; p < num_pages; ++p) {
-    const auto i = static_cast<std::size_t>(p);
-    const int rows = static_cast<int>(std::min<std::int64_t>(page_size, positions - p * page_size));
-    std::uint8_t* k = bytes_.data() + key_offset[i];
-    std::uint8_t* v = bytes_.data() + value_offset[i];
-    const float* k0 = keys + static_cast<std::size_t>(p * page_size) * d;
-    const float* v0 = values + static_cast<std::size_t>(p * page_size) * d;
-    if (kf[i].axis == kAxisTokens) {
-      encode_token_groups(kf[i], page_size, head_dim, k0, k);
-    } else {
-      for (int r = 0; r < rows; ++r) encode_row(kf[i], page_size, head_dim, r, k0 + static_cast<std::size_t>(r) * d, k);
-    }
-    for (int r = 0; r < rows; ++r) encode_row(value_formats[i], page_size, head_dim, r, v0 + static_cast<std::size_t>(r) * d, v);
-    pages_.push_back(PageRef{k, v, kf[i], value_formats[i], rows, 0});
+  std::size_t used = 0;
+  const PageWriter::Allocate allocate = [this, &used, aligned](std::size_t bytes) {
+    HNF_ASSERT(used + aligned(bytes) <= bytes_.size(), "the page sides fit the buffer sized for them");
+    std::uint8_t* p = bytes_.data() + used;
+    used += aligned(bytes);
+    return p;
+  };
+  const auto d = static_cast<std::size_t>(head_dim);
+  for (std::int64_t t = 0; t < positions; ++t) {
+    const auto page = static_cast<std::size_t>(t / page_size);
+    writer_.append(pages_, key_formats[page], value_formats[page], keys + static_cast<std::size_t>(t) * d,
+                   values + static_cast<std::size_t>(t) * d, allocate);
+  }
+  for (const auto& page : pages_) {
+    stored_ += page_bytes(page.key_format, page_size, head_dim) + page_bytes(page.value_format, page_size, head_dim);
   }
 }
 

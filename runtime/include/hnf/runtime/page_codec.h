@@ -2,7 +2,10 @@
 // quantizer of proofs/ (bit-exact: block_format.h).
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <vector>
 
 #include "hnf/runtime/kv_pages.h"
@@ -20,8 +23,40 @@ void encode_row(const PageFormat& f, int page_size, int head_dim, int row, const
 // unchanged then.
 void encode_token_groups(const PageFormat& f, int page_size, int head_dim, const float* staged, std::uint8_t* page);
 
+// Writes one stream's pages a position at a time: the one place a page is opened in its
+// formats, its rows encoded, and an intB-tP key page staged (its exact f32 rows) until the
+// page is full, then quantized by encode_token_groups. MixedKvCache appends through it and
+// OwnedStream is built through it, so both hold the same bytes for the same rows.
+class PageWriter {
+ public:
+  // Storage for one page side of `bytes` bytes; it must outlive the pages.
+  using Allocate = std::function<std::uint8_t*(std::size_t bytes)>;
+  PageWriter(int page_size, int head_dim);
+
+  // Appends one position: key and value [head_dim]. When the last page of `pages` is full (or
+  // there is none) a page is opened in key_format and value_format (ignored otherwise). Throws
+  // bad input (encode_row) for a value its format cannot store; callers that need an append
+  // of several rows to be all-or-nothing check the rows first.
+  void append(std::vector<PageRef>& pages, const PageFormat& key_format, const PageFormat& value_format,
+              const float* key, const float* value, const Allocate& allocate);
+
+  // Bytes of codes and of group parameters (fp16 scales and zero points) in the pages written
+  // (an intB-tP key page counts once quantized; its staged rows are not counted here).
+  [[nodiscard]] std::size_t code_bytes() const noexcept { return codes_; }
+  [[nodiscard]] std::size_t param_bytes() const noexcept { return params_; }
+  // Bytes of the staging buffer ([page_size, head_dim] f32, allocated by the first intB-tP page).
+  [[nodiscard]] std::size_t staging_bytes() const noexcept;
+
+ private:
+  int page_size_, head_dim_;
+  std::unique_ptr<float[]> staging_;  // [page_size, head_dim]
+  PageFormat staged_key_format_{};    // the intB-tP format the staged page becomes when full
+  std::size_t codes_ = 0, params_ = 0;
+};
+
 // A stream built in memory from plain rows, for tests and benchmarks: keys and values
-// [positions, head_dim], the page formats per page. Owns its bytes.
+// [positions, head_dim], the page formats per page. Owns its bytes (move-only: its pages
+// point into them).
 class OwnedStream {
  public:
   // key_formats, value_formats [ceil(positions / page_size)]. An intB-tP key page that is not
@@ -29,12 +64,16 @@ class OwnedStream {
   OwnedStream(const float* keys, const float* values, std::int64_t positions, int page_size, int head_dim,
               const std::vector<PageFormat>& key_formats, const std::vector<PageFormat>& value_formats);
   [[nodiscard]] StreamView view() const noexcept { return {pages_.data(), static_cast<std::int64_t>(pages_.size()), page_size_, head_dim_}; }
-  [[nodiscard]] std::size_t stored_bytes() const noexcept { return bytes_.size(); }
+  // The pages' bytes: page_bytes of every page side (a last intB-tP key page that is not full
+  // counts as its staged f32 rows).
+  [[nodiscard]] std::size_t stored_bytes() const noexcept { return stored_; }
 
  private:
   int page_size_, head_dim_;
-  std::vector<std::uint8_t> bytes_;
+  std::vector<std::uint8_t> bytes_;  // every page side but a staged key page, in writing order
+  PageWriter writer_;                // holds the staged rows of a last intB-tP page that is not full
   std::vector<PageRef> pages_;
+  std::size_t stored_ = 0;
 };
 
 }  // namespace hnf::runtime
