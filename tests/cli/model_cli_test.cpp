@@ -204,6 +204,20 @@ TEST_CASE("eval --cache runs the certified map's cache next to fp32: perplexity,
   // S2; later windows put other tokens there, and positions past the trace are outside.
   CHECK(c["s2"]["outside"].get<std::int64_t>() > 0);
   CHECK(c["s2"]["outside"].get<std::int64_t>() < c["s2"]["rows"].get<std::int64_t>());
+
+  // --json-out: the text on stdout and the same JSON in a file, which report --eval attaches
+  // (what scripts/main.sh does).
+  const Run text = hnf_verify("eval --ctx 128 --stride 64 --max-tokens 300 --model " + quote(kModel) + " --text " +
+                              quote(kPassage) + " --cache " + quote(kFixtureCert) + " --json-out " + quote(dir / "eval.json"));
+  REQUIRE_MESSAGE(text.exit_code == 0, text.err);
+  CHECK(contains(text.out, "KL vs fp32 cache"));
+  const auto written = nlohmann::json::parse(read_file(dir / "eval.json"));
+  CHECK(written["cache"]["perplexity"].get<double>() == doctest::Approx(c["perplexity"].get<double>()).epsilon(1e-12));
+  CHECK(written["cache"]["map_sha256"] == c["map_sha256"]);
+  const Run report = hnf_verify("report " + quote(kFixtureCert) + " --model " + quote(kModel) + " --eval " +
+                                quote(dir / "eval.json") + " --md " + quote(dir / "report.md"));
+  REQUIRE_MESSAGE(report.exit_code == 0, report.err);
+  CHECK(contains(read_file(dir / "report.md"), "| mean KL vs fp32 (nats/token) |"));
 }
 
 TEST_CASE("eval --cache refuses certificates that do not belong to the model or trace") {
