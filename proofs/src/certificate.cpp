@@ -734,9 +734,11 @@ std::string_view verdict_name(Verdict verdict) noexcept {
   return "unknown";
 }
 
+std::string certificate_sha256(const Certificate& certificate) { return body_sha256(certificate_body(certificate)); }
+
 std::string certificate_to_json(const Certificate& certificate) {
   Json body = certificate_body(certificate);
-  body["certificate_sha256"] = body_sha256(certificate_body(certificate));
+  body["certificate_sha256"] = body_sha256(body);
   return body.dump(1) + "\n";
 }
 
@@ -771,7 +773,7 @@ Certificate certificate_from_json(std::string_view text, const std::string& file
   if (r.has("certify_command")) c.certify_command = r.string("certify_command");
   const std::string stated_hash = r.string("certificate_sha256");
   r.finish();
-  if (stated_hash != body_sha256(certificate_body(c))) {
+  if (stated_hash != certificate_sha256(c)) {
     throw bad_input(file, "certificate_sha256 does not match the content: the certificate was modified");
   }
   return c;

@@ -234,7 +234,7 @@ std::vector<std::pair<std::string, std::string>> hash_rows(const ReportInput& in
           {"trace (" + c.trace_file + ")", c.trace_sha256},
           {"text", c.text_sha256},
           {"map", c.map_sha256},
-          {"certificate", in.certificate_sha256},
+          {"certificate", proofs::certificate_sha256(c)},
           {"tool", c.tool_version}};
 }
 

@@ -29,12 +29,6 @@ constexpr const char* kPassPolicy = R"({"max_eps": "0.3", "min_compression": 2.5
   "min_tool_version": "0.5.0"})";
 constexpr const char* kFailPolicy = R"({"max_eps": "0.05", "min_compression": 2.5})";
 
-std::size_t count(const std::string& text, const std::string& what) {
-  std::size_t n = 0;
-  for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
-  return n;
-}
-
 // The fixture with one obligation timed out: a valid certificate whose verdict is unknown.
 std::string unknown_certificate() {
   auto c = hnf::proofs::certificate_from_json(read_file(kFixture), kFixture.string());
@@ -55,7 +49,7 @@ TEST_CASE("report writes the HTML page and the Markdown summary of the reference
   CHECK(contains(run.out, "certified"));
   const std::string html = read_file(dir / "r.html");
   CHECK(contains(html, "id=\"verdict\" class=\"verdict certified\">CERTIFIED<"));
-  CHECK(count(html, "<rect class=\"cell\"") == 4 * 8);  // 4 layers x 8 blocks of 16 of the 128 traced positions
+  CHECK(count_occurrences(html, "<rect class=\"cell\"") == 4 * 8);  // 4 layers x 8 blocks of 16 of the 128 traced positions
   CHECK(contains(html, "model hash compared"));
   const std::string md = read_file(dir / "r.md");
   CHECK(contains(md, "**Verdict: CERTIFIED.**"));
@@ -63,7 +57,7 @@ TEST_CASE("report writes the HTML page and the Markdown summary of the reference
   CHECK(contains(md, "hnf-verify check "));  // (the fixture was certified without --smt-dir: no z3 lines)
   // --per-head: one row per layer and kv head.
   REQUIRE(hnf_verify("report " + quote(kFixture) + " --per-head --html " + quote(dir / "h.html")).exit_code == 0);
-  CHECK(count(read_file(dir / "h.html"), "<rect class=\"cell\"") == 4 * 2 * 8);
+  CHECK(count_occurrences(read_file(dir / "h.html"), "<rect class=\"cell\"") == 4 * 2 * 8);
 }
 
 TEST_CASE("report refuses bad input with exit 3 and writes nothing") {

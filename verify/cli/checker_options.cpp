@@ -26,4 +26,10 @@ proofs::CheckOptions checker_options(const CheckerArgs& args) {
   return options;
 }
 
+int exit_code_for_verdict(const std::string& verdict) {
+  if (verdict == "certified") return static_cast<int>(proofs::ExitCode::kSuccess);
+  if (verdict == "refuted") return static_cast<int>(proofs::ExitCode::kRefuted);
+  return static_cast<int>(proofs::ExitCode::kUnknown);
+}
+
 }  // namespace hnf::verify::cli

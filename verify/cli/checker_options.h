@@ -1,5 +1,6 @@
-// The exact checker's command-line options, shared by check and report: --model and --trace
-// (their files' hashes are compared) and --recompute (the witnesses re-derived from the trace).
+// The exact checker's command-line options, shared by check and report (gate takes --model and
+// --trace only): --model and --trace (their files' hashes are compared) and --recompute (the
+// witnesses re-derived from the trace); and the exit code of a verdict.
 #pragma once
 
 #include <string>
@@ -20,5 +21,9 @@ struct CheckerArgs {
 void add_checker_options(CLI::App* cmd, CheckerArgs& args);
 // The checker's options for `args`; bad input when --recompute is given without --trace.
 [[nodiscard]] proofs::CheckOptions checker_options(const CheckerArgs& args);
+
+// The exit code of a valid certificate's verdict (certify, check, report): 0 certified,
+// 1 refuted, 2 unknown.
+[[nodiscard]] int exit_code_for_verdict(const std::string& verdict);
 
 }  // namespace hnf::verify::cli

@@ -8,6 +8,7 @@
 
 #include <fmt/format.h>
 
+#include "checker_options.h"
 #include "commands.h"
 #include "hnf/proofs/certificate.h"
 #include "hnf/proofs/error.h"
@@ -30,12 +31,6 @@ struct CertifyCommandOptions {
   double bits = 0.0;
   CertifyOptions certify;
 };
-
-int exit_code_for(const std::string& verdict) {
-  if (verdict == "certified") return static_cast<int>(proofs::ExitCode::kSuccess);
-  if (verdict == "refuted") return static_cast<int>(proofs::ExitCode::kRefuted);
-  return static_cast<int>(proofs::ExitCode::kUnknown);
-}
 
 // A display value >= x (4 significant digits), for upper bounds printed in the summary.
 std::string display_up(double x) {
@@ -155,7 +150,7 @@ int run_certify(CertifyCommandOptions o, bool bits_given) {
   write_outputs(o, text, result);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   print_summary(o, result, seconds, check);
-  return exit_code_for(result.certificate.verdict);
+  return exit_code_for_verdict(result.certificate.verdict);
 }
 
 }  // namespace

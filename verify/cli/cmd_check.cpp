@@ -35,9 +35,7 @@ int run_check(const CheckCommandOptions& o) {
                 report.witnesses_compared, options.model_dir ? " and model" : "");
   }
   for (const auto& note : report.notes) std::printf("note         %s\n", note.c_str());
-  if (report.verdict == "certified") return static_cast<int>(proofs::ExitCode::kSuccess);
-  if (report.verdict == "refuted") return static_cast<int>(proofs::ExitCode::kRefuted);
-  return static_cast<int>(proofs::ExitCode::kUnknown);
+  return exit_code_for_verdict(report.verdict);
 }
 
 }  // namespace

@@ -174,9 +174,10 @@ int run_eval(const EvalCommandOptions& o) {
                      {"unigram_perplexity", result.unigram_perplexity},
                      {"seconds", seconds}};
     if (result.candidate) j["cache"] = cache_json(o, *map, *result.candidate, *monitor);
-    if (!o.json_out.empty()) proofs::write_text_atomically(o.json_out, j.dump(2) + "\n");
+    const std::string json = j.dump(2) + "\n";
+    if (!o.json_out.empty()) proofs::write_text_atomically(o.json_out, json);
     if (o.json) {
-      std::fputs((j.dump(2) + "\n").c_str(), stdout);
+      std::fputs(json.c_str(), stdout);
       return 0;
     }
   }

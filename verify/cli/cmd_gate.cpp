@@ -5,6 +5,7 @@
 #include <utility>
 #include <vector>
 
+#include "checker_options.h"
 #include "commands.h"
 #include "hnf/proofs/certificate.h"
 #include "hnf/proofs/error.h"
@@ -37,9 +38,7 @@ int run_gate(const GateCommandOptions& o) {
   const std::string tool = "hnf-verify " HNF_VERSION;
   // Everything is read and checked before anything is written: bad input leaves no file.
   const reports::Policy policy = reports::parse_policy(runtime::read_text_file(o.policy), o.policy);
-  proofs::CheckOptions options;
-  if (!o.model_dir.empty()) options.model_dir = o.model_dir;
-  if (!o.trace.empty()) options.trace = o.trace;
+  const proofs::CheckOptions options = checker_options(CheckerArgs{o.model_dir, o.trace, false});
   std::vector<reports::CertificateGate> gates;
   for (const auto& file : o.certificates) {
     const std::string text = runtime::read_text_file(file);

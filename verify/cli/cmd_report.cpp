@@ -6,8 +6,6 @@
 #include <utility>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
 #include "checker_options.h"
 #include "commands.h"
 #include "hnf/proofs/certificate.h"
@@ -29,17 +27,9 @@ struct ReportCommandOptions {
   bool per_head = false;
 };
 
-// The certificate_sha256 the file states (certificate_from_json has checked it).
-std::string stated_sha256(const std::string& text) {
-  const auto j = nlohmann::json::parse(text);
-  return j.at("certificate_sha256").get<std::string>();
-}
-
+// As check: a certificate the checker rejects is bad input (the report says REJECTED).
 int exit_code_for(const reports::ReportFacts& facts) {
-  if (facts.verdict == "certified") return static_cast<int>(proofs::ExitCode::kSuccess);
-  if (facts.verdict == "refuted") return static_cast<int>(proofs::ExitCode::kRefuted);
-  if (facts.verdict == "unknown") return static_cast<int>(proofs::ExitCode::kUnknown);
-  return static_cast<int>(proofs::ExitCode::kBadInput);  // rejected by the checker
+  return facts.verdict == "rejected" ? static_cast<int>(proofs::ExitCode::kBadInput) : exit_code_for_verdict(facts.verdict);
 }
 
 int run_report(const ReportCommandOptions& o) {
@@ -49,7 +39,6 @@ int run_report(const ReportCommandOptions& o) {
   reports::ReportInput in;
   in.certificate = proofs::certificate_from_json(text, o.certificate);
   in.certificate_path = o.certificate;
-  in.certificate_sha256 = stated_sha256(text);
   in.model_dir = o.checker.model_dir;
   in.trace_path = o.checker.trace;
   in.per_kv_head = o.per_head;

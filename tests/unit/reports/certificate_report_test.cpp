@@ -9,10 +9,12 @@
 #include "hnf/proofs/error.h"
 #include "hnf/reports/certificate_report.h"
 #include "hnf/reports/text.h"
+#include "test_files.h"
 #include "tiny_certificate.h"
 
 using namespace hnf::reports;
 using hnf::proofs::Certificate;
+using hnf::testing::count_occurrences;
 using hnf::testing::kTool;
 using hnf::testing::tiny_certificate;
 
@@ -22,17 +24,10 @@ ReportInput input_for(const Certificate& c) {
   ReportInput in;
   in.certificate = c;
   in.certificate_path = "out dir/cert.json";
-  in.certificate_sha256 = std::string(64, 'c');
   in.check = hnf::proofs::check_certificate_text(hnf::proofs::certificate_to_json(c), "cert.json", {}, kTool);
   in.smt_dir = "out dir/smt";
   in.tool_version = "hnf-verify test";
   return in;
-}
-
-std::size_t count(const std::string& text, const std::string& what) {
-  std::size_t n = 0;
-  for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
-  return n;
 }
 
 }  // namespace
@@ -89,7 +84,7 @@ TEST_CASE("the HTML page is self-contained and shows the verdict, the heatmap ce
   const ReportInput in = input_for(tiny_certificate());
   const std::string html = render_html(in, report_facts(in));
   CHECK(html.find("id=\"verdict\" class=\"verdict certified\">CERTIFIED<") != std::string::npos);
-  CHECK(count(html, "<rect class=\"cell\"") == 2);
+  CHECK(count_occurrences(html, "<rect class=\"cell\"") == 2);
   CHECK(html.find("fill=\"") != std::string::npos);
   for (const char* name : {"layer0_sufficiency", "layer0_necessity", "composition"}) CHECK(html.find(name) != std::string::npos);
   // No fetches: no scripts, stylesheets, images or URLs to load (the SVG namespace is a name, not a fetch).

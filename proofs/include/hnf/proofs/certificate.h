@@ -158,6 +158,9 @@ struct Certificate {
 
 // Canonical JSON text with "certificate_sha256" over everything else.
 [[nodiscard]] std::string certificate_to_json(const Certificate& certificate);
+// The certificate_sha256 of a certificate: SHA-256 of the canonical JSON of its content (what
+// certificate_to_json writes and certificate_from_json checks).
+[[nodiscard]] std::string certificate_sha256(const Certificate& certificate);
 // Strict parse: unknown or missing fields, wrong types, malformed rationals or formats are
 // bad input naming `file`. Does not validate meaning (check_certificate does).
 [[nodiscard]] Certificate certificate_from_json(std::string_view text, const std::string& file);

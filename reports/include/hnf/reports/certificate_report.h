@@ -75,7 +75,6 @@ struct EvalFacts {
 struct ReportInput {
   proofs::Certificate certificate;
   std::string certificate_path;      // as given on the command line
-  std::string certificate_sha256;    // the file's stated certificate_sha256
   proofs::CheckReport check;         // the exact checker's result on the file
   std::string model_dir;             // given to the checker ("" when not)
   std::string trace_path;            // given to the checker ("" when not)
