@@ -14,7 +14,7 @@ packages=(
   doctest-dev nlohmann-json3-dev libcli11-dev libfmt-dev
   libopenblas-dev libsentencepiece-dev libssl-dev
   libtorch-dev libopenblas0-openmp
-  libpng-dev libxml2-utils
+  libpng-dev libxml2-utils gnuplot-nox
 )
 
 source scripts/install_packages.sh

@@ -1,6 +1,7 @@
 #include "hnf/runtime/evaluate.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <vector>
 
@@ -34,10 +35,26 @@ double unigram_perplexity(std::span<const std::int32_t> tokens, std::int64_t voc
   return std::exp(nll / static_cast<double>(tokens.size()));
 }
 
+// Per candidate, the sums over scored tokens that become its CandidateComparison.
+struct CandidateSums {
+  double nll = 0.0;
+  double kl = 0.0;
+  double agree = 0.0;
+  double seconds = 0.0;
+};
+
+// KL(reference || candidate) of one row from both log-probabilities: exactly 0 when the rows are equal.
+double kl_divergence(const std::vector<double>& ref_logp, const std::vector<double>& cand_logp) {
+  double kl = 0.0;
+  for (std::size_t i = 0; i < ref_logp.size(); ++i) kl += std::exp(ref_logp[i]) * (ref_logp[i] - cand_logp[i]);
+  return kl;
+}
+
 }  // namespace
 
-EvalResult evaluate_perplexity(const LlamaModel& model, std::span<const std::int32_t> tokens, std::int32_t bos_id,
-                               const EvalOptions& options, const CacheFactory& candidate,
+CacheComparison compare_caches(const LlamaModel& model, std::span<const std::int32_t> tokens, std::int32_t bos_id,
+                               const EvalOptions& options, const CacheFactory& reference,
+                               std::span<const CacheFactory> candidates,
                                const std::function<void(std::int64_t, std::int64_t)>& on_window) {
   const auto n = static_cast<std::int64_t>(tokens.size());
   const std::int64_t span = options.context - 1;  // text tokens per window; BOS takes one slot
@@ -53,60 +70,83 @@ EvalResult evaluate_perplexity(const LlamaModel& model, std::span<const std::int
   }
   const std::int64_t total_windows = n <= span ? 1 : 1 + (n - span + options.stride - 1) / options.stride;
 
-  EvalResult result;
-  CandidateComparison comparison;
-  double candidate_nll = 0.0;
+  CacheComparison result;
+  std::vector<CandidateSums> sums(candidates.size());
   std::vector<std::int32_t> input;
-  std::vector<float> logits;
-  std::vector<float> candidate_logits;
-  std::vector<double> ref_logp;
-  std::vector<double> cand_logp;
+  std::vector<float> logits;            // [len, vocab] of the reference, then of each candidate
+  std::vector<double> ref_logp;         // [scored rows, vocab]
+  std::vector<std::size_t> ref_argmax;  // [scored rows]
+  std::vector<double> cand_logp;        // [vocab]
+  std::vector<double> row_logp;         // [vocab]
   std::int64_t scored_until = 0;
   for (std::int64_t begin = 0;; begin += options.stride) {
     const std::int64_t end = std::min(begin + span, n);
     input.assign(1, bos_id);
     input.insert(input.end(), tokens.begin() + begin, tokens.begin() + (end - 1));
     const auto len = static_cast<std::int64_t>(input.size());  // == end - begin
+    const std::int64_t first_scored = std::max<std::int64_t>(0, scored_until - begin);
+    const auto rows = static_cast<std::size_t>(len - first_scored);
     logits.resize(static_cast<std::size_t>(len) * vocab);
-    DenseKvCache reference(model.cache_shape(), len);
-    model.forward(input, reference, logits.data());
-    std::unique_ptr<KvCache> other;
-    if (candidate) {
-      other = candidate(model.cache_shape(), len);
-      candidate_logits.resize(logits.size());
-      model.forward(input, *other, candidate_logits.data());
+    {
+      auto cache = reference(model.cache_shape(), len);
+      model.forward(input, *cache, logits.data());
     }
-    for (std::int64_t j = std::max<std::int64_t>(0, scored_until - begin); j < len; ++j) {
-      const auto target = static_cast<std::size_t>(tokens[static_cast<std::size_t>(begin + j)]);
-      const float* row = logits.data() + static_cast<std::size_t>(j) * vocab;
-      log_softmax(row, vocab, ref_logp);
-      result.nll_nats -= ref_logp[target];
-      ++result.tokens;
-      if (candidate) {
-        const float* cand_row = candidate_logits.data() + static_cast<std::size_t>(j) * vocab;
-        log_softmax(cand_row, vocab, cand_logp);
-        candidate_nll -= cand_logp[target];
-        double kl = 0.0;
-        for (std::size_t i = 0; i < vocab; ++i) kl += std::exp(ref_logp[i]) * (ref_logp[i] - cand_logp[i]);
-        comparison.mean_kl += kl;
-        comparison.top1_agreement += argmax(row, vocab) == argmax(cand_row, vocab) ? 1.0 : 0.0;
+    ref_logp.resize(rows * vocab);
+    ref_argmax.resize(rows);
+    for (std::size_t r = 0; r < rows; ++r) {
+      const auto j = static_cast<std::size_t>(first_scored) + r;
+      const float* row = logits.data() + j * vocab;
+      log_softmax(row, vocab, row_logp);
+      std::copy(row_logp.begin(), row_logp.end(), ref_logp.begin() + static_cast<std::ptrdiff_t>(r * vocab));
+      ref_argmax[r] = argmax(row, vocab);
+      result.reference.nll_nats -= row_logp[static_cast<std::size_t>(tokens[static_cast<std::size_t>(begin) + j])];
+      ++result.reference.tokens;
+    }
+    for (std::size_t c = 0; c < candidates.size(); ++c) {
+      const auto start = std::chrono::steady_clock::now();
+      {
+        auto cache = candidates[c](model.cache_shape(), len);
+        model.forward(input, *cache, logits.data());
       }
+      for (std::size_t r = 0; r < rows; ++r) {
+        const auto j = static_cast<std::size_t>(first_scored) + r;
+        const float* row = logits.data() + j * vocab;
+        log_softmax(row, vocab, cand_logp);
+        row_logp.assign(ref_logp.begin() + static_cast<std::ptrdiff_t>(r * vocab),
+                        ref_logp.begin() + static_cast<std::ptrdiff_t>((r + 1) * vocab));
+        sums[c].nll -= cand_logp[static_cast<std::size_t>(tokens[static_cast<std::size_t>(begin) + j])];
+        sums[c].kl += kl_divergence(row_logp, cand_logp);
+        sums[c].agree += ref_argmax[r] == argmax(row, vocab) ? 1.0 : 0.0;
+      }
+      sums[c].seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     }
     scored_until = end;
-    ++result.windows;
-    if (on_window) on_window(result.windows, total_windows);
+    ++result.reference.windows;
+    if (on_window) on_window(result.reference.windows, total_windows);
     if (end == n) break;
   }
-  HNF_ASSERT(result.tokens == n, "every token must be scored exactly once");
-  const auto count = static_cast<double>(result.tokens);
-  result.perplexity = std::exp(result.nll_nats / count);
-  result.unigram_perplexity = unigram_perplexity(tokens, model.config().vocab_size);
-  if (candidate) {
-    comparison.mean_kl /= count;
-    comparison.top1_agreement /= count;
-    comparison.perplexity = std::exp(candidate_nll / count);
-    result.candidate = comparison;
+  HNF_ASSERT(result.reference.tokens == n, "every token must be scored exactly once");
+  const auto count = static_cast<double>(n);
+  result.reference.perplexity = std::exp(result.reference.nll_nats / count);
+  result.reference.unigram_perplexity = unigram_perplexity(tokens, model.config().vocab_size);
+  for (const auto& s : sums) {
+    result.candidates.push_back({.mean_kl = s.kl / count, .top1_agreement = s.agree / count, .perplexity = std::exp(s.nll / count)});
+    result.seconds.push_back(s.seconds);
   }
+  return result;
+}
+
+EvalResult evaluate_perplexity(const LlamaModel& model, std::span<const std::int32_t> tokens, std::int32_t bos_id,
+                               const EvalOptions& options, const CacheFactory& candidate,
+                               const std::function<void(std::int64_t, std::int64_t)>& on_window) {
+  const CacheFactory dense = [](const KvCacheShape& shape, std::int64_t capacity) {
+    return std::unique_ptr<KvCache>(std::make_unique<DenseKvCache>(shape, capacity));
+  };
+  std::vector<CacheFactory> candidates;
+  if (candidate) candidates.push_back(candidate);
+  auto comparison = compare_caches(model, tokens, bos_id, options, dense, candidates, on_window);
+  EvalResult result = comparison.reference;
+  if (candidate) result.candidate = comparison.candidates.front();
   return result;
 }
 

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "commands.h"
+#include "trace_writer.h"
 #include "hnf/analysis/trace.h"
 #include "hnf/proofs/error.h"
 #include "hnf/proofs/float16.h"
@@ -16,14 +17,6 @@
 
 namespace hnf::verify::cli {
 namespace {
-
-struct TraceOptions {
-  std::string model;
-  std::string text;
-  std::int64_t tokens = 2048;
-  std::string out;
-  std::string dtype = "F32";
-};
 
 // Streams each layer's tensors into the writer as the model produces them.
 class TraceRecorder final : public runtime::LayerObserver {
@@ -66,7 +59,9 @@ class TraceRecorder final : public runtime::LayerObserver {
   std::vector<std::uint16_t> scratch_;
 };
 
-int run_trace(const TraceOptions& o) {
+}  // namespace
+
+void write_trace(const TraceRequest& o) {
   const auto dtype = proofs::parse_dtype(o.dtype);
   if (!dtype || !proofs::is_floating(*dtype)) throw proofs::bad_input("--dtype", "'" + o.dtype + "' is not F32, F16 or BF16");
   if (o.tokens < 2) throw proofs::bad_input("--tokens", "must be at least 2");
@@ -115,13 +110,19 @@ int run_trace(const TraceOptions& o) {
   writer.finish();
   std::fprintf(stderr, "hnf-verify: wrote %s (%lld tokens, %lld layers)\n", o.out.c_str(), static_cast<long long>(n),
                static_cast<long long>(shape.num_layers));
+}
+
+namespace {
+
+int run_trace(const TraceRequest& o) {
+  write_trace(o);
   return 0;
 }
 
 }  // namespace
 
 void register_trace(CLI::App& app, int* exit_code) {
-  auto options = std::make_shared<TraceOptions>();
+  auto options = std::make_shared<TraceRequest>();
   CLI::App* cmd = app.add_subcommand("trace", "Record a model's attention inputs (q, k, v per layer) over a text");
   cmd->add_option("--model", options->model, "Model folder (config.json, model.safetensors, tokenizer.model)")->required();
   cmd->add_option("--text", options->text, "UTF-8 text file; the trace reads BOS then its first tokens")->required();

@@ -17,6 +17,7 @@ void register_analyze(CLI::App& app, int* exit_code);
 void register_check(CLI::App& app, int* exit_code);
 void register_report(CLI::App& app, int* exit_code);
 void register_gate(CLI::App& app, int* exit_code);
+void register_bench(CLI::App& app, int* exit_code);
 #ifdef HNF_HAVE_Z3
 void register_certify(CLI::App& app, int* exit_code);
 #endif

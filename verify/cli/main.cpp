@@ -39,6 +39,7 @@ int run(int argc, char** argv) {
   hnf::verify::cli::register_check(app, &exit_code);
   hnf::verify::cli::register_report(app, &exit_code);
   hnf::verify::cli::register_gate(app, &exit_code);
+  hnf::verify::cli::register_bench(app, &exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::CallForHelp& e) {

@@ -114,3 +114,52 @@ TEST_CASE("bad evaluation settings are bad input") {
   CHECK_THROWS_AS((void)runtime::evaluate_perplexity(model, std::vector<std::int32_t>{}, 1, {}), proofs::Error);
   CHECK_THROWS_AS((void)runtime::evaluate_perplexity(model, std::vector<std::int32_t>{1, 50}, 1, {}), proofs::Error);
 }
+
+namespace {
+
+// A cache that stores every value scaled by 0.5: attention outputs change, so distributions do.
+class HalfValueCache final : public runtime::KvCache {
+ public:
+  HalfValueCache(const runtime::KvCacheShape& shape, std::int64_t capacity) : KvCache(shape, capacity), dense_(shape, capacity) {}
+
+ private:
+  void do_append(std::int64_t layer, const float* k, const float* v, std::int64_t n, std::int64_t) override {
+    std::vector<float> half(v, v + num_kv_heads() * n * head_dim());
+    for (auto& x : half) x *= 0.5f;
+    dense_.append(layer, k, half.data(), n);
+  }
+  void do_attend(std::int64_t layer, const float* q, std::int64_t n, std::int64_t, float* out) const override {
+    dense_.attend(layer, q, n, out);
+  }
+  runtime::DenseKvCache dense_;
+};
+
+}  // namespace
+
+TEST_CASE("compare_caches: the reference against itself is KL exactly 0, agreement 1; another cache is not") {
+  testing::TempDir dir;
+  testing::write_tiny_llama(dir.path(), testing::TinyLlama{});
+  const auto model = runtime::LlamaModel::load(dir.path());
+  const auto ids = token_stream(70, 50);
+  const runtime::CacheFactory dense = [](const runtime::KvCacheShape& shape, std::int64_t capacity) {
+    return std::unique_ptr<runtime::KvCache>(std::make_unique<runtime::DenseKvCache>(shape, capacity));
+  };
+  const runtime::CacheFactory half = [](const runtime::KvCacheShape& shape, std::int64_t capacity) {
+    return std::unique_ptr<runtime::KvCache>(std::make_unique<HalfValueCache>(shape, capacity));
+  };
+  const std::vector<runtime::CacheFactory> candidates{dense, half};
+  const runtime::EvalOptions options{.context = 32, .stride = 8};
+  const auto c = runtime::compare_caches(model, ids, 1, options, dense, candidates);
+  REQUIRE(c.candidates.size() == 2);
+  CHECK(c.candidates[0].mean_kl == 0.0);
+  CHECK(c.candidates[0].top1_agreement == 1.0);
+  CHECK(c.candidates[0].perplexity == c.reference.perplexity);
+  CHECK(c.candidates[1].mean_kl > 1e-6);
+  CHECK(c.candidates[1].perplexity != c.reference.perplexity);
+  CHECK(c.seconds.size() == 2);
+  // The reference's own figures are evaluate_perplexity's, window for window.
+  const auto single = runtime::evaluate_perplexity(model, ids, 1, options, half);
+  CHECK(c.reference.nll_nats == single.nll_nats);
+  CHECK(c.reference.windows == single.windows);
+  CHECK(single.candidate->mean_kl == c.candidates[1].mean_kl);
+}

@@ -9,6 +9,7 @@
 #include <memory>
 #include <optional>
 #include <span>
+#include <vector>
 
 #include "hnf/runtime/kv_cache.h"
 #include "hnf/runtime/llama_model.h"
@@ -47,6 +48,25 @@ struct EvalResult {
 [[nodiscard]] EvalResult evaluate_perplexity(const LlamaModel& model, std::span<const std::int32_t> tokens,
                                              std::int32_t bos_id, const EvalOptions& options,
                                              const CacheFactory& candidate = nullptr,
+                                             const std::function<void(std::int64_t, std::int64_t)>& on_window = nullptr);
+
+// Several candidate caches against one reference cache on the same windows: each window runs
+// the reference once and every candidate once (in order), and each candidate's next-token
+// distributions are compared with the reference's. The reference's own perplexity is in
+// `reference` (its `candidate` unset); seconds[i] is candidate i's wall time (its forwards and
+// comparisons). A candidate identical to the reference has mean_kl exactly 0 and agreement 1:
+// KL terms of equal log-probabilities are exact zeros.
+struct CacheComparison {
+  EvalResult reference;
+  std::vector<CandidateComparison> candidates;  // [candidates]
+  std::vector<double> seconds;                  // [candidates]
+};
+
+// Windows as evaluate_perplexity. `reference` builds the reference cache of each window;
+// on_window(done, total) reports progress after each window.
+[[nodiscard]] CacheComparison compare_caches(const LlamaModel& model, std::span<const std::int32_t> tokens,
+                                             std::int32_t bos_id, const EvalOptions& options,
+                                             const CacheFactory& reference, std::span<const CacheFactory> candidates,
                                              const std::function<void(std::int64_t, std::int64_t)>& on_window = nullptr);
 
 }  // namespace hnf::runtime
