@@ -120,3 +120,17 @@ TEST_CASE("bench quality: bad input is one line naming the problem, exit 3, noth
   CHECK(!fs::exists(dir / "out" / "quality.csv"));
   CHECK(read_file(dir / "README.md") == "no markers here\n");
 }
+
+TEST_CASE("README's quality table is the one the committed reports/quality.csv gives") {
+  const auto rows = hnf::reports::parse_quality_csv(read_file(kSource / "reports/quality.csv"), "reports/quality.csv");
+  const std::string readme = read_file(kSource / "README.md");
+  const std::string begin = "<!-- quality-table:begin -->\n", end = "<!-- quality-table:end -->";
+  const auto from = readme.find(begin), to = readme.find(end);
+  REQUIRE(from != std::string::npos);
+  REQUIRE(to != std::string::npos);
+  CHECK(readme.substr(from + begin.size(), to - from - begin.size()) == hnf::reports::quality_readme_table(rows));
+  // The full run: every genre scored over more than one window.
+  for (const auto& r : rows) {
+    if (r.ran) CHECK(r.tokens > 1023);
+  }
+}

@@ -11,6 +11,7 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <optional>
 #include <sstream>
@@ -68,7 +69,9 @@ analysis::AnalysisOptions allocation_options(const QualityOptions& o) {
   return a;
 }
 
-constexpr std::int64_t kFullTokens = 16384;
+// Full run: 31 windows, all of the full context (1023 + 30 strides of 512 tokens with the
+// defaults), so that every cache is measured at the length its budget was set for.
+constexpr std::int64_t kFullStrides = 30;
 
 void apply_mode_defaults(QualityOptions& o) {
   auto set = [](std::string& field, const char* value) {
@@ -87,7 +90,7 @@ void apply_mode_defaults(QualityOptions& o) {
     set(o.dialogue, ".cache/corpora/dialogue/eval.txt");
     set(o.out, "reports");
     if (o.eps.empty()) o.eps = {"0.1", "0.25", "0.5", "1", "2", "4"};
-    if (o.tokens == 0) o.tokens = kFullTokens;
+    if (o.tokens == 0) o.tokens = o.eval.context - 1 + kFullStrides * o.eval.stride;
   }
 }
 
@@ -193,55 +196,68 @@ double format_id_bits(const proofs::PrecisionMap& map) {
   return 16.0 / (2.0 * static_cast<double>(map.block) * static_cast<double>(map.head_dim));
 }
 
-Allocation allocate(const QualityOptions& o, const std::string& trace, double eps) {
-  analysis::AnalysisOptions options = allocation_options(o);
-  options.eps = eps;
-  const auto result = analysis::analyze_trace(trace, options);
-  // An eps no map meets (not even fp16): more bits than any budget.
-  if (!result.feasible) return {eps, 16.0 + 1.0, {}};
-  auto map = analysis::precision_map(result);
-  const double bits = proofs::map_bits_per_element(map) + format_id_bits(map);
-  return {eps, bits, std::move(map)};
-}
+// Error-budget allocations of the calibration trace, each eps analysed once (the budgets'
+// bisections share their brackets).
+class Allocator {
+ public:
+  Allocator(const QualityOptions& o, std::string trace) : o_(o), trace_(std::move(trace)) {}
+
+  const Allocation& at(double eps) {
+    auto it = done_.find(eps);
+    if (it != done_.end()) return it->second;
+    analysis::AnalysisOptions options = allocation_options(o_);
+    options.eps = eps;
+    const auto result = analysis::analyze_trace(trace_, options);
+    Allocation a{eps, 16.0 + 1.0, {}};  // an eps no map meets (not even fp16): more bits than any budget
+    if (result.feasible) {
+      a.map = analysis::precision_map(result);
+      a.bits = proofs::map_bits_per_element(a.map) + format_id_bits(a.map);
+    }
+    return done_.emplace(eps, std::move(a)).first->second;
+  }
+
+ private:
+  const QualityOptions& o_;
+  std::string trace_;
+  std::map<double, Allocation> done_;
+};
+
+constexpr double kLargestEps = 1e6;  // far beyond any attention output: every unit at its cheapest format
 
 // The allocation for a storage budget: the error-budget allocation whose map is the largest
 // with at most `budget` bits per element, its eps found by geometric bisection. Budgets go
 // where the curvature says across layers and heads (analyze --bits gives every head the same
-// size). nullopt when even the cheapest map (a huge eps) exceeds the budget; `cheapest` is
-// then its size.
-std::optional<Allocation> allocate_for_budget(const QualityOptions& o, const std::string& trace, double budget,
-                                              double& cheapest) {
-  constexpr double kStep = 4.0, kLargest = 1e6, kSmallest = 1e-6;
+// size). nullopt when even the cheapest map (eps kLargestEps) exceeds the budget.
+std::optional<Allocation> allocate_for_budget(Allocator& allocator, double budget) {
+  constexpr double kStep = 4.0, kSmallest = 1e-6;
   constexpr int kBisections = 7;  // the eps bracket shrinks from 4x to 4^(1/128) = 1.011x
-  Allocation hi = allocate(o, trace, 1.0);
-  while (hi.bits > budget && hi.eps < kLargest) hi = allocate(o, trace, hi.eps * kStep);
-  if (hi.bits > budget) {
-    cheapest = hi.bits;
-    return std::nullopt;
+  if (allocator.at(kLargestEps).bits > budget) return std::nullopt;
+  double hi = 1.0;  // bits(hi) <= budget
+  while (allocator.at(hi).bits > budget) hi *= kStep;
+  double lo = hi;  // bits(lo) > budget
+  while (allocator.at(lo).bits <= budget) {
+    hi = lo;
+    if (lo < kSmallest) return allocator.at(hi);
+    lo /= kStep;
   }
-  Allocation lo = hi;
-  while (lo.bits <= budget && lo.eps > kSmallest) {
-    hi = lo;  // the largest map within the budget so far
-    lo = allocate(o, trace, lo.eps / kStep);
-  }
-  if (lo.bits <= budget) return lo;
   for (int i = 0; i < kBisections; ++i) {
-    Allocation mid = allocate(o, trace, std::sqrt(lo.eps * hi.eps));
-    (mid.bits <= budget ? hi : lo) = std::move(mid);
+    const double mid = std::sqrt(lo * hi);
+    (allocator.at(mid).bits <= budget ? hi : lo) = mid;
   }
-  return hi;
+  return allocator.at(hi);
 }
 
 void add_curvature(MethodSet& set, const QualityOptions& o, const std::string& trace) {
+  Allocator allocator(o, trace);
   for (const double budget : o.budgets) {
     const std::string name = fmt::format("curvature {:g} bits", budget);
     const auto start = std::chrono::steady_clock::now();
-    double cheapest = 0.0;
-    auto found = allocate_for_budget(o, trace, budget, cheapest);
+    auto found = allocate_for_budget(allocator, budget);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (!found) {
       const std::string why =
-          fmt::format("no map of the format vocabulary fits {:g} bits per element; the cheapest has {:.4f}", budget, cheapest);
+          fmt::format("no map of the format vocabulary fits {:g} bits per element; the cheapest has {:.4f}", budget,
+                      allocator.at(kLargestEps).bits);
       set.unavailable.push_back({name, "curvature", fmt::format("allocation for {:g} bits", budget), budget, why});
       log(fmt::format("{}: {}", name, why));
       continue;
@@ -513,7 +529,7 @@ void register_bench(CLI::App& app, int* exit_code) {
   cmd->add_option("--calibration", options->calibration,
                   "Text the allocations are made from (a trace of its first --ctx positions)")
       ->capture_default_str();
-  cmd->add_option("--tokens", options->tokens, "Tokens evaluated per genre (default 16384; --quick: --ctx - 1)");
+  cmd->add_option("--tokens", options->tokens, "Tokens evaluated per genre (default --ctx - 1 + 30 x --stride: 31 full windows; --quick: --ctx - 1)");
   cmd->add_option("--ctx", options->eval.context, "Tokens per window, BOS included")->capture_default_str();
   cmd->add_option("--stride", options->eval.stride, "New tokens scored per window")->capture_default_str();
   cmd->add_option("--budgets", *budgets, "Storage budgets in bits per element (curvature and H2O)")->capture_default_str();
