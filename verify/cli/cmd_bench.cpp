@@ -410,9 +410,9 @@ std::vector<std::string> method_notes(const QualityOptions& o) {
   };
 }
 
-// Writes the PNG plots into out_dir through gnuplot (gnuplot-nox); bad input when it fails.
-void draw_plots(const std::vector<reports::QualityRow>& rows, const fs::path& csv, const fs::path& out_dir,
-                const fs::path& work) {
+// Draws the PNG plots through gnuplot (gnuplot-nox) into a staging folder under `work` and
+// returns their paths; bad input when gnuplot fails (before any report file is written).
+std::vector<fs::path> draw_plots(const std::vector<reports::QualityRow>& rows, const fs::path& csv, const fs::path& work) {
   const fs::path staging = work / "plots";
   fs::create_directories(staging);
   const fs::path script = work / "quality.gnuplot";
@@ -422,7 +422,20 @@ void draw_plots(const std::vector<reports::QualityRow>& rows, const fs::path& cs
     throw proofs::bad_input("gnuplot", "could not draw the plots (" + command +
                                            "); install gnuplot-nox (scripts/setup.sh does)");
   }
-  for (const auto& name : reports::quality_plot_files(rows)) fs::rename(staging / name, out_dir / name);
+  std::vector<fs::path> plots;
+  for (const auto& name : reports::quality_plot_files(rows)) plots.push_back(staging / name);
+  return plots;
+}
+
+// Moves the staged plots into out_dir (copy and remove where the folders are on different file systems).
+void publish_plots(const std::vector<fs::path>& plots, const fs::path& out_dir) {
+  for (const auto& plot : plots) {
+    std::error_code error;
+    fs::rename(plot, out_dir / plot.filename(), error);
+    if (!error) continue;
+    fs::copy_file(plot, out_dir / plot.filename(), fs::copy_options::overwrite_existing);
+    fs::remove(plot);
+  }
 }
 
 int run_quality(QualityOptions o) {
@@ -474,8 +487,9 @@ int run_quality(QualityOptions o) {
     files.emplace_back(o.readme, reports::replace_marked_block(runtime::read_text_file(o.readme),
                                                                reports::quality_readme_table(rows), o.readme));
   }
+  const auto plots = draw_plots(rows, csv, o.work);
   proofs::write_texts_atomically(files);
-  draw_plots(rows, csv, o.out, o.work);
+  publish_plots(plots, o.out);
 
   std::fputs(reports::quality_readme_table(rows).c_str(), stdout);
   for (const auto& t : reports::evaluate_quality_targets(rows)) {

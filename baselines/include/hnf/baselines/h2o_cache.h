@@ -6,7 +6,8 @@
 //
 // Queries are processed in position order, each over the set as it stood at its position, so
 // a window run in one forward reads exactly what token-by-token decoding would. Storage per
-// kept position: K and V rows in fp16 and one fp32 accumulated score.
+// kept position: K and V rows in fp16 and one fp32 accumulated score (accumulated in double
+// here; counted as the fp32 a kernel would keep).
 #pragma once
 
 #include <cstdint>
