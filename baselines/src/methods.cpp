@@ -46,7 +46,8 @@ class MeteredMixedCache final : public runtime::KvCache {
   ~MeteredMixedCache() override {
     const double elements = 2.0 * static_cast<double>(num_layers() * num_kv_heads() * size() * head_dim());
     const auto units = static_cast<double>((size() + block_ - 1) / block_);
-    meter_->add_cache(inner_.bits_per_element() / 8.0 * elements + 2.0 * units * static_cast<double>(num_layers() * num_kv_heads()),
+    meter_->add_cache(inner_.bits_per_element() / 8.0 * elements +
+                          kMapIdBytesPerUnit * units * static_cast<double>(num_layers() * num_kv_heads()),
                       elements);
   }
 
@@ -122,7 +123,7 @@ Method map_method(std::string name, std::string family, std::string setting, std
   StoragePlan plan;
   plan.key_format = format_of(true);
   plan.value_format = format_of(false);
-  plan.metadata_bytes_per_unit = 2.0;
+  plan.metadata_bytes_per_unit = kMapIdBytesPerUnit;
   plan.metadata_unit = shared->block;
   m.make = plan_factory(std::move(plan), m.meter);
   return m;

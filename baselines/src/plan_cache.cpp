@@ -54,7 +54,6 @@ PlanCache::PlanCache(const runtime::KvCacheShape& shape, std::int64_t capacity, 
     s.key_bits.resize(static_cast<std::size_t>(capacity));
     s.value_bits.resize(static_cast<std::size_t>(capacity));
     s.key_release.resize(static_cast<std::size_t>(capacity));
-    s.value_release.resize(static_cast<std::size_t>(capacity));
     s.key_formats.resize(static_cast<std::size_t>(capacity));
   }
 }
@@ -82,7 +81,6 @@ void PlanCache::do_append(std::int64_t layer, const float* k, const float* v, st
       }
       s.key_formats[tu] = kf;
       s.key_release[tu] = release_of(kf, t);
-      s.value_release[tu] = t;
       float* settled_k = s.settled_k.data() + tu * du;
       if (kf.axis == proofs::GroupAxis::kTokens) {
         std::copy_n(k_row, d, settled_k);  // staged in f32 until its group is cached
@@ -136,11 +134,16 @@ void PlanCache::settle_key_groups(Stream& s, std::int64_t layer, std::int64_t si
   }
 }
 
-std::int64_t PlanCache::residual_start(const std::vector<std::int64_t>& release, std::int64_t p) const {
+std::int64_t PlanCache::key_residual_start(const Stream& s, std::int64_t p) const {
   if (plan_.recent == 0) return p + 1;
   // The first t whose group's last position is among the newest `recent`: release[t] > p - recent.
-  const auto it = std::upper_bound(release.begin(), release.begin() + (p + 1), p - plan_.recent);
-  return static_cast<std::int64_t>(it - release.begin());
+  const auto it = std::upper_bound(s.key_release.begin(), s.key_release.begin() + (p + 1), p - plan_.recent);
+  return static_cast<std::int64_t>(it - s.key_release.begin());
+}
+
+std::int64_t PlanCache::value_residual_start(std::int64_t p) const {
+  // A value is its own group: positions p - recent + 1 .. p.
+  return plan_.recent == 0 ? p + 1 : std::max<std::int64_t>(0, p - plan_.recent + 1);
 }
 
 void PlanCache::do_attend(std::int64_t layer, const float* q, std::int64_t n, std::int64_t first, float* out) const {
@@ -164,8 +167,8 @@ void PlanCache::do_attend(std::int64_t layer, const float* q, std::int64_t n, st
     }
     for (std::int64_t i = 0; i < n; ++i) {
       const std::int64_t p = first + i;
-      const std::int64_t key_fp16_from = residual_start(s.key_release, p);
-      const std::int64_t value_fp16_from = residual_start(s.value_release, p);
+      const std::int64_t key_fp16_from = key_residual_start(s, p);
+      const std::int64_t value_fp16_from = value_residual_start(p);
       const auto row = static_cast<std::size_t>(i * visible);
       float* score = settled_scores.data() + row;  // becomes this row's chosen scores
       for (std::int64_t t = key_fp16_from; t <= p; ++t) score[t] = recent_scores[row + static_cast<std::size_t>(t)];
@@ -198,8 +201,8 @@ double PlanCache::stored_bytes() const {
   const std::int64_t p = positions - 1;  // as the newest position's query reads the cache
   double bits = 0.0;
   for (const Stream& s : streams_) {
-    const std::int64_t key_fp16_from = residual_start(s.key_release, p);
-    const std::int64_t value_fp16_from = residual_start(s.value_release, p);
+    const std::int64_t key_fp16_from = key_residual_start(s, p);
+    const std::int64_t value_fp16_from = value_residual_start(p);
     for (std::int64_t t = 0; t < positions; ++t) {
       const auto tu = static_cast<std::size_t>(t);
       bits += d * (t >= key_fp16_from ? 16.0 : s.key_bits[tu]);

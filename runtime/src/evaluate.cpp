@@ -44,7 +44,8 @@ struct CandidateSums {
 };
 
 // KL(reference || candidate) of one row from both log-probabilities: exactly 0 when the rows are equal.
-double kl_divergence(const std::vector<double>& ref_logp, const std::vector<double>& cand_logp) {
+// ref_logp [vocab], cand_logp [vocab].
+double kl_divergence(std::span<const double> ref_logp, std::span<const double> cand_logp) {
   double kl = 0.0;
   for (std::size_t i = 0; i < ref_logp.size(); ++i) kl += std::exp(ref_logp[i]) * (ref_logp[i] - cand_logp[i]);
   return kl;
@@ -77,7 +78,7 @@ CacheComparison compare_caches(const LlamaModel& model, std::span<const std::int
   std::vector<double> ref_logp;         // [scored rows, vocab]
   std::vector<std::size_t> ref_argmax;  // [scored rows]
   std::vector<double> cand_logp;        // [vocab]
-  std::vector<double> row_logp;         // [vocab]
+  std::vector<double> row_logp;         // [vocab]: one reference row, then copied into ref_logp
   std::int64_t scored_until = 0;
   for (std::int64_t begin = 0;; begin += options.stride) {
     const std::int64_t end = std::min(begin + span, n);
@@ -112,10 +113,8 @@ CacheComparison compare_caches(const LlamaModel& model, std::span<const std::int
         const auto j = static_cast<std::size_t>(first_scored) + r;
         const float* row = logits.data() + j * vocab;
         log_softmax(row, vocab, cand_logp);
-        row_logp.assign(ref_logp.begin() + static_cast<std::ptrdiff_t>(r * vocab),
-                        ref_logp.begin() + static_cast<std::ptrdiff_t>((r + 1) * vocab));
         sums[c].nll -= cand_logp[static_cast<std::size_t>(tokens[static_cast<std::size_t>(begin) + j])];
-        sums[c].kl += kl_divergence(row_logp, cand_logp);
+        sums[c].kl += kl_divergence(std::span(ref_logp).subspan(r * vocab, vocab), cand_logp);
         sums[c].agree += ref_argmax[r] == argmax(row, vocab) ? 1.0 : 0.0;
       }
       sums[c].seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -165,7 +165,6 @@ struct Unavailable {
 struct MethodSet {
   std::vector<baselines::Method> methods;
   std::vector<Unavailable> unavailable;
-  std::vector<std::string> notes;
 };
 
 void add_uniform(MethodSet& set, std::int64_t head_dim) {
@@ -189,13 +188,6 @@ struct Allocation {
   proofs::PrecisionMap map;
 };
 
-// Bits per element of a map's format ids: one byte for K and one for V per unit of `block`
-// positions of each (layer, kv head), over the unit's 2 x block x head_dim elements (as the
-// benchmark counts them: baselines::map_method).
-double format_id_bits(const proofs::PrecisionMap& map) {
-  return 16.0 / (2.0 * static_cast<double>(map.block) * static_cast<double>(map.head_dim));
-}
-
 // Error-budget allocations of the calibration trace, each eps analysed once (the budgets'
 // bisections share their brackets).
 class Allocator {
@@ -211,7 +203,7 @@ class Allocator {
     Allocation a{eps, 16.0 + 1.0, {}};  // an eps no map meets (not even fp16): more bits than any budget
     if (result.feasible) {
       a.map = analysis::precision_map(result);
-      a.bits = proofs::map_bits_per_element(a.map) + format_id_bits(a.map);
+      a.bits = proofs::map_bits_per_element(a.map) + baselines::map_id_bits_per_element(a.map);
     }
     return done_.emplace(eps, std::move(a)).first->second;
   }

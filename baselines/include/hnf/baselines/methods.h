@@ -13,6 +13,14 @@
 
 namespace hnf::baselines {
 
+// A precision map's own metadata as every method counts it: one format-id byte for K and one
+// for V per unit of map.block positions of each (layer, kv head).
+inline constexpr double kMapIdBytesPerUnit = 2.0;
+// Those bytes per K/V element: kMapIdBytesPerUnit x 8 over the unit's 2 x block x head_dim elements.
+[[nodiscard]] inline double map_id_bits_per_element(const proofs::PrecisionMap& map) {
+  return kMapIdBytesPerUnit * 8.0 / (2.0 * static_cast<double>(map.block) * static_cast<double>(map.head_dim));
+}
+
 struct Method {
   std::string name;     // unique display name, e.g. "int4-d64", "KIVI-2", "H2O 3 bits"
   std::string family;   // "fp16", "uniform", "kivi", "h2o", "curvature", "certified"

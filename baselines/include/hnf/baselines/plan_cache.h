@@ -57,14 +57,15 @@ class PlanCache final : public runtime::KvCache {
     std::vector<float> settled_k, settled_v;    // [capacity, head_dim]: stored value, or f32 staged row
     std::vector<float> recent_k, recent_v;      // [capacity, head_dim]: fp16 rounding (only with a residual window)
     std::vector<double> key_bits, value_bits;   // [capacity]: bits per element of the settled representation
-    std::vector<std::int64_t> key_release, value_release;  // [capacity]: last position of the position's group
+    std::vector<std::int64_t> key_release;      // [capacity]: last position of the key's group (values: the position)
     std::vector<proofs::Format> key_formats;    // [capacity]
   };
   void do_append(std::int64_t layer, const float* k, const float* v, std::int64_t n, std::int64_t first) override;
   void do_attend(std::int64_t layer, const float* q, std::int64_t n, std::int64_t first, float* out) const override;
   void settle_key_groups(Stream& s, std::int64_t layer, std::int64_t size);
-  // The first position query p reads in fp16 (p + 1 when none): releases are non-decreasing.
-  [[nodiscard]] std::int64_t residual_start(const std::vector<std::int64_t>& release, std::int64_t p) const;
+  // The first key (value) position query p reads in fp16 (p + 1 when none): key releases are non-decreasing.
+  [[nodiscard]] std::int64_t key_residual_start(const Stream& s, std::int64_t p) const;
+  [[nodiscard]] std::int64_t value_residual_start(std::int64_t p) const;
 
   StoragePlan plan_;
   std::shared_ptr<StorageMeter> meter_;
