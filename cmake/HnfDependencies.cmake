@@ -8,6 +8,8 @@ pkg_check_modules(MPFR REQUIRED IMPORTED_TARGET mpfr)
 pkg_check_modules(GMP REQUIRED IMPORTED_TARGET gmp)
 # libpng: the browser test's screenshot check (tests/cli/png_stats.cpp).
 pkg_check_modules(PNG REQUIRED IMPORTED_TARGET libpng)
+# Attestations (proofs/attestation.h): Ed25519 signatures. Debian's libsodium ships no CMake config.
+pkg_check_modules(SODIUM REQUIRED IMPORTED_TARGET libsodium)
 # The certificate checker's exact rationals (mpq_class).
 pkg_check_modules(GMPXX REQUIRED IMPORTED_TARGET gmpxx)
 # Boost.Interval (analysis/ interval engine): header-only, Boost::headers.

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job: set up and build, then trace a WikiText-2 passage with the committed reference
 # model, certify a precision map for it (Z3), re-check the certificate with the exact checker
-# (and re-derive its witnesses from the trace and model), then run the certified map in the
+# (and re-derive its witnesses from the trace and model), sign an attestation of that with the
+# operator key ($out/operator.key, made once by keygen), then run the certified map in the
 # runtime's mixed-precision cache next to the fp32 cache over the passage (eval --cache:
 # perplexity, KL, top-1 agreement, measured bytes per element, queries outside S2), write the
 # audit report with that measurement attached (report.html, report.md), and print a short
@@ -39,15 +40,21 @@ set -e
 # 3 and 4 are errors (already reported); 0, 1 and 2 leave a complete certificate to check.
 ((certify_status <= 2)) || exit "$certify_status"
 set +e
-build/hnf-verify check "$out/certificate.json" --model "$model" --trace "$out/trace.safetensors" --recompute
+# The operator's key pair: made once, kept (keygen never overwrites a key).
+[[ -f "$out/operator.key" ]] || build/hnf-verify keygen --out "$out/operator" >/dev/null
+build/hnf-verify check "$out/certificate.json" --model "$model" --trace "$out/trace.safetensors" --recompute \
+  --sign "$out/operator.key" --attestation-out "$out/attestation.json"
 check_status=$?
 set -e
 if ((check_status == 0)); then
   # The certified map in the runtime cache, against the fp32 cache, on the same text.
+  # The cache is built only from verified witnesses: here the attestation, under the public key.
   build/hnf-verify eval --model "$model" --text "$text" --max-tokens "$eval_tokens" --cache "$out/certificate.json" \
+    --attestation "$out/attestation.json" --public-key "$out/operator.pub" \
     --trace "$out/trace.safetensors" --json-out "$out/eval.json"
   # The audit report, with that measurement attached.
   build/hnf-verify report "$out/certificate.json" --model "$model" --trace "$out/trace.safetensors" \
+    --attestation "$out/attestation.json" --public-key "$out/operator.pub" \
     --eval "$out/eval.json" --html "$out/report.html" --md "$out/report.md"
 fi
 end=$(date +%s.%N)

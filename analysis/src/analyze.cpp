@@ -26,8 +26,8 @@ struct HeadInputs {
   std::int64_t kv_head = 0;
   std::size_t tokens = 0;
   std::size_t d = 0;
-  std::vector<float> keys_f;     // [tokens, d] as stored
-  std::vector<float> values_f;   // [tokens, d]
+  // Only the doubles are kept (each equals the stored float exactly): a float copy for the
+  // quantizer would add half again to the largest per-head arrays (rows_as_floats rebuilds a block).
   std::vector<double> keys;      // [tokens, d] exact
   std::vector<double> values;    // [tokens, d] exact
   std::vector<double> key_norms; // [tokens] upper bounds
@@ -59,6 +59,14 @@ void read_rows(const Trace& trace, const std::string& path, const proofs::Tensor
 }
 
 std::vector<double> to_double(const std::vector<float>& x) { return {x.begin(), x.end()}; }
+
+// rows [first, first + rows) of x [tokens, d] as floats (exact: x holds floats widened), for the
+// quantizer, which takes the stored floats.
+std::span<const float> rows_as_floats(const std::vector<double>& x, std::size_t first, std::size_t rows, std::size_t d,
+                                      std::vector<float>& buffer) {
+  buffer.assign(x.begin() + static_cast<std::ptrdiff_t>(first * d), x.begin() + static_cast<std::ptrdiff_t>((first + rows) * d));
+  return buffer;
+}
 
 double norm_nearest(const double* x, std::size_t n) {
   double s = 0.0;
@@ -106,10 +114,12 @@ HeadInputs load_head(const Trace& trace, const std::string& path, std::int64_t l
   h.kv_head = kv_head;
   h.tokens = static_cast<std::size_t>(s.num_tokens);
   h.d = static_cast<std::size_t>(s.head_dim);
-  read_rows(trace, path, *tl.k, kv_head, 0, s.num_tokens, h.keys_f);
-  read_rows(trace, path, *tl.v, kv_head, 0, s.num_tokens, h.values_f);
-  h.keys = to_double(h.keys_f);
-  h.values = to_double(h.values_f);
+  std::vector<float> stored;
+  read_rows(trace, path, *tl.k, kv_head, 0, s.num_tokens, stored);
+  h.keys = to_double(stored);
+  read_rows(trace, path, *tl.v, kv_head, 0, s.num_tokens, stored);
+  h.values = to_double(stored);
+  std::vector<float>().swap(stored);
   h.key_norms = row_norms_up(h.keys, h.d);
 
   const std::int64_t group = s.num_heads / s.num_kv_heads;
@@ -156,8 +166,8 @@ HeadInputs load_head(const Trace& trace, const std::string& path, std::int64_t l
 
 struct ExactAttention {
   std::size_t J = 0;
-  std::vector<float> weight;   // [tokens, J] a_jt, 0 where t > position_j
-  std::vector<float> distance; // [tokens, J] ||v_t - o_j||
+  std::vector<float> weight;   // [tokens, J] a_jt, 0 where t > position_j (freed once the model is built)
+  std::vector<float> distance; // [tokens, J] ||v_t - o_j|| (freed with weight)
   std::vector<OutputEnclosure> enclosure;  // [J] rigorous enclosure of o_j
   std::vector<double> query_norm;          // [J] nearest
 };
@@ -259,23 +269,24 @@ struct QuantizedCache {
   MapChoice map;                                 // the formats the contents follow
 };
 
-void requantize_rows(const std::vector<float>& x, std::size_t tokens, std::size_t d, std::size_t block,
+void requantize_rows(const std::vector<double>& x, std::size_t tokens, std::size_t d, std::size_t block,
                      const std::vector<Format>& formats, const std::vector<Format>& previous, std::vector<double>& out) {
   out.resize(x.size());
   std::vector<double> radius(block * d);
-#pragma omp parallel for schedule(static) firstprivate(radius)
+  std::vector<float> stored;
+#pragma omp parallel for schedule(static) firstprivate(radius, stored)
   for (std::size_t u = 0; u < formats.size(); ++u) {
     if (u < previous.size() && previous[u] == formats[u]) continue;
     const std::size_t first = u * block;
     const std::size_t rows = std::min(block, tokens - first);
-    proofs::quantize_block(formats[u], std::span(x).subspan(first * d, rows * d), rows, d,
+    proofs::quantize_block(formats[u], rows_as_floats(x, first, rows, d, stored), rows, d,
                            std::span(out).subspan(first * d, rows * d), std::span(radius).first(rows * d));
   }
 }
 
 void requantize(const HeadInputs& h, std::size_t block, const MapChoice& map, QuantizedCache& qc) {
-  requantize_rows(h.keys_f, h.tokens, h.d, block, map.key_formats, qc.map.key_formats, qc.keys);
-  requantize_rows(h.values_f, h.tokens, h.d, block, map.value_formats, qc.map.value_formats, qc.values);
+  requantize_rows(h.keys, h.tokens, h.d, block, map.key_formats, qc.map.key_formats, qc.keys);
+  requantize_rows(h.values, h.tokens, h.d, block, map.value_formats, qc.map.value_formats, qc.values);
   qc.key_norms.resize(h.tokens);
   for (std::size_t u = 0; u < map.key_formats.size(); ++u) {
     if (u < qc.map.key_formats.size() && qc.map.key_formats[u] == map.key_formats[u]) continue;
@@ -409,7 +420,8 @@ HeadModel build_model(const HeadInputs& h, const ExactAttention& ex, std::size_t
     const std::size_t first = u * block;
     const std::size_t rows = std::min(block, T - first);
     std::vector<double> xhat(rows * d), radius(rows * d), delta(J);
-    const auto key_span = std::span(h.keys_f).subspan(first * d, rows * d);
+    std::vector<float> stored;
+    const auto key_span = rows_as_floats(h.keys, first, rows, d, stored);
     for (std::size_t c = 0; c < model.key_choices.size(); ++c) {
       proofs::quantize_block(model.key_choices[c], key_span, rows, d, xhat, radius);
       double* cost = model.problem.cost(u, c);
@@ -428,7 +440,8 @@ HeadModel build_model(const HeadInputs& h, const ExactAttention& ex, std::size_t
       }
       if (!squared && worst_shift > delta_cap) std::fill(cost, cost + J, blocked);
     }
-    const auto value_span = std::span(h.values_f).subspan(first * d, rows * d);
+    std::vector<float> stored_values;
+    const auto value_span = rows_as_floats(h.values, first, rows, d, stored_values);
     for (std::size_t c = 0; c < model.value_choices.size(); ++c) {
       proofs::quantize_block(model.value_choices[c], value_span, rows, d, xhat, radius);
       double* cost = model.problem.cost(model.units + u, c);
@@ -1064,7 +1077,7 @@ AnalysisResult analyze_trace(const std::string& trace_path, AnalysisOptions opti
       stage("load");
       const HeadInputs h = load_head(trace, trace_path, layer, kvh, subset);
       stage("attention");
-      const ExactAttention ex = exact_attention(h);
+      ExactAttention ex = exact_attention(h);
       HeadAnalysis ha;
       ha.eps = layer_eps.value_or(0.0);
       ha.layer = layer;
@@ -1072,6 +1085,10 @@ AnalysisResult analyze_trace(const std::string& trace_path, AnalysisOptions opti
       ha.positions = position_analysis(h, ex);
       stage("sensitivities");
       const HeadModel model = build_model(h, ex, block, options.delta_cap, options.model == "rms");
+      // The [tokens, J] weights and distances feed only the statistics and the model: freed
+      // before the allocator and the bounds, whose peak would otherwise hold them too.
+      std::vector<float>().swap(ex.weight);
+      std::vector<float>().swap(ex.distance);
       stage("allocate");
       const auto choices = choose_map(h, ex, model, options, layer_eps, block, ha, result);
       if (ha.map_source != "allocated") all_allocated = false;

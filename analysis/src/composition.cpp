@@ -22,6 +22,7 @@
 
 #include "hnf/analysis/interval.h"
 #include "hnf/proofs/error.h"
+#include "hnf/proofs/json_limits.h"
 #include "hnf/proofs/safetensors.h"
 #include "hnf/proofs/sha256.h"
 
@@ -390,18 +391,16 @@ class ConfigFields {
       if (!fallback) fail(field, "is missing");
       return *fallback;
     }
-    if (!value->is_number_integer() || value->get<std::int64_t>() <= 0 || value->get<std::int64_t>() > (1 << 30)) {
-      fail(field, "must be a positive integer (at most 2^30), got " + value->dump());
-    }
-    return static_cast<std::size_t>(value->get<std::int64_t>());
+    const auto n = proofs::json_integer(*value, 1, std::int64_t{1} << 30);
+    if (!n) fail(field, "must be a positive integer (at most 2^30), got " + value->dump());
+    return static_cast<std::size_t>(*n);
   }
   [[nodiscard]] double positive_number(std::string_view field) const {
     const json* value = find(field);
     if (value == nullptr) fail(field, "is missing");
-    if (!value->is_number() || !std::isfinite(value->get<double>()) || value->get<double>() <= 0.0) {
-      fail(field, "must be a positive number, got " + value->dump());
-    }
-    return value->get<double>();
+    const auto x = proofs::json_number(*value, std::numeric_limits<double>::denorm_min(), std::numeric_limits<double>::max());
+    if (!x) fail(field, "must be a positive number, got " + value->dump());
+    return *x;
   }
   // A string field that, when present, must equal `expected`.
   void require_string(std::string_view field, std::string_view expected) const {
@@ -424,14 +423,7 @@ class ConfigFields {
 };
 
 json parse_json_object(const std::filesystem::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) throw proofs::bad_input(file.string(), "cannot open the model config");
-  json root;
-  try {
-    root = json::parse(in);
-  } catch (const json::parse_error& e) {
-    throw proofs::bad_input(file.string(), std::string("not valid JSON: ") + e.what());
-  }
+  json root = proofs::read_json_file(file, proofs::kMaxSmallJsonBytes, "the model config");
   if (!root.is_object()) throw proofs::bad_input(file.string(), "the model config must be a JSON object");
   return root;
 }

@@ -1,6 +1,7 @@
 #include "hnf/analysis/trace.h"
 
 #include <charconv>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <optional>
@@ -98,6 +99,12 @@ void Trace::validate() {
   const auto num_tokens = parse_count(meta.at("num_tokens"));
   if (!num_layers || *num_layers == 0) throw fail("metadata num_layers " + q(meta.at("num_layers")) + " is not a positive integer");
   if (!num_tokens || *num_tokens == 0) throw fail("metadata num_tokens " + q(meta.at("num_tokens")) + " is not a positive integer");
+  // Every layer has at least three tensors: a larger count is a lie that would size the layer
+  // table (allocated below) from an untrusted number.
+  if (static_cast<std::uint64_t>(*num_layers) > file_.tensors().size()) {
+    throw fail("metadata num_layers " + meta.at("num_layers") + " exceeds the " + std::to_string(file_.tensors().size()) +
+               " tensors in the file");
+  }
   const auto dtype = proofs::parse_dtype(meta.at("dtype"));
   if (!dtype || !proofs::is_floating(*dtype)) throw fail("metadata dtype " + q(meta.at("dtype")) + " is not F32, F16 or BF16");
   dtype_ = *dtype;
@@ -107,7 +114,7 @@ void Trace::validate() {
     const auto theta = meta.find("rope_theta");
     char* end = nullptr;
     const double value = theta == meta.end() ? 0.0 : std::strtod(theta->second.c_str(), &end);
-    if (theta == meta.end() || end == theta->second.c_str() || *end != '\0' || !(value > 0.0))
+    if (theta == meta.end() || end == theta->second.c_str() || *end != '\0' || !(value > 0.0) || !std::isfinite(value))
       throw fail("metadata rope is 'llama' but rope_theta is missing or not a positive number");
   }
 
@@ -175,6 +182,7 @@ void Trace::validate() {
                std::to_string(shape_.num_kv_heads) + " kv heads");
   }
   if (shape_.head_dim == 0) throw fail("head_dim is 0");
+  if (shape_.num_heads == 0 || shape_.num_queries == 0) throw fail("no queries are recorded (query heads or queries is 0)");
   if (shape_.num_tokens != *num_tokens) {
     throw fail("keys hold " + std::to_string(shape_.num_tokens) + " tokens but metadata num_tokens is " + meta.at("num_tokens"));
   }

@@ -10,6 +10,7 @@
 #include <cctype>
 #include <cmath>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <set>
 #include <sstream>
@@ -17,12 +18,22 @@
 #include <nlohmann/json.hpp>
 
 #include "hnf/proofs/error.h"
+#include "hnf/proofs/json_limits.h"
+#include "hnf/proofs/read_file.h"
 #include "hnf/proofs/sha256.h"
 
 namespace hnf::proofs {
 namespace {
 
 using Json = nlohmann::json;
+
+// Ranges of the certificate's numbers (docs/hostile-input.md). Counts and indices are any
+// non-negative int64 here; the checker judges their meaning (e.g. layers <= 4096).
+constexpr std::int64_t kMaxCount = std::numeric_limits<std::int64_t>::max();
+// bits_per_element is recomputed from the map by the checker; no format stores more than 64.
+constexpr double kMaxBitsPerElement = 64.0;
+// solver_ms is informational; 1e15 ms is 30,000 years.
+constexpr double kMaxSolverMs = 1e15;
 
 bool all_digits(std::string_view s) {
   return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return std::isdigit(static_cast<unsigned char>(c)); });
@@ -126,6 +137,18 @@ Json certificate_body(const Certificate& c) {
   return body;
 }
 
+// The body without what says where or how the certificate was made (certificate_claim_sha256).
+Json claim_body(const Certificate& c) {
+  Json body = certificate_body(c);
+  body.erase("trace_file");
+  body.erase("certify_command");
+  for (Json& o : body["obligations"]) {
+    o.erase("solver_ms");
+    o.erase("smt_file");
+  }
+  return body;
+}
+
 std::string body_sha256(const Json& body) {
   const std::string text = body.dump();
   return sha256_hex(std::as_bytes(std::span(text.data(), text.size())));
@@ -150,25 +173,32 @@ class ObjectReader {
     seen_.insert(name);
     return *it;
   }
-  std::string string(const std::string& name) {
+  // Every string has a length limit: its natural one (a hash, a rational, a file name) or
+  // kMaxCertificateTextBytes.
+  std::string string(const std::string& name, std::size_t max_bytes = kMaxCertificateTextBytes) {
     const Json& v = field(name);
     if (!v.is_string()) fail(name, "is not a string");
+    check_length(name, v.get_ref<const std::string&>(), max_bytes);
     return v.get<std::string>();
   }
   std::string rational(const std::string& name) {
-    std::string s = string(name);
+    std::string s = string(name, kMaxRationalChars);
     if (!is_exact_rational(s)) fail(name, "'" + s + "' is not an exact rational p or p/q");
     return s;
   }
-  std::int64_t integer(const std::string& name) {
+  // Integers are read within the range of their meaning and type, never narrowed or wrapped:
+  // a block of 2^32 + 16 is refused, not read as 16.
+  std::int64_t integer(const std::string& name, std::int64_t min, std::int64_t max) {
     const Json& v = field(name);
-    if (!v.is_number_integer()) fail(name, "is not an integer");
-    return v.get<std::int64_t>();
+    const auto value = json_integer(v, min, max);
+    if (!value) fail(name, "is " + v.dump() + ", not an integer in " + range_text(min, max));
+    return *value;
   }
-  double number(const std::string& name) {
+  double number(const std::string& name, double min, double max) {
     const Json& v = field(name);
-    if (!v.is_number()) fail(name, "is not a number");
-    return v.get<double>();
+    const auto value = json_number(v, min, max);
+    if (!value) fail(name, "is " + v.dump() + ", not a number in [" + std::to_string(min) + ", " + std::to_string(max) + "]");
+    return *value;
   }
   const Json& array(const std::string& name) {
     const Json& v = field(name);
@@ -176,19 +206,25 @@ class ObjectReader {
     return v;
   }
   std::vector<std::string> strings(const std::string& name, bool rationals) {
+    const std::size_t max_bytes = rationals ? kMaxRationalChars : kMaxCertificateTextBytes;
     std::vector<std::string> out;
     for (const auto& v : array(name)) {
       if (!v.is_string()) fail(name, "has an element that is not a string");
+      check_length(name, v.get_ref<const std::string&>(), max_bytes);
       out.push_back(v.get<std::string>());
       if (rationals && !is_exact_rational(out.back())) fail(name, "has '" + out.back() + "', not an exact rational");
     }
     return out;
   }
-  std::vector<std::int64_t> integers(const std::string& name) {
+  std::vector<std::int64_t> integers(const std::string& name, std::int64_t min, std::int64_t max) {
     std::vector<std::int64_t> out;
     for (const auto& v : array(name)) {
-      if (!v.is_number_integer()) fail(name, "has an element that is not an integer");
-      out.push_back(v.get<std::int64_t>());
+      const auto value = json_integer(v, min, max);
+      if (!value) {
+        fail(name, "has element " + std::to_string(out.size()) + " = " + v.dump() + ", not an integer in " +
+                       range_text(min, max));
+      }
+      out.push_back(*value);
     }
     return out;
   }
@@ -200,6 +236,16 @@ class ObjectReader {
   const std::string& where() const { return where_; }
 
  private:
+  void check_length(const std::string& name, const std::string& value, std::size_t max_bytes) const {
+    if (value.size() > max_bytes) {
+      fail(name, "is a string of " + std::to_string(value.size()) + " bytes, over this field's limit of " +
+                     std::to_string(max_bytes));
+    }
+  }
+  static std::string range_text(std::int64_t min, std::int64_t max) {
+    return "[" + std::to_string(min) + ", " + std::to_string(max) + "]";
+  }
+
   const Json& j_;
   std::string where_;
   const std::string& file_;
@@ -219,18 +265,18 @@ std::vector<Format> parse_formats(ObjectReader& r, const std::string& name) {
 PrecisionMap parse_map(const Json& j, const std::string& file) {
   ObjectReader r(j, "map", file);
   PrecisionMap m;
-  m.layers = r.integer("layers");
-  m.kv_heads = r.integer("kv_heads");
-  m.heads = r.integer("heads");
-  m.head_dim = r.integer("head_dim");
-  m.tokens = r.integer("tokens");
-  m.block = static_cast<int>(r.integer("block"));
+  m.layers = r.integer("layers", 0, kMaxCount);
+  m.kv_heads = r.integer("kv_heads", 0, kMaxCount);
+  m.heads = r.integer("heads", 0, kMaxCount);
+  m.head_dim = r.integer("head_dim", 0, kMaxCount);
+  m.tokens = r.integer("tokens", 0, kMaxCount);
+  m.block = static_cast<int>(r.integer("block", 0, std::numeric_limits<int>::max()));
   std::size_t index = 0;
   for (const auto& e : r.array("entries")) {
     ObjectReader er(e, "map.entries[" + std::to_string(index++) + "]", file);
     HeadMap h;
-    h.layer = er.integer("layer");
-    h.kv_head = er.integer("kv_head");
+    h.layer = er.integer("layer", 0, kMaxCount);
+    h.kv_head = er.integer("kv_head", 0, kMaxCount);
     h.key_formats = parse_formats(er, "keys");
     h.value_formats = parse_formats(er, "values");
     er.finish();
@@ -243,13 +289,13 @@ PrecisionMap parse_map(const Json& j, const std::string& file) {
 Scope parse_scope(const Json& j, const std::string& file) {
   ObjectReader r(j, "scope", file);
   Scope s;
-  s.query_positions = r.integers("s1_query_positions");
+  s.query_positions = r.integers("s1_query_positions", 0, kMaxCount);
   std::size_t index = 0;
   for (const auto& h : r.array("heads")) {
     ObjectReader hr(h, "scope.heads[" + std::to_string(index++) + "]", file);
     HeadScope hs;
-    hs.layer = hr.integer("layer");
-    hs.kv_head = hr.integer("kv_head");
+    hs.layer = hr.integer("layer", 0, kMaxCount);
+    hs.kv_head = hr.integer("kv_head", 0, kMaxCount);
     hs.s2_radius = hr.rational("s2_radius");
     hs.s2_bound = hr.rational("s2_bound");
     hs.s3_query_norm = hr.rational("s3_query_norm");
@@ -272,10 +318,11 @@ ObligationKind parse_kind(ObjectReader& r) {
 
 Verdict parse_verdict(ObjectReader& r) {
   const std::string v = r.string("verdict");
-  for (Verdict candidate : {Verdict::kProved, Verdict::kRefuted, Verdict::kUnknown, Verdict::kTimeout}) {
+  for (Verdict candidate : {Verdict::kProved, Verdict::kRefuted, Verdict::kUnknown, Verdict::kTimeout,
+                            Verdict::kDiagnostic, Verdict::kRecorded}) {
     if (v == verdict_name(candidate)) return candidate;
   }
-  r.fail("verdict", "'" + v + "' is not proved, refuted, unknown or timeout");
+  r.fail("verdict", "'" + v + "' is not proved, refuted, unknown, timeout, diagnostic or recorded");
 }
 
 // Columnar rows: every column must have the same length.
@@ -284,9 +331,9 @@ void require_same_length(ObjectReader& r, std::size_t expected, std::size_t actu
 }
 
 void parse_sufficiency_rows(ObjectReader& rows, Obligation& o) {
-  const auto kv = rows.integers("kv_head");
-  const auto head = rows.integers("head");
-  const auto pos = rows.integers("position");
+  const auto kv = rows.integers("kv_head", 0, kMaxCount);
+  const auto head = rows.integers("head", 0, kMaxCount);
+  const auto pos = rows.integers("position", 0, kMaxCount);
   const auto bound = rows.strings("bound", true);
   require_same_length(rows, kv.size(), head.size(), "head");
   require_same_length(rows, kv.size(), pos.size(), "position");
@@ -295,15 +342,14 @@ void parse_sufficiency_rows(ObjectReader& rows, Obligation& o) {
 }
 
 void parse_necessity_rows(ObjectReader& rows, Obligation& o) {
-  const auto kv = rows.integers("kv_head");
-  const auto pos = rows.integers("position");
+  const auto kv = rows.integers("kv_head", 0, kMaxCount);
+  const auto pos = rows.integers("position", 0, kMaxCount);
   const auto kd2 = rows.strings("kappa_d2", true);
-  const auto bits = rows.integers("bits");
+  const auto bits = rows.integers("bits", 0, kMaxNecessityBits);
   require_same_length(rows, kv.size(), pos.size(), "position");
   require_same_length(rows, kv.size(), kd2.size(), "kappa_d2");
   require_same_length(rows, kv.size(), bits.size(), "bits");
   for (std::size_t i = 0; i < kv.size(); ++i) {
-    if (bits[i] < 0 || bits[i] > 64) rows.fail("bits", "has " + std::to_string(bits[i]) + ", outside 0..64");
     o.necessity.push_back({kv[i], pos[i], kd2[i], static_cast<int>(bits[i])});
   }
 }
@@ -313,10 +359,10 @@ Obligation parse_obligation(const Json& j, std::size_t index, const std::string&
   Obligation o;
   o.name = r.string("name");
   o.kind = parse_kind(r);
-  o.layer = r.integer("layer");
+  o.layer = r.integer("layer", -1, kMaxCount);  // -1: the composition
   o.budget = r.rational("budget");
   o.verdict = parse_verdict(r);
-  o.solver_ms = r.number("solver_ms");
+  o.solver_ms = r.number("solver_ms", 0.0, kMaxSolverMs);
   o.example = r.string("example");
   o.detail = r.string("detail");
   o.smt_file = r.string("smt_file");
@@ -330,7 +376,7 @@ Obligation parse_obligation(const Json& j, std::size_t index, const std::string&
       parse_sufficiency_rows(rows, o);
     } else {
       parse_necessity_rows(rows, o);
-      o.below = r.integers("below");
+      o.below = r.integers("below", 0, kMaxCount);
       o.below_reason = r.string("below_reason");
     }
     rows.finish();
@@ -358,13 +404,19 @@ class Checker {
       return false;
     }
     if (m.heads % m.kv_heads != 0) problem("map: heads is not a multiple of kv_heads");
-    if (m.block != 16 && m.block != 32 && m.block != 64) problem("map: block must be 16, 32 or 64");
+    if (m.block != 16 && m.block != 32 && m.block != 64) {
+      problem("map: block must be 16, 32 or 64");
+      return false;  // the unit count below divides by it
+    }
     if (m.entries.size() != static_cast<std::size_t>(m.layers * m.kv_heads)) {
       problem("map: " + std::to_string(m.entries.size()) + " entries, expected layers x kv_heads");
       return false;
     }
     const auto units = static_cast<std::size_t>((m.tokens + m.block - 1) / m.block);
+    const std::size_t problems_before = report_.problems.size();
     for (std::size_t i = 0; i < m.entries.size(); ++i) check_map_entry(m.entries[i], i, units);
+    // Entries of the wrong length: nothing below may index them.
+    if (report_.problems.size() != problems_before) return false;
     if (map_sha256(m) != c_.map_sha256) problem("map_sha256 does not match the map");
     const double bits = map_bits_per_element(m);
     if (!(std::abs(bits - c_.bits_per_element) <= 1e-9 * bits)) problem("bits_per_element does not match the map");
@@ -438,16 +490,16 @@ class Checker {
   // Re-derives every obligation's truth, compares it with its verdict, and derives the overall verdict.
   void check_obligations() {
     std::map<std::string, int> seen;
-    bool any_refuted = false, all_proved = true, has_composition = false;
+    bool has_composition = false;
     for (const auto& o : c_.obligations) {
       if (++seen[o.name] > 1) problem("obligation " + o.name + " appears twice");
+      has_composition |= o.kind == ObligationKind::kComposition;
+      check_verdict_kind(o);
       const std::optional<bool> truth = obligation_truth(o);
       if (!truth) continue;  // a structural problem was recorded
-      if (o.verdict == Verdict::kProved && !*truth) problem(o.name + ": verdict proved, but the inequality does not hold");
-      if (o.verdict == Verdict::kRefuted && *truth) problem(o.name + ": verdict refuted, but the inequality holds");
-      any_refuted |= o.verdict == Verdict::kRefuted;
-      all_proved &= o.verdict == Verdict::kProved;
-      has_composition |= o.kind == ObligationKind::kComposition;
+      const Standing standing = obligation_standing(c_, o);
+      if (standing == Standing::kProved && !*truth) problem(o.name + ": verdict proved, but the inequality does not hold");
+      if (standing == Standing::kRefuted && *truth) problem(o.name + ": verdict refuted, but the inequality holds");
     }
     for (std::int64_t l = 0; l < c_.map.layers; ++l) {
       for (const char* kind : {"sufficiency", "necessity"}) {
@@ -457,7 +509,7 @@ class Checker {
     }
     const std::size_t expected = 2 * static_cast<std::size_t>(c_.map.layers) + (has_composition ? 1 : 0);
     if (c_.obligations.size() != expected) problem("unexpected obligations beyond one sufficiency and one necessity per layer and one composition");
-    const std::string derived = any_refuted ? "refuted" : all_proved ? "certified" : "unknown";
+    const std::string derived = derived_verdict(c_);
     report_.verdict = derived;
     if (derived != c_.verdict) problem("verdict " + c_.verdict + " does not follow from the obligations (" + derived + ")");
   }
@@ -477,6 +529,27 @@ class Checker {
     for (const auto& f : e.value_formats) {
       if (!is_valid_format(f, static_cast<int>(c_.map.head_dim)) || f.axis == GroupAxis::kTokens) {
         problem(where + ": value format " + format_name(f) + " is not a valid value format");
+      }
+    }
+  }
+
+  // Which verdicts each kind may carry in each schema version: a necessity obligation is a
+  // diagnostic (version 2 says so; version 1 wrote a solver's answer for it, read as a diagnostic),
+  // and a recorded composition states exactly its composed bound as its budget.
+  void check_verdict_kind(const Obligation& o) {
+    const bool necessity = o.kind == ObligationKind::kNecessity;
+    if (c_.version >= 2 && necessity && o.verdict != Verdict::kDiagnostic) {
+      problem(o.name + ": a necessity obligation's verdict must be diagnostic (Theorem 5.7's rows cannot fail once the "
+                       "rows below the obstruction are listed)");
+    }
+    if (o.verdict == Verdict::kDiagnostic && (c_.version < 2 || !necessity)) {
+      problem(o.name + ": only a necessity obligation of a version 2 certificate is a diagnostic");
+    }
+    if (o.verdict == Verdict::kRecorded) {
+      if (c_.version < 2 || o.kind != ObligationKind::kComposition) {
+        problem(o.name + ": only the composition obligation of a version 2 certificate is recorded");
+      } else if (const std::string total = composed_bound(o); total.empty() || to_mpq(total) != to_mpq(o.budget)) {
+        problem(o.name + ": a recorded composition must state its composed bound as its budget");
       }
     }
   }
@@ -603,14 +676,8 @@ class Checker {
       if (to_mpq(o.layer_eps[l]) != to_mpq(c_.layer_eps[l])) problem("composition: layer_eps differs from the certificate's");
       if (to_mpq(o.lipschitz[l]) < 1 || to_mpq(o.injection[l]) < 0) problem("composition: a Lipschitz bound below 1 or a negative injection");
     }
-    // sum_i (prod_{j>i} L_j) * injection_i * eps_i, accumulated from the last layer down.
-    mpq_class total = 0, tail = 1;
-    for (std::size_t i = layers; i-- > 0;) {
-      total += tail * to_mpq(o.injection[i]) * to_mpq(o.layer_eps[i]);
-      tail *= to_mpq(o.lipschitz[i]);
-    }
     ++report_.inequalities;
-    return total <= to_mpq(o.budget);
+    return to_mpq(composed_bound(o)) <= to_mpq(o.budget);
   }
 
   const Certificate& c_;
@@ -703,11 +770,13 @@ int necessity_min_bits(const std::string& kappa_d2, const std::string& budget) {
 
 double map_bits_per_element(const PrecisionMap& map) {
   // Per unit: block positions (the last unit may be shorter) x head_dim elements, K and V.
+  // Also called on maps the checker rejected (reports show them): no index past either list,
+  // and the products in double, which cannot overflow.
   double bits = 0.0, elements = 0.0;
   for (const auto& e : map.entries) {
-    for (std::size_t u = 0; u < e.key_formats.size(); ++u) {
-      const std::int64_t begin = static_cast<std::int64_t>(u) * map.block;
-      const double n = static_cast<double>(std::min<std::int64_t>(map.block, map.tokens - begin) * map.head_dim);
+    for (std::size_t u = 0; u < std::min(e.key_formats.size(), e.value_formats.size()); ++u) {
+      const double begin = static_cast<double>(u) * static_cast<double>(map.block);
+      const double n = std::min<double>(map.block, static_cast<double>(map.tokens) - begin) * static_cast<double>(map.head_dim);
       bits += n * (storage_bits_per_element(e.key_formats[u]) + storage_bits_per_element(e.value_formats[u]));
       elements += 2.0 * n;
     }
@@ -730,48 +799,127 @@ std::string_view verdict_name(Verdict verdict) noexcept {
     case Verdict::kRefuted: return "refuted";
     case Verdict::kUnknown: return "unknown";
     case Verdict::kTimeout: return "timeout";
+    case Verdict::kDiagnostic: return "diagnostic";
+    case Verdict::kRecorded: return "recorded";
   }
   return "unknown";
 }
 
 std::string certificate_sha256(const Certificate& certificate) { return body_sha256(certificate_body(certificate)); }
 
-std::string certificate_to_json(const Certificate& certificate) {
-  Json body = certificate_body(certificate);
+std::string certificate_claim_sha256(const Certificate& certificate) { return body_sha256(claim_body(certificate)); }
+
+std::string composed_bound(const Obligation& o) {
+  const std::size_t layers = o.lipschitz.size();
+  if (o.injection.size() != layers || o.layer_eps.size() != layers) return {};
+  // Accumulated from the last layer down: the tail product multiplies each earlier term.
+  mpq_class total = 0, tail = 1;
+  for (std::size_t i = layers; i-- > 0;) {
+    total += tail * to_mpq(o.injection[i]) * to_mpq(o.layer_eps[i]);
+    tail *= to_mpq(o.lipschitz[i]);
+  }
+  return total.get_str(10);
+}
+
+Standing obligation_standing(const Certificate& c, const Obligation& o) {
+  if (o.kind == ObligationKind::kNecessity) return Standing::kDiagnostic;  // v1 wrote "proved": same meaning
+  if (o.kind == ObligationKind::kComposition && c.version == 1 && o.verdict == Verdict::kProved) {
+    // Version 1 stated its composed bound (rounded up) as the budget when no --eps-total was
+    // given, and wrote "proved". Only a recorded certify command naming --eps-total shows a real
+    // budget; without one, nothing establishes that the budget was not the bound itself.
+    if (c.certify_command.find(" --eps-total ") == std::string::npos) return Standing::kRecorded;
+  }
+  switch (o.verdict) {
+    case Verdict::kProved: return Standing::kProved;
+    case Verdict::kRefuted: return Standing::kRefuted;
+    case Verdict::kUnknown:
+    case Verdict::kTimeout: return Standing::kOpen;
+    case Verdict::kDiagnostic: return Standing::kDiagnostic;
+    case Verdict::kRecorded: return Standing::kRecorded;
+  }
+  return Standing::kOpen;
+}
+
+std::string_view standing_name(Standing standing) noexcept {
+  switch (standing) {
+    case Standing::kProved: return "proved";
+    case Standing::kRefuted: return "refuted";
+    case Standing::kOpen: return "open";
+    case Standing::kDiagnostic: return "diagnostic";
+    case Standing::kRecorded: return "recorded";
+  }
+  return "open";
+}
+
+ObligationCounts count_obligations(const Certificate& c) {
+  ObligationCounts n;
+  for (const auto& o : c.obligations) {
+    switch (obligation_standing(c, o)) {
+      case Standing::kProved: ++n.proved; break;
+      case Standing::kRefuted: ++n.refuted; break;
+      case Standing::kOpen: ++n.open; break;
+      case Standing::kDiagnostic: ++n.diagnostic; break;
+      case Standing::kRecorded: ++n.recorded; break;
+    }
+  }
+  return n;
+}
+
+std::string derived_verdict(const Certificate& c) {
+  const ObligationCounts n = count_obligations(c);
+  if (n.refuted > 0) return "refuted";
+  return n.open == 0 && n.proved > 0 ? "certified" : "unknown";
+}
+
+namespace {
+
+// The certificate's text: `body` with certificate_sha256, the hash of everything else, in place.
+std::string sealed_json(Json body) {
+  body.erase("certificate_sha256");
   body["certificate_sha256"] = body_sha256(body);
   return body.dump(1) + "\n";
 }
 
+Json parse_certificate_json(std::string_view text, const std::string& file) { return parse_json(text, file); }
+
+}  // namespace
+
+std::string certificate_to_json(const Certificate& certificate) { return sealed_json(certificate_body(certificate)); }
+
+std::string reseal_certificate_json(std::string_view text, const std::string& file) {
+  Json body = parse_certificate_json(text, file);
+  if (!body.is_object()) throw bad_input(file, "certificate is not a JSON object");
+  return sealed_json(std::move(body));
+}
+
 Certificate certificate_from_json(std::string_view text, const std::string& file) {
-  Json j;
-  try {
-    j = Json::parse(text);
-  } catch (const Json::parse_error& e) {
-    throw bad_input(file, std::string("not valid JSON: ") + e.what());
-  }
+  const Json j = parse_certificate_json(text, file);
   ObjectReader r(j, "certificate", file);
   if (r.string("format") != "hnf-certificate") r.fail("format", "is not hnf-certificate");
   Certificate c;
-  c.version = static_cast<int>(r.integer("version"));
-  if (c.version != kCertificateVersion) r.fail("version", "is " + std::to_string(c.version) + "; this tool reads version 1");
+  c.version = static_cast<int>(r.integer("version", 0, std::numeric_limits<int>::max()));
+  if (c.version < kOldestCertificateVersion || c.version > kCertificateVersion) {
+    r.fail("version", "is " + std::to_string(c.version) + "; this tool reads versions " +
+                          std::to_string(kOldestCertificateVersion) + " to " + std::to_string(kCertificateVersion));
+  }
   c.tool_version = r.string("tool_version");
   c.model_id = r.string("model_id");
-  c.model_sha256 = r.string("model_sha256");
-  c.trace_file = r.string("trace_file");
-  c.trace_sha256 = r.string("trace_sha256");
-  c.text_sha256 = r.string("text_sha256");
-  c.map_sha256 = r.string("map_sha256");
+  c.model_sha256 = r.string("model_sha256", kMaxHashChars);
+  c.trace_file = r.string("trace_file", kMaxFileNameChars);
+  c.trace_sha256 = r.string("trace_sha256", kMaxHashChars);
+  c.text_sha256 = r.string("text_sha256", kMaxHashChars);
+  c.map_sha256 = r.string("map_sha256", kMaxHashChars);
   c.verdict = r.string("verdict");
   if (c.verdict != "certified" && c.verdict != "refuted" && c.verdict != "unknown") r.fail("verdict", "must be certified, refuted or unknown");
   c.eps = r.rational("eps");
   c.layer_eps = r.strings("layer_eps", true);
-  c.bits_per_element = r.number("bits_per_element");
+  c.bits_per_element = r.number("bits_per_element", 0.0, kMaxBitsPerElement);
   c.map = parse_map(r.field("map"), file);
   c.scope = parse_scope(r.field("scope"), file);
   std::size_t index = 0;
   for (const auto& o : r.array("obligations")) c.obligations.push_back(parse_obligation(o, index++, file));
   if (r.has("certify_command")) c.certify_command = r.string("certify_command");
-  const std::string stated_hash = r.string("certificate_sha256");
+  const std::string stated_hash = r.string("certificate_sha256", kMaxHashChars);
   r.finish();
   if (stated_hash != certificate_sha256(c)) {
     throw bad_input(file, "certificate_sha256 does not match the content: the certificate was modified");
@@ -795,6 +943,15 @@ CheckReport check_certificate_text(std::string_view text, const std::string& fil
     report.witnesses_compared = witnesses.compared;
     report.problems.insert(report.problems.end(), witnesses.problems.begin(), witnesses.problems.end());
   }
+  if (report.problems.empty() && options.attestation) {
+    HNF_ASSERT(options.trusted_key.has_value(), "an attestation is verified under a configured public key");
+    const std::string why = attestation_problem(*options.attestation, c, *options.trusted_key);
+    if (why.empty()) {
+      report.attested = true;
+    } else {
+      report.problems.push_back(why);
+    }
+  }
   if (report.problems.empty() && report.verdict == "certified") {
     // The one place a CertifiedPrecisionMap is made (its constructor is private; this is its friend).
     CertifiedPrecisionMap m;
@@ -807,18 +964,19 @@ CheckReport check_certificate_text(std::string_view text, const std::string& fil
     m.model_verified_ = report.model_compared;
     m.trace_verified_ = report.trace_compared;
     m.witnesses_recomputed_ = static_cast<bool>(options.recompute);
+    m.witnesses_attested_ = report.attested;
     report.certified = std::move(m);
   }
   return report;
 }
 
+std::string read_certificate_text(const std::filesystem::path& path) {
+  // One consistent snapshot: a certificate rewritten or truncated while read is refused.
+  return read_regular_file(path, kMaxCertificateBytes, "a certificate");
+}
+
 CheckReport check_certificate(const std::filesystem::path& path, const CheckOptions& options, std::string_view tool_version) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw bad_input(path.string(), "cannot open the certificate");
-  std::ostringstream buffer;
-  buffer << f.rdbuf();
-  if (!f.good() && !f.eof()) throw bad_input(path.string(), "cannot read the certificate");
-  return check_certificate_text(buffer.str(), path.string(), options, tool_version);
+  return check_certificate_text(read_certificate_text(path), path.string(), options, tool_version);
 }
 
 }  // namespace hnf::proofs

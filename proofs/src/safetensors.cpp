@@ -14,6 +14,7 @@
 
 #include "hnf/proofs/error.h"
 #include "hnf/proofs/float16.h"
+#include "hnf/proofs/json_limits.h"
 
 namespace hnf::proofs {
 namespace {
@@ -51,16 +52,9 @@ std::string supported_dtypes() {
 
 std::string errno_text() { return std::strerror(errno); }
 
-// Element count of `shape`, or nullopt on overflow of 2^63 elements.
+// Element count of `shape` under the limits of checked_tensor_bytes.
 std::optional<std::uint64_t> checked_numel(std::span<const std::int64_t> shape) {
-  std::uint64_t n = 1;
-  for (std::int64_t dim : shape) {
-    if (dim < 0) return std::nullopt;
-    const auto d = static_cast<std::uint64_t>(dim);
-    if (d != 0 && n > (std::uint64_t{1} << 62) / d) return std::nullopt;
-    n *= d;
-  }
-  return n;
+  return checked_tensor_bytes(shape, 1);
 }
 
 std::string in_quotes(std::string_view s) { return "'" + std::string(s) + "'"; }
@@ -74,12 +68,7 @@ class HeaderParser {
   HeaderParser(std::string_view file, std::uint64_t data_bytes) : file_(file), data_bytes_(data_bytes) {}
 
   void parse(std::string_view text, Metadata& metadata, std::vector<TensorInfo>& tensors) const {
-    json header;
-    try {
-      header = json::parse(text.begin(), text.end());
-    } catch (const json::parse_error& e) {
-      throw fail("header is not valid JSON (syntax error at header byte " + std::to_string(e.byte) + ")");
-    }
+    const json header = parse_json(text, file_, "header");
     if (!header.is_object()) throw fail("header is not a JSON object");
     for (const auto& [key, value] : header.items()) {
       if (key == kMetadataKey) {
@@ -121,8 +110,10 @@ class HeaderParser {
     const auto shape_it = value.find("shape");
     if (shape_it == value.end() || !shape_it->is_array()) throw fail(what + " has no array field 'shape'");
     for (const auto& dim : *shape_it) {
-      if (!dim.is_number_unsigned() || dim.get<std::uint64_t>() > (std::uint64_t{1} << 62))
-        throw fail(what + " has a shape entry that is not a non-negative integer");
+      if (!dim.is_number_unsigned()) throw fail(what + " has a shape entry that is not a non-negative integer");
+      if (dim.get<std::uint64_t>() > kMaxTensorBytes) {
+        throw fail(what + " has a shape entry " + std::to_string(dim.get<std::uint64_t>()) + " above 2^63 - 1");
+      }
       t.shape.push_back(dim.get<std::int64_t>());
     }
 
@@ -138,12 +129,14 @@ class HeaderParser {
                  std::to_string(data_bytes_) + " bytes");
     }
 
-    const auto numel = checked_numel(t.shape);
-    if (!numel) throw fail(what + " has shape " + format_shape(t.shape) + " whose size overflows");
-    const std::uint64_t needed = *numel * dtype_size(t.dtype);
-    if (needed != t.nbytes()) {
+    const auto needed = checked_tensor_bytes(t.shape, dtype_size(t.dtype));
+    if (!needed) {
       throw fail(what + " of dtype " + std::string(dtype_name(t.dtype)) + " and shape " + format_shape(t.shape) +
-                 " needs " + std::to_string(needed) + " bytes but data_offsets " + offsets_text(t) + " span " +
+                 " needs more than 2^63 - 1 bytes");
+    }
+    if (*needed != t.nbytes()) {
+      throw fail(what + " of dtype " + std::string(dtype_name(t.dtype)) + " and shape " + format_shape(t.shape) +
+                 " needs " + std::to_string(*needed) + " bytes but data_offsets " + offsets_text(t) + " span " +
                  std::to_string(t.nbytes()));
     }
     return t;
@@ -168,6 +161,22 @@ class HeaderParser {
 };
 
 }  // namespace
+
+std::optional<std::uint64_t> checked_tensor_bytes(std::span<const std::int64_t> shape,
+                                                  std::uint64_t element_bytes) noexcept {
+  std::uint64_t extent = element_bytes;  // element_bytes x the product of the non-zero dimensions
+  bool empty = false;
+  for (const std::int64_t dim : shape) {
+    if (dim < 0) return std::nullopt;
+    if (dim == 0) {
+      empty = true;
+      continue;
+    }
+    if (__builtin_mul_overflow(extent, static_cast<std::uint64_t>(dim), &extent)) return std::nullopt;
+  }
+  if (extent > kMaxTensorBytes) return std::nullopt;
+  return empty ? 0 : extent;
+}
 
 std::size_t dtype_size(Dtype dtype) noexcept { return entry(dtype).size; }
 std::string_view dtype_name(Dtype dtype) noexcept { return entry(dtype).name; }
@@ -324,9 +333,11 @@ SafetensorsWriter::SafetensorsWriter(std::filesystem::path out, std::vector<Tens
   for (auto& spec : specs) {
     if (spec.name.empty() || spec.name == kMetadataKey || !names.insert(spec.name).second)
       throw bad_input(name, "invalid or duplicate tensor name " + in_quotes(spec.name));
-    const auto numel = checked_numel(spec.shape);
-    if (!numel) throw bad_input(name, "tensor " + in_quotes(spec.name) + " has an invalid shape " + format_shape(spec.shape));
-    TensorInfo info{std::move(spec.name), spec.dtype, std::move(spec.shape), offset, offset + *numel * dtype_size(spec.dtype)};
+    const auto bytes = checked_tensor_bytes(spec.shape, dtype_size(spec.dtype));
+    std::uint64_t end = 0;
+    if (!bytes || __builtin_add_overflow(offset, *bytes, &end) || end > kMaxTensorBytes)
+      throw bad_input(name, "tensor " + in_quotes(spec.name) + " has an invalid shape " + format_shape(spec.shape));
+    TensorInfo info{std::move(spec.name), spec.dtype, std::move(spec.shape), offset, end};
     offset = info.end;
     infos.push_back(info);
     slots_.push_back(Slot{std::move(info), 0});
@@ -341,7 +352,7 @@ SafetensorsWriter::SafetensorsWriter(std::filesystem::path out, std::vector<Tens
     write_at(0, std::as_bytes(std::span(&header_bytes, 1)));
     write_at(8, std::as_bytes(std::span(header.data(), header.size())));
     if (::ftruncate(fd_, static_cast<off_t>(data_start_ + offset)) != 0)
-      throw bad_input(name, "cannot size " + partial_.string() + ": " + errno_text());
+      throw write_failed(name, "could not size " + partial_.string() + ": " + errno_text());
   } catch (...) {
     ::close(fd_);
     ::unlink(partial_.c_str());
@@ -364,7 +375,7 @@ void SafetensorsWriter::write_at(std::uint64_t offset, std::span<const std::byte
   while (!data.empty()) {
     const ssize_t n = ::pwrite(fd_, data.data(), data.size(), static_cast<off_t>(offset));
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) throw bad_input(out_.string(), "write failed: " + errno_text());
+    if (n <= 0) throw write_failed(out_.string(), "could not write: " + errno_text());
     data = data.subspan(static_cast<std::size_t>(n));
     offset += static_cast<std::uint64_t>(n);
   }
@@ -390,10 +401,10 @@ void SafetensorsWriter::finish() {
                                             " bytes written)");
     }
   }
-  if (::fsync(fd_) != 0) throw bad_input(out_.string(), "cannot flush: " + errno_text());
+  if (::fsync(fd_) != 0) throw write_failed(out_.string(), "could not flush: " + errno_text());
   const int fd = std::exchange(fd_, -1);
-  if (::close(fd) != 0) throw bad_input(out_.string(), "cannot close: " + errno_text());
-  if (::rename(partial_.c_str(), out_.c_str()) != 0) throw bad_input(out_.string(), "cannot rename: " + errno_text());
+  if (::close(fd) != 0) throw write_failed(out_.string(), "could not close: " + errno_text());
+  if (::rename(partial_.c_str(), out_.c_str()) != 0) throw write_failed(out_.string(), "cannot rename: " + errno_text());
   finished_ = true;
 }
 

@@ -42,6 +42,11 @@ std::string sha256_hex(std::span<const std::byte> bytes) {
 }
 
 std::string sha256_file_hex(const std::filesystem::path& path) {
+  // A FIFO would block the open and /dev/zero never ends: only regular files are hashed.
+  std::error_code ec;
+  if (std::filesystem::exists(path, ec) && !std::filesystem::is_regular_file(path, ec)) {
+    throw bad_input(path.string(), "is not a regular file: cannot hash it");
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) throw bad_input(path.string(), "cannot read to hash it");
   auto ctx = new_context();

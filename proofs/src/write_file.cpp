@@ -1,44 +1,96 @@
 #include "hnf/proofs/write_file.h"
 
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 #include <filesystem>
-#include <fstream>
+#include <string_view>
 #include <system_error>
+#include <utility>
 
 #include "hnf/proofs/error.h"
 
 namespace hnf::proofs {
+namespace {
+
+std::string errno_text(int error) { return std::strerror(error); }
+
+// One output on its way to `path`: written to "<path>.partial", which the destructor removes
+// unless commit() moved it into place. Every failure after the open is a write failure (exit 5)
+// naming `path`; the open itself failing means the path given cannot be created (bad input).
+class PartialFile {
+ public:
+  explicit PartialFile(std::string path) : path_(std::move(path)), partial_(path_ + ".partial") {
+    fd_ = ::open(partial_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd_ < 0) throw bad_input(path_, "cannot open for writing: " + errno_text(errno));
+  }
+  PartialFile(PartialFile&& other) noexcept
+      : path_(std::move(other.path_)), partial_(std::move(other.partial_)), fd_(std::exchange(other.fd_, -1)),
+        committed_(std::exchange(other.committed_, true)) {}
+  PartialFile(const PartialFile&) = delete;
+  PartialFile& operator=(const PartialFile&) = delete;
+  PartialFile& operator=(PartialFile&&) = delete;
+  ~PartialFile() {
+    if (fd_ >= 0) ::close(fd_);
+    if (!committed_) ::unlink(partial_.c_str());
+  }
+
+  // Writes all of `text`, then flushes it to the device: a full disk or a file size limit
+  // (EFBIG: the tool ignores SIGXFSZ) surfaces here or in close, never after the rename.
+  void write_all(std::string_view text) {
+    while (!text.empty()) {
+      const ssize_t n = ::write(fd_, text.data(), text.size());
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) throw write_failed(path_, "could not write: " + errno_text(n < 0 ? errno : EIO));
+      text.remove_prefix(static_cast<std::size_t>(n));
+    }
+    if (::fsync(fd_) != 0) throw write_failed(path_, "could not flush: " + errno_text(errno));
+    if (::close(std::exchange(fd_, -1)) != 0) throw write_failed(path_, "could not close: " + errno_text(errno));
+  }
+
+  void commit() {
+    if (::rename(partial_.c_str(), path_.c_str()) != 0)
+      throw write_failed(path_, "cannot move the written file into place: " + errno_text(errno));
+    committed_ = true;
+  }
+
+  [[nodiscard]] const std::string& path() const noexcept { return path_; }
+
+ private:
+  std::string path_;
+  std::string partial_;
+  int fd_ = -1;
+  bool committed_ = false;
+};
+
+}  // namespace
 
 void write_text_atomically(const std::string& path, const std::string& text) {
-  const std::string partial = path + ".partial";
-  std::error_code ec;
-  {
-    std::ofstream f(partial, std::ios::binary | std::ios::trunc);
-    if (!f) throw bad_input(path, "cannot open for writing");
-    f << text;
-    f.flush();
-    if (!f) {
-      f.close();
-      std::filesystem::remove(partial, ec);
-      throw bad_input(path, "write failed");
-    }
-  }
-  std::filesystem::rename(partial, path, ec);
-  if (ec) {
-    std::filesystem::remove(partial, ec);
-    throw bad_input(path, "cannot move the written file into place");
-  }
+  write_texts_atomically({{path, text}});
 }
 
 void write_texts_atomically(const std::vector<std::pair<std::string, std::string>>& files) {
-  std::size_t written = 0;
+  // Every file is complete on disk before the first rename, so a failed write leaves the
+  // destinations as they were.
+  std::vector<PartialFile> partials;
+  partials.reserve(files.size());
+  for (const auto& [path, text] : files) {
+    partials.emplace_back(path);
+    partials.back().write_all(text);
+  }
+  std::size_t moved = 0;
   try {
-    for (const auto& [path, text] : files) {
-      write_text_atomically(path, text);
-      ++written;
+    for (auto& p : partials) {
+      p.commit();
+      ++moved;
     }
   } catch (...) {
+    // A rename refused midway (rare: a destination turned into a directory, say): the files
+    // already moved go too, so the outputs are all there or none is.
     std::error_code ec;
-    for (std::size_t i = 0; i < written; ++i) std::filesystem::remove(files[i].first, ec);
+    for (std::size_t i = 0; i < moved; ++i) std::filesystem::remove(partials[i].path(), ec);
     throw;
   }
 }

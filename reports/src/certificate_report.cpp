@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "hnf/proofs/error.h"
+#include "hnf/proofs/json_limits.h"
 #include "hnf/proofs/format.h"
 #include "hnf/reports/markdown_table.h"
 #include "hnf/reports/text.h"
@@ -63,22 +64,24 @@ ObligationFacts necessity_facts(const Obligation& o, ObligationFacts f) {
   return f;
 }
 
-// Theorem C's composed bound sum_i (prod_{j>i} L_j) * injection_i * eps_i, for display.
-double composed_bound(const Obligation& o) {
-  long double total = 0.0L, tail = 1.0L;
-  for (std::size_t i = o.layer_eps.size(); i-- > 0;) {
-    total += tail * static_cast<long double>(proofs::rational_to_double(o.injection[i])) *
-             static_cast<long double>(proofs::rational_to_double(o.layer_eps[i]));
-    tail *= static_cast<long double>(proofs::rational_to_double(o.lipschitz[i]));
-  }
-  return static_cast<double>(total);
+// Refuted and open obligations get their detail listed; proved ones and figures do not.
+bool needs_explaining(const ObligationFacts& o) {
+  return o.verdict != "proved" && o.verdict != "diagnostic" && o.verdict != "recorded";
 }
 
-ObligationFacts obligation_facts(const Obligation& o) {
+// The verdict column: how the obligation counts (proofs::obligation_standing), with the
+// solver's unknown/timeout kept apart.
+std::string shown_verdict(const proofs::Certificate& c, const Obligation& o) {
+  const proofs::Standing standing = proofs::obligation_standing(c, o);
+  return standing == proofs::Standing::kOpen ? std::string(proofs::verdict_name(o.verdict))
+                                             : std::string(proofs::standing_name(standing));
+}
+
+ObligationFacts obligation_facts(const proofs::Certificate& c, const Obligation& o) {
   ObligationFacts f;
   f.name = o.name;
   f.kind = std::string(proofs::obligation_kind_name(o.kind));
-  f.verdict = std::string(proofs::verdict_name(o.verdict));
+  f.verdict = shown_verdict(c, o);
   f.layer = o.layer;
   f.budget = proofs::rational_to_double(o.budget);
   f.example = o.example;
@@ -87,11 +90,16 @@ ObligationFacts obligation_facts(const Obligation& o) {
   switch (o.kind) {
     case ObligationKind::kSufficiency: return sufficiency_facts(o, f);
     case ObligationKind::kNecessity: return necessity_facts(o, f);
-    case ObligationKind::kComposition:
+    case ObligationKind::kComposition: {
       f.inequalities = 1;
-      f.worst = composed_bound(o);
-      f.margin = f.budget - f.worst;
+      // Empty when the lists disagree in length (a rejected certificate, still reported).
+      const std::string total = proofs::composed_bound(o);
+      if (!total.empty()) {
+        f.worst = proofs::rational_to_double(total);
+        f.margin = f.budget - f.worst;
+      }
       return f;
+    }
   }
   return f;
 }
@@ -101,6 +109,9 @@ ObstructionFacts obstruction_facts(const proofs::Certificate& c) {
   double min_sum = 0.0, map_sum = 0.0;
   for (const auto& o : c.obligations) {
     if (o.kind != ObligationKind::kNecessity) continue;
+    // The obstruction needs a positive budget; a rejected certificate (still reported) may not
+    // have one, and then has no obstruction figures.
+    if (proofs::compare_rationals(o.budget, "0") <= 0) continue;
     for (const auto& row : o.necessity) {
       const int needed = proofs::necessity_min_bits(row.kappa_d2, o.budget);
       min_sum += needed;
@@ -192,12 +203,13 @@ th{background:#f3f3f3}td.num{text-align:right;font-variant-numeric:tabular-nums}
 code,pre{font-family:ui-monospace,Menlo,Consolas,monospace;font-size:.9em}pre{background:#f6f6f6;padding:.6em;white-space:pre-wrap;overflow-wrap:anywhere}
 .verdict{display:inline-block;padding:.3em .8em;border-radius:4px;font-weight:bold;color:#fff}
 .certified{background:#1b7f3b}.refuted,.rejected{background:#b3261e}.unknown{background:#8a6d00}
-.proved{color:#1b7f3b;font-weight:bold}.failed{color:#b3261e;font-weight:bold}.open{color:#8a6d00;font-weight:bold}
+.proved{color:#1b7f3b;font-weight:bold}.failed{color:#b3261e;font-weight:bold}.open{color:#8a6d00;font-weight:bold}.info{color:#555}
 )";
 
 std::string verdict_class(const std::string& v) {
   if (v == "proved") return "proved";
   if (v == "refuted") return "failed";
+  if (v == "diagnostic" || v == "recorded") return "info";  // figures, not answers
   return "open";
 }
 
@@ -299,8 +311,37 @@ std::string checker_line(const ReportInput& in) {
   std::string s = fmt::format("accepted by the exact checker: {} inequalities re-validated with exact rationals", k.inequalities);
   s += k.model_compared ? "; model hash compared" : "; model hash not compared";
   s += k.trace_compared ? "; trace hash compared" : "; trace hash not compared";
-  if (k.witnesses_compared > 0) s += fmt::format("; {} witnesses re-derived from the trace", k.witnesses_compared);
+  if (k.witnesses_compared > 0) {
+    s += fmt::format("; {} witnesses re-derived from the trace", k.witnesses_compared);
+  } else if (k.attested) {
+    s += "; witnesses attested (signature verified under the configured public key)";
+  } else {
+    s += "; witnesses neither re-derived nor attested: the bounds are the certificate's word";
+  }
+  const proofs::ObligationCounts n = proofs::count_obligations(in.certificate);
+  s += fmt::format("; obligations: {} proved, {} refuted, {} open, {} diagnostic, {} recorded", n.proved, n.refuted, n.open,
+                   n.diagnostic, n.recorded);
   return s;
+}
+
+}  // namespace
+
+namespace {
+
+// A rejected certificate is still reported, and its map may be any shape (2^62 layers, entries
+// out of range): only a map whose entries are exactly its layers x kv heads, each with the same
+// number of units, is drawn, so nothing is sized or indexed by an unchecked number.
+bool drawable(const proofs::PrecisionMap& map) {
+  std::int64_t cells = 0;
+  if (map.layers <= 0 || map.kv_heads <= 0 || map.block <= 0 || map.tokens <= 0 ||
+      __builtin_mul_overflow(map.layers, map.kv_heads, &cells) || static_cast<std::uint64_t>(cells) != map.entries.size()) {
+    return false;
+  }
+  const std::size_t units = map.entries.front().key_formats.size();
+  return std::all_of(map.entries.begin(), map.entries.end(), [&](const proofs::HeadMap& e) {
+    return e.layer >= 0 && e.layer < map.layers && e.kv_head >= 0 && e.kv_head < map.kv_heads &&
+           e.key_formats.size() == units && e.value_formats.size() == units;
+  });
 }
 
 }  // namespace
@@ -308,6 +349,7 @@ std::string checker_line(const ReportInput& in) {
 Heatmap map_heatmap(const proofs::PrecisionMap& map, bool per_kv_head, std::size_t max_columns) {
   HNF_ASSERT(max_columns >= 1, "a heatmap has at least one column");
   Heatmap h;
+  if (!drawable(map)) return h;  // empty: no rows, no columns
   const std::size_t units = map.entries.empty() ? 0 : map.entries.front().key_formats.size();
   const std::size_t cols = std::min(units, max_columns);
   const std::size_t rows = static_cast<std::size_t>(per_kv_head ? map.layers * map.kv_heads : map.layers);
@@ -349,13 +391,11 @@ Heatmap map_heatmap(const proofs::PrecisionMap& map, bool per_kv_head, std::size
   return h;
 }
 
+// Longest "text" (the evaluated file's path, PATH_MAX) an eval JSON may name.
+constexpr std::size_t kMaxEvalTextPathBytes = 4096;
+
 EvalFacts parse_eval_json(const std::string& text, const std::string& file, const std::string& map_sha256) {
-  nlohmann::json j;
-  try {
-    j = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
-    throw proofs::bad_input(file, std::string("not valid JSON: ") + e.what());
-  }
+  const nlohmann::json j = proofs::parse_json(text, file);
   const auto need = [&](const nlohmann::json& o, const char* key, const char* where) -> const nlohmann::json& {
     if (!o.is_object() || !o.contains(key)) {
       throw proofs::bad_input(file, std::string(where) + " has no \"" + key +
@@ -377,7 +417,14 @@ EvalFacts parse_eval_json(const std::string& text, const std::string& file, cons
   }
   const auto& text_field = need(j, "text", "the eval output");
   f.text = text_field.is_string() ? text_field.get<std::string>() : "";
-  f.tokens = static_cast<std::int64_t>(number(j, "tokens", "the eval output"));
+  if (f.text.size() > kMaxEvalTextPathBytes) {
+    throw proofs::bad_input(file, "text is a string of " + std::to_string(f.text.size()) +
+                                      " bytes, longer than a path (at most " + std::to_string(kMaxEvalTextPathBytes) + ")");
+  }
+  // Read as an integer in range: a double such as 1e300 cast to int64 would be undefined.
+  const auto tokens = proofs::json_integer(need(j, "tokens", "the eval output"), 0, std::numeric_limits<std::int64_t>::max());
+  if (!tokens) throw proofs::bad_input(file, "the eval output.tokens is not a non-negative integer");
+  f.tokens = *tokens;
   f.perplexity_fp32 = number(j, "perplexity", "the eval output");
   f.perplexity_cache = number(cache, "perplexity", "cache");
   f.mean_kl = number(cache, "mean_kl", "cache");
@@ -395,7 +442,7 @@ ReportFacts report_facts(const ReportInput& in) {
   f.bits_per_element = proofs::map_bits_per_element(c.map);
   f.compression = f.bits_per_element > 0.0 ? 16.0 / f.bits_per_element : 0.0;
   for (const auto& o : c.obligations) {
-    f.obligations.push_back(obligation_facts(o));
+    f.obligations.push_back(obligation_facts(c, o));
     if (o.kind == ObligationKind::kComposition) f.composed_bound = f.obligations.back().worst;
   }
   f.obstruction = obstruction_facts(c);
@@ -461,7 +508,7 @@ std::string render_markdown(const ReportInput& in, const ReportFacts& f) {
   for (const auto& o : f.obligations) ob.add_row({o.name, o.kind, std::to_string(o.inequalities), o.verdict, margin_text(o)});
   s += ob.render() + "\n";
   for (const auto& o : f.obligations) {
-    if (o.verdict == "proved") continue;
+    if (!needs_explaining(o)) continue;
     s += fmt::format("- **{}** {}: {}{}\n", o.name, o.verdict, o.detail.empty() ? "(no detail)" : o.detail,
                      o.example.empty() ? "" : " " + o.example);
   }
@@ -518,7 +565,7 @@ std::string render_html(const ReportInput& in, const ReportFacts& f) {
   s += "</table>\n";
   bool any_open = false;
   for (const auto& o : f.obligations) {
-    if (o.verdict == "proved") continue;
+    if (!needs_explaining(o)) continue;
     if (!any_open) s += "<h3>Counterexamples and open obligations</h3>\n<ul>\n";
     any_open = true;
     s += "<li><b>" + xml_escape(o.name) + "</b> " + o.verdict + ": " + xml_escape(o.detail.empty() ? "(no detail)" : o.detail) +

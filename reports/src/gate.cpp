@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <cctype>
+#include <limits>
 #include <set>
 
 #include <fmt/format.h>
@@ -10,6 +11,7 @@
 
 #include "hnf/proofs/error.h"
 #include "hnf/proofs/format.h"
+#include "hnf/proofs/json_limits.h"
 #include "hnf/reports/markdown_table.h"
 #include "hnf/reports/text.h"
 
@@ -20,6 +22,8 @@ using Json = nlohmann::json;
 
 // Largest decimal exponent a policy may write (keeps the rational's digits bounded).
 constexpr int kMaxExponent = 400;
+// Longest max_eps string (docs/hostile-input.md).
+constexpr std::size_t kMaxDecimalChars = 64;
 
 // "X.Y.Z" (optionally after "hnf-verify ") as three numbers; nullopt when it is not one.
 std::optional<std::array<long, 3>> parse_version(std::string text) {
@@ -122,17 +126,17 @@ std::optional<std::string> decimal_rational(const std::string& text) {
 }
 
 Policy parse_policy(const std::string& text, const std::string& file) {
-  Json j;
-  try {
-    j = Json::parse(text);
-  } catch (const Json::parse_error& e) {
-    throw proofs::bad_input(file, std::string("not valid JSON: ") + e.what());
-  }
+  const Json j = proofs::parse_json(text, file);
   Policy p;
   PolicyReader r(j, "policy", file);
   if (const Json* v = r.find("max_eps")) {
     if (v->is_string()) {
       p.max_eps_text = v->get<std::string>();
+      // A budget is a short decimal; the limit keeps its rational and the printed rule short.
+      if (p.max_eps_text.size() > kMaxDecimalChars) {
+        r.fail("max_eps", "is a string of " + std::to_string(p.max_eps_text.size()) + " characters, over the limit of " +
+                              std::to_string(kMaxDecimalChars));
+      }
     } else if (v->is_number()) {
       p.max_eps_text = fmt::format("{}", v->get<double>());  // shortest text that reads back as the number
     } else {
@@ -144,8 +148,9 @@ Policy parse_policy(const std::string& text, const std::string& file) {
     }
   }
   if (const Json* v = r.find("min_compression")) {
-    if (!v->is_number() || v->get<double>() <= 0.0) r.fail("min_compression", "is not a positive number");
-    p.min_compression = v->get<double>();
+    const auto x = proofs::json_number(*v, std::numeric_limits<double>::denorm_min(), std::numeric_limits<double>::max());
+    if (!x) r.fail("min_compression", "is not a positive number");
+    p.min_compression = *x;
   }
   if (const Json* v = r.find("required_scope")) {
     PolicyReader s(*v, "policy.required_scope", file);
@@ -157,8 +162,9 @@ Policy parse_policy(const std::string& text, const std::string& file) {
     }
     for (const char* key : {"min_tokens", "min_s1_queries"}) {
       if (const Json* n = s.find(key)) {
-        if (!n->is_number_integer() || n->get<std::int64_t>() < 0) s.fail(key, "is not a non-negative integer");
-        (std::string(key) == "min_tokens" ? p.min_tokens : p.min_s1_queries) = n->get<std::int64_t>();
+        const auto count = proofs::json_integer(*n, 0, std::numeric_limits<std::int64_t>::max());
+        if (!count) s.fail(key, "is not a non-negative integer (at most 2^63 - 1)");
+        (std::string(key) == "min_tokens" ? p.min_tokens : p.min_s1_queries) = *count;
       }
     }
     s.finish();
@@ -198,11 +204,24 @@ CertificateGate gate_certificate(const Policy& policy, const std::string& file, 
   g.rules.push_back(rule("checker", valid,
                          valid ? fmt::format("accepted by the exact checker ({} inequalities re-validated)", check.inequalities)
                                : "rejected by the exact checker (" + tool_version + "): " + check.problems.front()));
-  const std::string verdict = valid ? check.verdict : c.verdict;
-  if (verdict == "unknown") {
+  // A rejected certificate's stated verdict is its author's word only: the rule fails.
+  if (!valid) {
+    g.rules.push_back(rule("verdict", false, "the exact checker rejected the certificate (it states " + c.verdict + ")"));
+  } else if (check.verdict == "unknown") {
     g.rules.push_back({"verdict", RuleStatus::kUnknown, "the verdict is unknown: an obligation timed out or the solver gave no answer"});
   } else {
-    g.rules.push_back(rule("verdict", verdict == "certified", "the verdict is " + verdict));
+    g.rules.push_back(rule("verdict", check.verdict == "certified", "the verdict is " + check.verdict));
+  }
+  // The bounds are the trace's only if the witnesses were re-derived or attested; otherwise it
+  // is not established (unknown), never passed.
+  if (!valid) {
+    g.rules.push_back(rule("witnesses", false, "the certificate was rejected"));
+  } else if (check.witnesses_compared > 0 || check.attested) {
+    g.rules.push_back(rule("witnesses", true, check.attested ? std::string("attested under the configured public key")
+                                                             : fmt::format("re-derived from the trace ({} compared)", check.witnesses_compared)));
+  } else {
+    g.rules.push_back({"witnesses", RuleStatus::kUnknown,
+                       "neither re-derived nor attested: not established (give --attestation and --public-key)"});
   }
   if (policy.max_eps) {
     const bool ok = proofs::compare_rationals(c.eps, *policy.max_eps) <= 0;
@@ -218,17 +237,29 @@ CertificateGate gate_certificate(const Policy& policy, const std::string& file, 
                                        compression, bits, ok ? ">=" : "is below", *policy.min_compression)));
   }
   if (policy.require_model) {
-    const bool ok = c.model_sha256 != "none" && c.model_sha256.size() == 64;
-    g.rules.push_back(rule("required_scope.model", ok,
-                           ok ? "tied to model file sha256 " + c.model_sha256.substr(0, 12) + "..."
-                              : "not tied to a model file (model_sha256 is \"" + c.model_sha256 + "\": a synthetic trace)"));
+    // Tied to a model means the checker compared that model's file, not that a hash is written:
+    // without --model it is not established (unknown), never passed.
+    const bool tied = c.model_sha256 != "none" && c.model_sha256.size() == 64;
+    if (tied && !(valid && check.model_compared)) {
+      g.rules.push_back({"required_scope.model", RuleStatus::kUnknown, "the model file was not compared (give --model)"});
+    } else {
+      g.rules.push_back(rule("required_scope.model", tied,
+                             tied ? "the model file's sha256 " + c.model_sha256.substr(0, 12) + "... was compared by the checker"
+                                  : "not tied to a model file (model_sha256 is \"" + c.model_sha256 + "\": a synthetic trace)"));
+    }
   }
   if (policy.require_composition) {
-    bool proved = false;
-    for (const auto& o : c.obligations) proved = proved || (o.kind == proofs::ObligationKind::kComposition && o.verdict == proofs::Verdict::kProved);
+    // A recorded composition (no end-to-end budget) is not proved.
+    bool proved = false, recorded = false;
+    for (const auto& o : c.obligations) {
+      if (o.kind != proofs::ObligationKind::kComposition) continue;
+      proved = proved || proofs::obligation_standing(c, o) == proofs::Standing::kProved;
+      recorded = recorded || proofs::obligation_standing(c, o) == proofs::Standing::kRecorded;
+    }
     g.rules.push_back(rule("required_scope.composition", proved,
-                           proved ? "the end-to-end composition obligation is proved"
-                                  : "no proved composition obligation (certify with --model)"));
+                           proved     ? "the end-to-end composition obligation is proved"
+                           : recorded ? "the composition is recorded, not proved (certify with --eps-total)"
+                                      : "no proved composition obligation (certify with --model --eps-total)"));
   }
   if (policy.min_tokens) {
     const bool ok = c.map.tokens >= *policy.min_tokens;

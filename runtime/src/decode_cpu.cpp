@@ -55,6 +55,7 @@
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 #pragma GCC diagnostic pop
+#include <cpuid.h>
 #else
 #define HNF_DECODE_X86 0
 #endif
@@ -159,7 +160,11 @@ bool cpu_has_avx2() noexcept {
   // libgcc's check also requires the OS to save the AVX registers (XGETBV), not just CPUID.
   static const bool has = [] {
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    // F16C from CPUID leaf 1 itself: clang 14's __builtin_cpu_supports does not know "f16c"
+    // (it uses the same YMM state the AVX2 check has found the OS saves).
+    unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+    const bool f16c = __get_cpuid(1, &eax, &ebx, &ecx, &edx) != 0 && (ecx & bit_F16C) != 0;
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && f16c;
   }();
   return has;
 #else

@@ -1,13 +1,13 @@
 #include "hnf/runtime/llama_config.h"
 
 #include <cmath>
-#include <fstream>
 #include <limits>
 #include <string>
 
 #include <nlohmann/json.hpp>
 
 #include "hnf/proofs/error.h"
+#include "hnf/proofs/json_limits.h"
 
 namespace hnf::runtime {
 namespace {
@@ -89,15 +89,15 @@ class ConfigReader {
   }
 
  private:
+  // Sizes are capped at 2^31 - 1 so that every product of two of them fits an int64.
   [[nodiscard]] std::int64_t positive_int(std::string_view field, const json& value) const {
     if (!value.is_number_integer()) fail(field, "must be a positive integer, got " + value.dump());
-    if (value.is_number_unsigned() ? value.get<std::uint64_t>() > std::numeric_limits<std::int32_t>::max()
-                                   : value.get<std::int64_t>() > std::numeric_limits<std::int32_t>::max()) {
+    if (const auto n = proofs::json_integer(value, 1, std::numeric_limits<std::int32_t>::max())) return *n;
+    // Above 2^31 - 1, including unsigned values beyond int64: too large; otherwise not positive.
+    if (!proofs::json_integer(value, std::numeric_limits<std::int64_t>::min(), std::numeric_limits<std::int32_t>::max())) {
       fail(field, "is too large: " + value.dump());
     }
-    const auto n = value.get<std::int64_t>();
-    if (n <= 0) fail(field, "must be a positive integer, got " + value.dump());
-    return n;
+    fail(field, "must be a positive integer, got " + value.dump());
   }
 
   [[nodiscard]] double positive_number(std::string_view field, const json& value) const {
@@ -108,11 +108,9 @@ class ConfigReader {
   }
 
   [[nodiscard]] std::int32_t token_id(std::string_view field, const json& value) const {
-    if (!value.is_number_integer() || value.get<std::int64_t>() < 0 ||
-        value.get<std::int64_t>() > std::numeric_limits<std::int32_t>::max()) {
-      fail(field, "must be a non-negative integer token id, got " + value.dump());
-    }
-    return static_cast<std::int32_t>(value.get<std::int64_t>());
+    const auto id = proofs::json_integer(value, 0, std::numeric_limits<std::int32_t>::max());
+    if (!id) fail(field, "must be a non-negative integer token id, got " + value.dump());
+    return static_cast<std::int32_t>(*id);
   }
 
   const json& root_;
@@ -158,14 +156,7 @@ void validate_llama_config(const LlamaConfig& c, std::string_view source) {
 
 LlamaConfig load_llama_config(const std::filesystem::path& config_json) {
   const std::string source = config_json.string();
-  std::ifstream in(config_json, std::ios::binary);
-  if (!in) throw proofs::bad_input(source, "cannot open the model config");
-  json root;
-  try {
-    root = json::parse(in);
-  } catch (const json::parse_error& e) {
-    throw proofs::bad_input(source, std::string("not valid JSON: ") + e.what());
-  }
+  const json root = proofs::read_json_file(config_json, proofs::kMaxSmallJsonBytes, "the model config");
   if (!root.is_object()) throw proofs::bad_input(source, "the model config must be a JSON object");
 
   const ConfigReader r(root, source);

@@ -75,6 +75,11 @@ MixedKvCache::MixedKvCache(const proofs::CertifiedPrecisionMap& certified, const
     throw proofs::bad_input("kv cache", "the certificate was not compared with a model: check it with the model "
                                         "folder (hnf-verify check CERT --model DIR) before building a cache from it");
   }
+  if (!certified.witnesses_verified() && !options.allow_unverified_witnesses) {
+    throw proofs::bad_input("kv cache", "the certificate's witnesses were neither re-derived from its trace nor attested: "
+                                        "check it with --recompute, or verify an attestation (check --recompute --sign), "
+                                        "before building a cache from it");
+  }
   if (map_.layers != shape.num_layers || map_.kv_heads != shape.num_kv_heads || map_.heads != shape.num_heads ||
       map_.head_dim != shape.head_dim) {
     throw proofs::bad_input("kv cache", "the certificate's map is for a model with " +
@@ -84,6 +89,7 @@ MixedKvCache::MixedKvCache(const proofs::CertifiedPrecisionMap& certified, const
   }
   page_size_ = map_.block;
   monitor_ = options_.monitor ? options_.monitor : std::make_shared<DecodeMonitor>();
+  if (!certified.witnesses_verified()) monitor_->unverified_witnesses = true;
   for (const auto& e : map_.entries) {
     HNF_ASSERT(!e.key_formats.empty() && e.key_formats.size() == e.value_formats.size(), "a checked map has units");
     for (const auto& f : e.key_formats) {

@@ -1,9 +1,7 @@
 #include "hnf/runtime/model_dir.h"
 
-#include <fstream>
-#include <sstream>
-
 #include "hnf/proofs/error.h"
+#include "hnf/proofs/read_file.h"
 
 namespace hnf::runtime {
 
@@ -20,12 +18,9 @@ ModelDir load_model_dir(const std::filesystem::path& dir) {
 }
 
 std::string read_text_file(const std::filesystem::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw proofs::bad_input(path.string(), "cannot open");
-  std::ostringstream text;
-  text << in.rdbuf();
-  if (text.str().empty()) throw proofs::bad_input(path.string(), "text is empty");
-  return std::move(text).str();
+  std::string text = proofs::read_whole_file(path);
+  if (text.empty()) throw proofs::bad_input(path.string(), "text is empty");
+  return text;
 }
 
 }  // namespace hnf::runtime

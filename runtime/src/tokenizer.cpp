@@ -3,6 +3,7 @@
 #include <sentencepiece_processor.h>
 
 #include "hnf/proofs/error.h"
+#include "hnf/proofs/json_limits.h"
 
 namespace hnf::runtime {
 namespace {
@@ -53,10 +54,9 @@ Tokenizer::~Tokenizer() = default;
 Tokenizer Tokenizer::load(const std::filesystem::path& model_file) {
   Tokenizer t;
   t.model_file_ = model_file.string();
-  if (!std::filesystem::is_regular_file(model_file)) {
-    throw proofs::bad_input(t.model_file_, "cannot open the tokenizer model");
-  }
-  const auto status = t.processor_->Load(t.model_file_);
+  // Read here, bounded, and parsed from memory: SentencePiece's own Load reads any size.
+  const std::string bytes = proofs::read_regular_file(model_file, kMaxTokenizerBytes, "the tokenizer model");
+  const auto status = t.processor_->LoadFromSerializedProto(bytes);
   if (!status.ok()) {
     throw proofs::bad_input(t.model_file_, "not a SentencePiece model: " + std::string(status.message()));
   }

@@ -1,7 +1,11 @@
 // The hnf-verify binary as a user runs it: exit codes, one-line errors, no partial output.
 #include <doctest/doctest.h>
 
+#include <cctype>
 #include <cmath>
+#include <set>
+#include <sstream>
+#include <vector>
 #include <nlohmann/json.hpp>
 
 #include "hnf/analysis/tensor_stats.h"
@@ -46,6 +50,49 @@ TEST_CASE("help exists for the tool and every subcommand") {
     CHECK(contains(run.out, "Usage:"));
   }
   CHECK(contains(hnf_verify("--version").out, "hnf-verify "));
+}
+
+// docs/interfaces.md is the one table of the tool's interfaces: every long flag a subcommand's
+// --help prints must be in a row of that subcommand.
+TEST_CASE("every flag of every subcommand is in docs/interfaces.md") {
+  const std::string table = read_file(std::filesystem::path(HNF_SOURCE_DIR) / "docs" / "interfaces.md");
+  std::vector<std::string> rows;  // the CLI table's rows
+  for (std::size_t at = 0, end; (end = table.find('\n', at)) != std::string::npos; at = end + 1) {
+    const std::string line = table.substr(at, end - at);
+    if (line.starts_with("| ")) rows.push_back(line);
+  }
+  int flags = 0;
+  for (const char* sub : {"inspect", "synth-trace", "attention", "tokenize", "trace", "eval", "analyze", "check", "keygen",
+                          "report", "gate", "bench quality"}) {
+    const Run help = hnf_verify(std::string(sub) + " --help");
+    REQUIRE(help.exit_code == 0);
+    // Option lines start (after spaces) with "-x,--name" or "--name"; descriptions may name
+    // other commands' flags and are not read.
+    std::set<std::string> listed;
+    std::istringstream lines(help.out);
+    for (std::string line; std::getline(lines, line);) {
+      const std::size_t start = line.find_first_not_of(' ');
+      if (start == std::string::npos || line[start] != '-') continue;
+      std::istringstream names(line.substr(start, line.find(' ', start) - start));
+      for (std::string name; std::getline(names, name, ',');) {
+        if (name.starts_with("--")) listed.insert(name);
+      }
+    }
+    listed.erase("--help");
+    for (const auto& flag : listed) {
+      bool found = false;
+      for (const auto& row : rows) {
+        const std::string first = row.substr(2, row.find(" |", 2) - 2);  // "eval, report, gate, check"
+        const bool names_sub = first == sub || first.starts_with(std::string(sub) + ",") ||
+                               contains(first, std::string(", ") + sub);
+        found = found || (names_sub && contains(row, "`" + flag));
+      }
+      const std::string missing = std::string(sub) + " " + flag + " is not in docs/interfaces.md";
+      CHECK_MESSAGE(found, missing);
+      ++flags;
+    }
+  }
+  CHECK(flags > 80);  // the parse found the flags (a broken parse would check nothing)
 }
 
 TEST_CASE("usage errors exit 3") {

@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "hnf/analysis/trace.h"
+#include "hnf/proofs/certificate.h"
 #include "hnf/proofs/sha256.h"
 #include "hnf/runtime/dense_kv_cache.h"
 #include "hnf/runtime/model_dir.h"
@@ -175,6 +176,10 @@ TEST_CASE("bad model folders and texts exit 3 with one line naming the file") {
 namespace {
 const std::filesystem::path kFixtureCert = std::filesystem::path(HNF_SOURCE_DIR) / "tests" / "fixtures" / "hnf-llama-4m-128.cert.json";
 const std::filesystem::path kPassage = std::filesystem::path(HNF_SOURCE_DIR) / "examples" / "wikitext-2-test-passage.txt";
+// The fixture's attestation and the public key it verifies under (tests/fixtures/regenerate.sh).
+const std::string kAttested =
+    " --attestation " + quote(std::filesystem::path(HNF_SOURCE_DIR) / "tests/fixtures/hnf-llama-4m-128.attestation.json") +
+    " --public-key " + quote(std::filesystem::path(HNF_SOURCE_DIR) / "tests/fixtures/fixture.pub");
 }  // namespace
 
 TEST_CASE("eval --cache runs the certified map's cache next to fp32: perplexity, KL, top-1, bytes per element") {
@@ -184,11 +189,13 @@ TEST_CASE("eval --cache runs the certified map's cache next to fp32: perplexity,
                                quote(dir / "trace.safetensors"));
   REQUIRE_MESSAGE(trace.exit_code == 0, trace.err);
   const Run run = hnf_verify("eval --json --ctx 128 --stride 64 --max-tokens 300 --model " + quote(kModel) + " --text " +
-                             quote(kPassage) + " --cache " + quote(kFixtureCert) + " --trace " +
+                             quote(kPassage) + " --cache " + quote(kFixtureCert) + kAttested + " --trace " +
                              quote(dir / "trace.safetensors") + " --bounds");
   REQUIRE_MESSAGE(run.exit_code == 0, run.err);
   const auto j = nlohmann::json::parse(run.out);
   const auto& c = j.at("cache");
+  CHECK(c["witnesses"] == "attested");
+  CHECK(contains(run.err, "model compared, trace compared, witnesses attested"));
   CHECK(c["perplexity"].get<double>() > 1.0);
   CHECK(c["mean_kl"].get<double>() > 0.0);  // the map quantizes ...
   CHECK(c["mean_kl"].get<double>() < 0.5);  // ... and the model still predicts nearly the same
@@ -208,13 +215,14 @@ TEST_CASE("eval --cache runs the certified map's cache next to fp32: perplexity,
   // --json-out: the text on stdout and the same JSON in a file, which report --eval attaches
   // (what scripts/main.sh does).
   const Run text = hnf_verify("eval --ctx 128 --stride 64 --max-tokens 300 --model " + quote(kModel) + " --text " +
-                              quote(kPassage) + " --cache " + quote(kFixtureCert) + " --json-out " + quote(dir / "eval.json"));
+                              quote(kPassage) + " --cache " + quote(kFixtureCert) + kAttested + " --json-out " +
+                              quote(dir / "eval.json"));
   REQUIRE_MESSAGE(text.exit_code == 0, text.err);
   CHECK(contains(text.out, "KL vs fp32 cache"));
   const auto written = nlohmann::json::parse(read_file(dir / "eval.json"));
   CHECK(written["cache"]["perplexity"].get<double>() == doctest::Approx(c["perplexity"].get<double>()).epsilon(1e-12));
   CHECK(written["cache"]["map_sha256"] == c["map_sha256"]);
-  const Run report = hnf_verify("report " + quote(kFixtureCert) + " --model " + quote(kModel) + " --eval " +
+  const Run report = hnf_verify("report " + quote(kFixtureCert) + " --model " + quote(kModel) + kAttested + " --eval " +
                                 quote(dir / "eval.json") + " --md " + quote(dir / "report.md"));
   REQUIRE_MESSAGE(report.exit_code == 0, report.err);
   CHECK(contains(read_file(dir / "report.md"), "| mean KL vs fp32 (nats/token) |"));
@@ -227,7 +235,8 @@ TEST_CASE("eval --cache refuses certificates that do not belong to the model or 
                                  quote(dir / "other.safetensors"));
     REQUIRE(trace.exit_code == 0);
     const Run run = hnf_verify("eval --max-tokens 100 --ctx 64 --stride 32 --model " + quote(kModel) + " --text " +
-                               quote(kPassage) + " --cache " + quote(kFixtureCert) + " --trace " + quote(dir / "other.safetensors"));
+                               quote(kPassage) + " --cache " + quote(kFixtureCert) + kAttested + " --trace " +
+                               quote(dir / "other.safetensors"));
     CHECK(run.exit_code == 3);
     CHECK(contains(run.err, "hnf-llama-4m-128.cert.json: rejected: "));
     CHECK(contains(run.err, "trace"));
@@ -238,7 +247,7 @@ TEST_CASE("eval --cache refuses certificates that do not belong to the model or 
     bytes[bytes.size() - 1] = static_cast<char>(bytes[bytes.size() - 1] ^ 1);  // one bit of one weight
     write_file(dir / "m" / "model.safetensors", bytes);
     const Run run = hnf_verify("eval --max-tokens 100 --ctx 64 --stride 32 --model " + quote(dir / "m") + " --text " +
-                               quote(kPassage) + " --cache " + quote(kFixtureCert));
+                               quote(kPassage) + " --cache " + quote(kFixtureCert) + kAttested);
     CHECK(run.exit_code == 3);
     CHECK(contains(run.err, "rejected: "));
     CHECK(contains(run.err, "model"));
@@ -251,6 +260,25 @@ TEST_CASE("eval --cache refuses certificates that do not belong to the model or 
                                quote(kPassage) + " --cache " + quote(dir / "c.json"));
     CHECK(run.exit_code == 3);
     CHECK(contains(run.err, "c.json: certificate_sha256 does not match the content"));
+  }
+  SUBCASE("a forged certificate: a witness lowered and the certificate hash recomputed") {
+    auto c = hnf::proofs::certificate_from_json(read_file(kFixtureCert), kFixtureCert.string());
+    c.obligations.front().sufficiency.front().bound = "0";
+    write_file(dir / "forged.json", hnf::proofs::certificate_to_json(c));
+    const std::string eval = "eval --max-tokens 100 --ctx 64 --stride 32 --model " + quote(kModel) + " --text " +
+                             quote(kPassage) + " --cache " + quote(dir / "forged.json");
+    // By default: refused, the witnesses being neither re-derived nor attested.
+    Run run = hnf_verify(eval);
+    CHECK(run.exit_code == 3);
+    CHECK(contains(run.err, "forged.json: its witnesses were neither re-derived nor attested"));
+    // With the fixture's attestation: it attests another claim.
+    run = hnf_verify(eval + kAttested);
+    CHECK(run.exit_code == 3);
+    CHECK(contains(run.err, "forged.json: rejected: the attestation is for another certificate"));
+    // The named opt-out runs it, and says so.
+    run = hnf_verify(eval + " --unattested");
+    CHECK(run.exit_code == 0);
+    CHECK(contains(run.out, "witnesses         NOT verified (--unattested)"));
   }
   SUBCASE("--trace without --cache") {
     const Run run = hnf_verify("eval --model " + quote(kModel) + " --text " + quote(kPassage) + " --trace x.safetensors");

@@ -8,7 +8,9 @@
 //   S2  at the recorded query and at random queries in the ball of radius R around it;
 //   S3  at random queries with ||q|| <= Q at the same position.
 // Prints one line per (trace, map) with case counts, violations and the sharpness
-// (bound / actual: median, p90); exits 1 if any bound was violated, 3 on bad input.
+// (bound / actual: median, p90); exits 1 if any bound was violated or any of S1, S2, S2-ball, S3
+// checked zero cases for a (trace, map) (a check that ran on nothing proves nothing), 3 on bad
+// input.
 #include <fmt/format.h>
 
 #include <CLI/CLI.hpp>
@@ -176,7 +178,7 @@ void set_map(const std::string& kind, std::uint64_t seed, hnf::analysis::Analysi
 }
 
 int run(const Options& o) {
-  std::int64_t total_cases = 0, total_violations = 0;
+  std::int64_t total_cases = 0, total_violations = 0, empty_checks = 0;
   for (const auto& path : o.traces) {
     for (const auto& kind : o.maps) {
       hnf::analysis::AnalysisOptions a;
@@ -254,12 +256,17 @@ int run(const Options& o) {
       std::puts(line.c_str());
       for (const auto* t : {&s1, &s2, &s2_ball, &s3})
         if (t->violations > 0) std::printf("  VIOLATION %s\n", t->first_violation.c_str());
+      for (auto [name, t] : {std::pair{"S1", &s1}, {"S2", &s2}, {"S2-ball", &s2_ball}, {"S3", &s3}}) {
+        if (t->cases > 0) continue;
+        ++empty_checks;
+        std::printf("  NO CASES %s map %s: %s was checked on zero cases\n", path.c_str(), kind.c_str(), name);
+      }
       std::fflush(stdout);
     }
   }
-  std::printf("total: %lld cases, %lld violations\n", static_cast<long long>(total_cases),
-              static_cast<long long>(total_violations));
-  return total_violations == 0 ? 0 : 1;
+  std::printf("total: %lld cases, %lld violations, %lld checks with zero cases\n", static_cast<long long>(total_cases),
+              static_cast<long long>(total_violations), static_cast<long long>(empty_checks));
+  return total_violations == 0 && empty_checks == 0 && total_cases > 0 ? 0 : 1;
 }
 
 }  // namespace

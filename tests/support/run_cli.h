@@ -18,9 +18,10 @@ struct CliRun {
   std::string err;
 };
 
-inline CliRun hnf_verify(const std::string& args) {
+// `environment`: shell assignments put before the command ("NAME='value' "), e.g. a test hook.
+inline CliRun hnf_verify(const std::string& args, const std::string& environment = "") {
   TempDir dir;
-  const std::string command = std::string("'") + HNF_VERIFY_BIN + "' " + args + " >'" + (dir / "out").string() +
+  const std::string command = environment + "'" + HNF_VERIFY_BIN + "' " + args + " >'" + (dir / "out").string() +
                               "' 2>'" + (dir / "err").string() + "' </dev/null";
   const int status = std::system(command.c_str());
   return {WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status), read_file(dir / "out"),

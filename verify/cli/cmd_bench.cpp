@@ -279,6 +279,10 @@ void add_certified(MethodSet& set, const QualityOptions& o, const std::string& t
     proofs::CheckOptions check;
     check.model_dir = o.model;
     check.trace = trace;
+    // The runtime cache takes only re-derived (or attested) witnesses: re-derive them here.
+    check.recompute = [trace, model = o.model](const proofs::Certificate& c) {
+      return analysis::recompute_witnesses(c, trace, std::filesystem::path(model));
+    };
     auto report = proofs::check_certificate(file, check, "hnf-verify " HNF_VERSION);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
     if (!report.problems.empty() || !report.certified) {
@@ -419,14 +423,24 @@ std::vector<fs::path> draw_plots(const std::vector<reports::QualityRow>& rows, c
   return plots;
 }
 
-// Moves the staged plots into out_dir (copy and remove where the folders are on different file systems).
+// Moves the staged plots into out_dir; where the folders are on different file systems, copies
+// through "<plot>.partial" and a rename, so a full disk leaves no half plot (a write failure).
 void publish_plots(const std::vector<fs::path>& plots, const fs::path& out_dir) {
   for (const auto& plot : plots) {
+    const fs::path destination = out_dir / plot.filename();
     std::error_code error;
-    fs::rename(plot, out_dir / plot.filename(), error);
+    fs::rename(plot, destination, error);
     if (!error) continue;
-    fs::copy_file(plot, out_dir / plot.filename(), fs::copy_options::overwrite_existing);
-    fs::remove(plot);
+    const fs::path partial = destination.string() + ".partial";
+    error.clear();
+    fs::copy_file(plot, partial, fs::copy_options::overwrite_existing, error);
+    if (!error) fs::rename(partial, destination, error);
+    if (error) {
+      std::error_code ignored;
+      fs::remove(partial, ignored);
+      throw proofs::write_failed(destination.string(), "could not write: " + error.message());
+    }
+    fs::remove(plot, error);
   }
 }
 

@@ -51,30 +51,35 @@ std::string budget_line(const CertifyCommandOptions& o, const proofs::Certificat
   return fmt::format("epsilon      per layer {} per query (each as the largest double not above it); {}", given, scope);
 }
 
+// Only answers count as proved: necessity rows are Theorem 5.7 diagnostics and a composition
+// without --eps-total is recorded (proofs::obligation_standing).
 std::string obligation_line(const proofs::Certificate& c) {
-  int proved = 0, refuted = 0, open = 0;
+  const proofs::ObligationCounts n = proofs::count_obligations(c);
   std::size_t below = 0, positions = 0;
   for (const auto& o : c.obligations) {
-    proved += o.verdict == proofs::Verdict::kProved;
-    refuted += o.verdict == proofs::Verdict::kRefuted;
-    open += o.verdict == proofs::Verdict::kUnknown || o.verdict == proofs::Verdict::kTimeout;
     if (o.kind == proofs::ObligationKind::kNecessity) {
       below += o.below.size();
       positions += o.necessity.size();
     }
   }
-  return fmt::format("obligations {}: {} proved, {} refuted, {} unknown or timed out; {} of {} key positions below "
-                     "the Theorem 5.7 obstruction (listed; S1 covers them)",
-                     c.obligations.size(), proved, refuted, open, below, positions);
+  std::string line = fmt::format("obligations {}: {} proved, {} refuted, {} unknown or timed out; {} diagnostic "
+                                 "(Theorem 5.7: {} of {} key positions below the obstruction, listed; S1 covers them)",
+                                 c.obligations.size(), n.proved, n.refuted, n.open, n.diagnostic, below, positions);
+  if (n.recorded > 0) line += fmt::format("; {} recorded (composition without --eps-total)", n.recorded);
+  return line;
 }
 
 void print_composition(const CertifyCommandOptions& o, const proofs::Obligation& c) {
-  const std::string what = o.eps_total.empty() ? "the composed bound itself (no --eps-total given)"
-                                               : "--eps-total " + o.eps_total;
-  std::printf("composition  end-to-end error <= %s against %s: %s (Theorem C with global per-layer Lipschitz bounds; "
-              "conditional on THEORY.md 10.4 (H))\n",
-              display_up(proofs::rational_to_double(c.budget)).c_str(), what.c_str(),
-              std::string(proofs::verdict_name(c.verdict)).c_str());
+  const std::string bound = display_up(proofs::rational_to_double(proofs::composed_bound(c)));
+  if (o.eps_total.empty()) {
+    std::printf("composition  end-to-end error <= %s: recorded, not proved (no --eps-total: no budget to prove it "
+                "against; Theorem C with global per-layer Lipschitz bounds, conditional on THEORY.md 10.4 (H))\n",
+                bound.c_str());
+    return;
+  }
+  std::printf("composition  end-to-end error <= %s against --eps-total %s: %s (Theorem C with global per-layer "
+              "Lipschitz bounds; conditional on THEORY.md 10.4 (H))\n",
+              bound.c_str(), o.eps_total.c_str(), std::string(proofs::verdict_name(c.verdict)).c_str());
 }
 
 void print_summary(const CertifyCommandOptions& o, const CertifyResult& r, double seconds, const proofs::CheckReport& check) {
@@ -147,6 +152,7 @@ int run_certify(CertifyCommandOptions o, bool bits_given) {
   if (!check.problems.empty()) {
     throw proofs::Error(proofs::ErrorKind::kInternal, "the checker rejects the new certificate: " + check.problems.front());
   }
+  throw_if_interrupted();  // the last chance to stop before the certificate is written
   write_outputs(o, text, result);
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   print_summary(o, result, seconds, check);

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 
+#include "checker_options.h"
 #include "commands.h"
 #include "hnf/analysis/trace.h"
 #include "hnf/proofs/certificate.h"
@@ -35,19 +36,25 @@ struct EvalCommandOptions {
   std::string trace;  // the certificate's trace: enables the S2 check
   bool bounds = false;
   std::string backend = "cpu";
+  CheckerArgs witnesses;  // --recompute, --attestation, --public-key, --unattested (model and trace: above)
 };
 
-// The certified map of `o.cache`, checked against the model being evaluated (and the trace).
+// The certified map of `o.cache`, checked against the model being evaluated (and the trace), its
+// witnesses re-derived (--recompute) or attested (--attestation), unless --unattested.
 proofs::CertifiedPrecisionMap certified_map(const EvalCommandOptions& o) {
-  proofs::CheckOptions options;
-  options.model_dir = o.model;
-  if (!o.trace.empty()) options.trace = o.trace;
-  auto report = proofs::check_certificate(o.cache, options, "hnf-verify " HNF_VERSION);
+  CheckerArgs args = o.witnesses;
+  args.model_dir = o.model;
+  args.trace = o.trace;
+  const std::string text = proofs::read_certificate_text(o.cache);
+  const proofs::CheckOptions options = with_attestation_for(checker_options(args), args, text, o.cache);
+  auto report = proofs::check_certificate_text(text, o.cache, options, "hnf-verify " HNF_VERSION);
   if (!report.problems.empty()) {
     throw proofs::bad_input(o.cache, "rejected: " + report.problems.front() +
                                          (report.problems.size() > 1 ? " (and " + std::to_string(report.problems.size() - 1) + " more problems)" : ""));
   }
   if (!report.certified) throw proofs::bad_input(o.cache, "the verdict is " + report.verdict + ", not certified: no cache is built from it");
+  require_verified_witnesses(report, args, o.cache);
+  std::fprintf(stderr, "eval: %s: certified; %s\n", o.cache.c_str(), compared_summary(report, args).c_str());
   return *std::move(report.certified);
 }
 
@@ -82,6 +89,11 @@ runtime::S2Reference s2_reference(const std::string& path, const proofs::Scope& 
   return ref;
 }
 
+// How the cache's map came to be trusted: "re-derived", "attested" or "unverified" (--unattested).
+std::string witness_word(const proofs::CertifiedPrecisionMap& map) {
+  return map.witnesses_recomputed() ? "re-derived" : map.witnesses_attested() ? "attested" : "unverified";
+}
+
 double measured_bits(const runtime::DecodeMonitor& m) {
   return m.stored_elements > 0.0 ? m.stored_bytes * 8.0 / m.stored_elements : 0.0;
 }
@@ -90,6 +102,7 @@ nlohmann::json cache_json(const EvalCommandOptions& o, const proofs::CertifiedPr
                           const runtime::CandidateComparison& c, const runtime::DecodeMonitor& m) {
   nlohmann::json j{{"certificate", o.cache},
                    {"map_sha256", map.map_sha256()},
+                   {"witnesses", witness_word(map)},
                    {"backend", o.backend},
                    {"perplexity", c.perplexity},
                    {"mean_kl", c.mean_kl},
@@ -106,6 +119,9 @@ nlohmann::json cache_json(const EvalCommandOptions& o, const proofs::CertifiedPr
 std::string cache_text(const EvalCommandOptions& o, const proofs::CertifiedPrecisionMap& map,
                        const runtime::CandidateComparison& c, const runtime::DecodeMonitor& m) {
   std::string out = fmt::format("cache               {} (map {}, {} backend)\n", o.cache, map.map_sha256().substr(0, 12), o.backend);
+  out += fmt::format("  witnesses         {}\n", m.unverified_witnesses
+                                                    ? "NOT verified (--unattested): the bounds are the certificate's word"
+                                                    : witness_word(map));
   out += fmt::format("  perplexity        {:.3f}\n", c.perplexity);
   out += fmt::format("  KL vs fp32 cache  {:.6f} nats per token (mean)\n", c.mean_kl);
   out += fmt::format("  top-1 agreement   {:.2f} %\n", 100.0 * c.top1_agreement);
@@ -143,6 +159,7 @@ int run_eval(const EvalCommandOptions& o) {
     cache_options.backend = o.backend == "reference" ? runtime::DecodeBackend::kReference : runtime::DecodeBackend::kCpu;
     cache_options.monitor_bounds = o.bounds;
     cache_options.monitor = monitor;
+    cache_options.allow_unverified_witnesses = o.witnesses.unattested;
     factory = [&map, cache_options, s2](const runtime::KvCacheShape& shape, std::int64_t capacity) {
       auto cache = std::make_unique<runtime::MixedKvCache>(*map, shape, capacity, cache_options);
       if (s2) cache->set_s2_reference(*s2);
@@ -212,6 +229,9 @@ void register_eval(CLI::App& app, int* exit_code) {
                   "The certificate is re-checked against --model first");
   cmd->add_option("--trace", options->trace,
                   "With --cache: the certificate's trace (hash checked); counts attention rows outside the S2 neighbourhood");
+  cmd->add_flag("--recompute", options->witnesses.recompute,
+                "With --cache and --trace: re-derive the certificate's witnesses from the trace (an analysis) first");
+  add_witness_options(cmd, options->witnesses, /*opt_out=*/true);
   cmd->add_flag("--bounds", options->bounds, "With --cache: an a-posteriori error bound for every attention row (slower)");
   cmd->add_option("--backend", options->backend, "With --cache: decode backend")
       ->check(CLI::IsMember({"cpu", "reference"}))
@@ -219,6 +239,10 @@ void register_eval(CLI::App& app, int* exit_code) {
   cmd->callback([options, exit_code] {
     if (options->cache.empty() && (!options->trace.empty() || options->bounds)) {
       throw proofs::bad_input(options->trace.empty() ? "--bounds" : "--trace", "needs --cache");
+    }
+    if (options->cache.empty() && (options->witnesses.recompute || options->witnesses.unattested ||
+                                   !options->witnesses.attestations.empty())) {
+      throw proofs::bad_input("--recompute/--attestation/--unattested", "needs --cache");
     }
     *exit_code = run_eval(*options);
   });

@@ -9,6 +9,7 @@
 #include "commands.h"
 #include "hnf/proofs/certificate.h"
 #include "hnf/proofs/error.h"
+#include "hnf/proofs/json_limits.h"
 #include "hnf/proofs/write_file.h"
 #include "hnf/reports/gate.h"
 #include "hnf/runtime/model_dir.h"
@@ -19,8 +20,7 @@ namespace {
 struct GateCommandOptions {
   std::string policy;
   std::vector<std::string> certificates;
-  std::string model_dir;
-  std::string trace;
+  CheckerArgs checker;  // --model, --trace, --attestation, --public-key
   std::string junit;
   std::string summary;
 };
@@ -37,21 +37,25 @@ const char* status_word(reports::RuleStatus s) {
 int run_gate(const GateCommandOptions& o) {
   const std::string tool = "hnf-verify " HNF_VERSION;
   // Everything is read and checked before anything is written: bad input leaves no file.
-  const reports::Policy policy = reports::parse_policy(runtime::read_text_file(o.policy), o.policy);
-  const proofs::CheckOptions options = checker_options(CheckerArgs{o.model_dir, o.trace, false});
+  const reports::Policy policy = reports::parse_policy(proofs::read_regular_file(o.policy, proofs::kMaxSmallJsonBytes, "a gate policy"), o.policy);
+  const proofs::CheckOptions options = checker_options(o.checker);
   std::vector<reports::CertificateGate> gates;
+  std::vector<std::string> compared;  // [certificates] what the checker compared
   for (const auto& file : o.certificates) {
-    const std::string text = runtime::read_text_file(file);
+    const std::string text = proofs::read_certificate_text(file);
     const proofs::Certificate c = proofs::certificate_from_json(text, file);
-    const proofs::CheckReport check = proofs::check_certificate_text(text, file, options, tool);
+    const proofs::CheckReport check =
+        proofs::check_certificate_text(text, file, with_attestation_for(options, o.checker, text, file), tool);
     gates.push_back(reports::gate_certificate(policy, file, c, check, tool));
+    compared.push_back(check.problems.empty() ? compared_summary(check, o.checker) : "rejected by the checker");
   }
   std::vector<std::pair<std::string, std::string>> files;
   if (!o.junit.empty()) files.emplace_back(o.junit, reports::gate_junit_xml(gates, o.policy));
   if (!o.summary.empty()) files.emplace_back(o.summary, reports::gate_summary_markdown(gates, o.policy));
   proofs::write_texts_atomically(files);
-  for (const auto& g : gates) {
-    std::printf("%s: %s\n", g.file.c_str(), status_word(g.status()));
+  for (std::size_t i = 0; i < gates.size(); ++i) {
+    const auto& g = gates[i];
+    std::printf("%s: %s (%s)\n", g.file.c_str(), status_word(g.status()), compared[i].c_str());
     for (const auto& r : g.rules) std::printf("  %-30s %-7s %s\n", r.rule.c_str(), status_word(r.status), r.message.c_str());
   }
   const int code = reports::gate_exit_code(gates);
@@ -70,8 +74,9 @@ void register_gate(CLI::App& app, int* exit_code) {
       "formats, min tool version). Exit 0 pass, 1 fail, 2 unknown, 3 bad input (docs/ci-gate.md)");
   cmd->add_option("--policy", o->policy, "Policy file (JSON; docs/ci-gate.md)")->required();
   cmd->add_option("certificates", o->certificates, "Certificates (JSON)")->required();
-  cmd->add_option("--model", o->model_dir, "Model directory: the checker compares each certificate's model hash");
-  cmd->add_option("--trace", o->trace, "Trace file: the checker compares each certificate's trace hash");
+  cmd->add_option("--model", o->checker.model_dir, "Model directory: the checker compares each certificate's model hash");
+  cmd->add_option("--trace", o->checker.trace, "Trace file: the checker compares each certificate's trace hash");
+  add_witness_options(cmd, o->checker, /*opt_out=*/false);
   cmd->add_option("--junit", o->junit, "Write JUnit XML here (one testcase per certificate and rule)");
   cmd->add_option("--summary", o->summary, "Write a Markdown summary here (for a CI job summary)");
   cmd->callback([o, exit_code] { *exit_code = run_gate(*o); });

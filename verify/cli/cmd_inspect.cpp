@@ -121,7 +121,9 @@ int run_inspect(const InspectOptions& options) {
   if (options.strict && !problems.empty()) {
     throw proofs::bad_input(options.file, problems.front() + (problems.size() > 1 ? fmt::format(" (and {} more tensors)", problems.size() - 1) : std::string()) + " (--strict)");
   }
-  for (const auto& p : problems) std::fprintf(stderr, "hnf-verify: warning: %s: %s\n", options.file.c_str(), p.c_str());
+  for (const auto& p : problems) {
+    std::fprintf(stderr, "hnf-verify: warning: %s: %s\n", options.file.c_str(), proofs::printable_line(p).c_str());
+  }
   if (options.json) {
     const std::string text = to_json(options, file, trace ? &*trace : nullptr, tensors, problems).dump(2) + "\n";
     std::fputs(text.c_str(), stdout);

@@ -10,6 +10,7 @@
 #include "commands.h"
 #include "hnf/proofs/certificate.h"
 #include "hnf/proofs/error.h"
+#include "hnf/proofs/json_limits.h"
 #include "hnf/proofs/write_file.h"
 #include "hnf/reports/certificate_report.h"
 #include "hnf/runtime/model_dir.h"
@@ -34,8 +35,8 @@ int exit_code_for(const reports::ReportFacts& facts) {
 
 int run_report(const ReportCommandOptions& o) {
   if (o.html.empty() && o.markdown.empty()) throw proofs::bad_input("report", "give --html FILE, --md FILE or both");
-  const proofs::CheckOptions options = checker_options(o.checker);
-  const std::string text = runtime::read_text_file(o.certificate);
+  const std::string text = proofs::read_certificate_text(o.certificate);
+  const proofs::CheckOptions options = with_attestation_for(checker_options(o.checker), o.checker, text, o.certificate);
   reports::ReportInput in;
   in.certificate = proofs::certificate_from_json(text, o.certificate);
   in.certificate_path = o.certificate;
@@ -45,7 +46,10 @@ int run_report(const ReportCommandOptions& o) {
   in.tool_version = "hnf-verify " HNF_VERSION;
   in.smt_dir = o.smt_dir.empty() ? (std::filesystem::path(o.certificate).parent_path() / "smt").string() : o.smt_dir;
   in.check = proofs::check_certificate_text(text, o.certificate, options, in.tool_version);
-  if (!o.eval.empty()) in.eval = reports::parse_eval_json(runtime::read_text_file(o.eval), o.eval, in.certificate.map_sha256);
+  // A valid certificate is reported only with verified witnesses (or the named opt-out); a
+  // rejected one is reported as REJECTED whatever was given.
+  if (in.check.problems.empty()) require_verified_witnesses(in.check, o.checker, o.certificate);
+  if (!o.eval.empty()) in.eval = reports::parse_eval_json(proofs::read_regular_file(o.eval, proofs::kMaxSmallJsonBytes, "an eval JSON"), o.eval, in.certificate.map_sha256);
 
   const reports::ReportFacts facts = reports::report_facts(in);
   // Both documents are rendered before either is written, and written all or none.
@@ -55,6 +59,7 @@ int run_report(const ReportCommandOptions& o) {
   proofs::write_texts_atomically(files);
   std::printf("%s: %s; %.4f bits per element (%.2fx vs fp16); %zu obligations\n", o.certificate.c_str(), facts.verdict.c_str(),
               facts.bits_per_element, facts.compression, facts.obligations.size());
+  if (in.check.problems.empty()) std::printf("compared     %s\n", compared_summary(in.check, o.checker).c_str());
   if (!o.html.empty()) std::printf("wrote %s\n", o.html.c_str());
   if (!o.markdown.empty()) std::printf("wrote %s\n", o.markdown.c_str());
   return exit_code_for(facts);
@@ -73,6 +78,7 @@ void register_report(CLI::App& app, int* exit_code) {
   cmd->add_option("--html", o->html, "Write the HTML page here");
   cmd->add_option("--md", o->markdown, "Write the Markdown summary here");
   add_checker_options(cmd, o->checker);
+  add_witness_options(cmd, o->checker, /*opt_out=*/true);
   cmd->add_option("--smt-dir", o->smt_dir, "Where the obligations' SMT-LIB files are (default: smt/ next to the certificate)");
   cmd->add_option("--eval", o->eval, "Attach a measured evaluation: the output of `hnf-verify eval --cache CERT --json`");
   cmd->add_flag("--per-head", o->per_head, "Heatmap rows per (layer, kv head) instead of per layer");

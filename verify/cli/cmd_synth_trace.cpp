@@ -14,6 +14,7 @@ namespace {
 struct SynthOptions {
   std::string out;
   std::string dtype = "F16";
+  std::string pattern = "gaussian";
   analysis::SyntheticTraceSpec spec;
 };
 
@@ -21,8 +22,14 @@ int run_synth_trace(const SynthOptions& options) {
   const auto dtype = proofs::parse_dtype(options.dtype);
   if (!dtype || !proofs::is_floating(*dtype))
     throw proofs::bad_input("--dtype", "'" + options.dtype + "' is not F32, F16 or BF16");
+  const auto pattern = analysis::parse_synthetic_pattern(options.pattern);
+  if (!pattern) {
+    throw proofs::bad_input("--pattern", "'" + options.pattern +
+                                             "' is not gaussian, uniform, equal-keys, spike, sinks, outliers or denormal");
+  }
   analysis::SyntheticTraceSpec spec = options.spec;
   spec.dtype = *dtype;
+  spec.pattern = *pattern;
   Progress progress("synth-trace " + options.out, static_cast<std::uint64_t>(spec.num_layers));
   analysis::write_synthetic_trace(options.out, spec,
                                   [&](std::int64_t layer) { progress.update(static_cast<std::uint64_t>(layer + 1)); });
@@ -45,6 +52,11 @@ void register_synth_trace(CLI::App& app, int* exit_code) {
   cmd->add_option("--dtype", options->dtype, "F32, F16 or BF16")->capture_default_str();
   cmd->add_option("--rope-theta", options->spec.rope_theta, "Rotary embedding base")->capture_default_str();
   cmd->add_option("--seed", options->spec.seed, "Generator seed")->capture_default_str();
+  cmd->add_option("--pattern", options->pattern,
+                  "Attention pattern: gaussian, or a pathological one: uniform (zero queries), equal-keys, spike (one "
+                  "key at tokens/2), sinks (the first --sinks keys), outliers (keys at +-1e4), denormal (subnormal k, v)")
+      ->capture_default_str();
+  cmd->add_option("--sinks", options->spec.sinks, "Attention sinks for --pattern sinks")->capture_default_str();
   cmd->callback([options, exit_code] { *exit_code = run_synth_trace(*options); });
 }
 

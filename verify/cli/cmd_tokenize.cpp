@@ -7,6 +7,7 @@
 
 #include "commands.h"
 #include "hnf/proofs/error.h"
+#include "hnf/proofs/read_file.h"
 #include "hnf/proofs/safetensors.h"
 #include "hnf/runtime/tokenizer.h"
 
@@ -21,20 +22,18 @@ struct TokenizeOptions {
 
 int run_tokenize(const TokenizeOptions& o) {
   const auto tokenizer = runtime::Tokenizer::load(o.tokenizer);
-  std::ifstream in(o.text, std::ios::binary);
-  if (!in) throw proofs::bad_input(o.text, "cannot open");
-  std::ostringstream text;
-  text << in.rdbuf();
-  const auto ids = tokenizer.encode(text.str(), o.text);
+  // Bounded (a pipe or /dev/zero cannot exhaust memory) and one consistent snapshot.
+  const std::string text = proofs::read_whole_file(o.text);
+  const auto ids = tokenizer.encode(text, o.text);
   proofs::SafetensorsWriter writer(o.out, {{"tokens", proofs::Dtype::kI32, {static_cast<std::int64_t>(ids.size())}}},
                                    {{"format", "hnf-tokens"},
                                     {"tokenizer", o.tokenizer},
                                     {"text_source", o.text},
-                                    {"text_bytes", std::to_string(text.str().size())}});
+                                    {"text_bytes", std::to_string(text.size())}});
   writer.append("tokens", std::as_bytes(std::span(ids)));
   writer.finish();
   std::fprintf(stderr, "hnf-verify: %s: %zu tokens (%.3f bytes per token)\n", o.text.c_str(), ids.size(),
-               ids.empty() ? 0.0 : static_cast<double>(text.str().size()) / static_cast<double>(ids.size()));
+               ids.empty() ? 0.0 : static_cast<double>(text.size()) / static_cast<double>(ids.size()));
   return 0;
 }
 

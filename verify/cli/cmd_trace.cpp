@@ -107,6 +107,7 @@ void write_trace(const TraceRequest& o) {
   TraceRecorder recorder(writer, *dtype, shape, progress);
   runtime::DenseKvCache cache(shape, n);
   dir.model.forward(input, cache, nullptr, &recorder);
+  throw_if_interrupted();  // the last chance to stop before the trace is renamed into place
   writer.finish();
   std::fprintf(stderr, "hnf-verify: wrote %s (%lld tokens, %lld layers)\n", o.out.c_str(), static_cast<long long>(n),
                static_cast<long long>(shape.num_layers));

@@ -15,6 +15,7 @@ void register_trace(CLI::App& app, int* exit_code);
 void register_eval(CLI::App& app, int* exit_code);
 void register_analyze(CLI::App& app, int* exit_code);
 void register_check(CLI::App& app, int* exit_code);
+void register_keygen(CLI::App& app, int* exit_code);
 void register_report(CLI::App& app, int* exit_code);
 void register_gate(CLI::App& app, int* exit_code);
 void register_bench(CLI::App& app, int* exit_code);

@@ -1,5 +1,6 @@
-// hnf-verify: the command-line front end. Exit codes (docs/architecture.md):
-// 0 success/certified, 1 refuted, 2 unknown or timeout, 3 bad input or usage, 4 internal error.
+// hnf-verify: the command-line front end. Exit codes (docs/interfaces.md):
+// 0 success/certified, 1 refuted, 2 unknown or timeout, 3 bad input or usage, 4 internal error,
+// 5 an output could not be written, 130 / 143 stopped by SIGINT / SIGTERM.
 #include <cstdio>
 #include <exception>
 
@@ -7,6 +8,7 @@
 
 #include "commands.h"
 #include "hnf/proofs/error.h"
+#include "interrupt.h"
 
 #ifndef HNF_VERSION
 #error "HNF_VERSION must be defined by the build"
@@ -37,6 +39,7 @@ int run(int argc, char** argv) {
       ->callback([] { throw hnf::proofs::bad_input("certify", "this hnf-verify was built without Z3 (-DHNF_ENABLE_Z3=OFF)"); });
 #endif
   hnf::verify::cli::register_check(app, &exit_code);
+  hnf::verify::cli::register_keygen(app, &exit_code);
   hnf::verify::cli::register_report(app, &exit_code);
   hnf::verify::cli::register_gate(app, &exit_code);
   hnf::verify::cli::register_bench(app, &exit_code);
@@ -58,8 +61,19 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  hnf::verify::cli::ignore_file_size_signal();
   try {
-    return run(argc, argv);
+    const int exit_code = run(argc, argv);
+    if (const int s = hnf::verify::cli::received_signal(); s != 0) {
+      // The signal came after the command's last cancellation point: it ran to the end.
+      std::fprintf(stderr, "hnf-verify: %s arrived after the outputs were complete; finished normally\n",
+                   s == SIGINT ? "SIGINT" : "SIGTERM");
+    }
+    return exit_code;
+  } catch (const hnf::verify::cli::Interrupted& e) {
+    // Stopped at a cancellation point; the writers' destructors removed their partial files.
+    std::fprintf(stderr, "hnf-verify: %s\n", e.what());
+    return e.exit_code();
   } catch (const hnf::proofs::Error& e) {
     std::fprintf(stderr, "hnf-verify: %s\n", e.what());
     return static_cast<int>(e.exit_code());

@@ -15,6 +15,7 @@ Progress::~Progress() {
 }
 
 void Progress::update(std::uint64_t done) {
+  throw_if_interrupted();
   if (!enabled_) return;
   const auto now = std::chrono::steady_clock::now();
   if (now - start_ < std::chrono::milliseconds(500) || now - last_draw_ < std::chrono::milliseconds(100)) return;

@@ -78,8 +78,13 @@ Obligation composition_obligation(const analysis::ModelConstants& constants, con
     o.injection.push_back(exact_rational(constants.layers[l].injection_up));
     o.layer_eps.push_back(exact_rational(layer_eps[l]));
   }
-  const double composed = analysis::end_to_end_bound_up(constants, layer_eps);
-  o.budget = exact_rational(eps_total.value_or(composed));
+  if (eps_total) {
+    o.budget = exact_rational(*eps_total);  // an end-to-end budget: an obligation the solver decides
+  } else {
+    // No budget: the composed bound is recorded (stated as its own budget), never proved.
+    o.budget = proofs::composed_bound(o);
+    o.verdict = proofs::Verdict::kRecorded;
+  }
   return o;
 }
 
@@ -132,7 +137,7 @@ void discharge(Obligation& o, Solver& solver, const CertifyOptions& options, Cer
     o.smt_file = o.name + ".smt2";
     result.smt_scripts.emplace_back(o.smt_file, script);
   }
-  const auto answer = solver.check_script(script);
+  const auto answer = solver.check_script(script, o.name);
   o.solver_ms = answer.milliseconds;
   result.solver_seconds += answer.milliseconds / 1000.0;
   result.largest_solver_ms = std::max(result.largest_solver_ms, answer.milliseconds);
@@ -154,15 +159,6 @@ void discharge(Obligation& o, Solver& solver, const CertifyOptions& options, Cer
       result.unresolved.push_back(o.name + " " + o.detail);
       break;
   }
-}
-
-std::string overall_verdict(const std::vector<Obligation>& obligations) {
-  bool all_proved = true;
-  for (const auto& o : obligations) {
-    if (o.verdict == proofs::Verdict::kRefuted) return "refuted";
-    all_proved &= o.verdict == proofs::Verdict::kProved;
-  }
-  return all_proved ? "certified" : "unknown";
 }
 
 std::string file_name_only(const std::string& path) { return std::filesystem::path(path).filename().string(); }
@@ -219,10 +215,13 @@ CertifyResult certify(const std::string& trace_path, const CertifyOptions& optio
 
   Solver solver(options.timeout_ms);
   for (std::size_t i = 0; i < c.obligations.size(); ++i) {
-    if (options.progress) options.progress("solver " + c.obligations[i].name, static_cast<double>(i) / static_cast<double>(c.obligations.size()));
-    discharge(c.obligations[i], solver, options, result);
+    Obligation& o = c.obligations[i];
+    // Diagnostics (necessity) and a recorded composition cannot fail: nothing to ask a solver.
+    if (o.verdict == proofs::Verdict::kDiagnostic || o.verdict == proofs::Verdict::kRecorded) continue;
+    if (options.progress) options.progress("solver " + o.name, static_cast<double>(i) / static_cast<double>(c.obligations.size()));
+    discharge(o, solver, options, result);
   }
-  c.verdict = overall_verdict(c.obligations);
+  c.verdict = proofs::derived_verdict(c);
   return result;
 }
 

@@ -3,6 +3,9 @@
 #include <z3++.h>
 
 #include <chrono>
+#include <cstdlib>
+#include <set>
+#include <sstream>
 
 #include "hnf/proofs/certificate.h"
 #include "hnf/proofs/error.h"
@@ -31,6 +34,20 @@ Answer unknown_answer(const std::string& reason) {
   return timed_out ? Answer::kTimeout : Answer::kUnknown;
 }
 
+// The query names HNF_TEST_SOLVER_TIMEOUT lists (solver.h); empty when it is unset.
+std::set<std::string, std::less<>> injected_timeouts() {
+  std::set<std::string, std::less<>> names;
+  const char* value = std::getenv(kInjectTimeoutEnv);
+  std::stringstream list(value != nullptr ? value : "");
+  for (std::string name; std::getline(list, name, ',');) {
+    if (!name.empty()) names.insert(name);
+  }
+  return names;
+}
+
+const std::string kInjectedReason =
+    std::string("injected by the test hook ") + kInjectTimeoutEnv + ": Z3 was not run";
+
 }  // namespace
 
 std::string smtlib_real(const std::string& rational) {
@@ -58,11 +75,17 @@ std::string_view answer_name(Answer answer) noexcept {
 struct Solver::Impl {
   unsigned timeout_ms;
   z3::context ctx;
+  std::set<std::string, std::less<>> injected_timeouts;
+
+  [[nodiscard]] bool timeout_injected(std::string_view name) const {
+    return injected_timeouts.contains("*") || injected_timeouts.contains(name);
+  }
 };
 
 Solver::Solver(unsigned timeout_ms) : impl_(std::make_unique<Impl>()) {
   HNF_ASSERT(timeout_ms >= 1, "solver timeout must be at least 1 ms");
   impl_->timeout_ms = timeout_ms;
+  impl_->injected_timeouts = injected_timeouts();
 }
 
 Solver::~Solver() = default;
@@ -71,6 +94,11 @@ QueryResult Solver::check(const RationalSumLe& obligation) {
   for (const auto& t : obligation.terms) check_rational(obligation, t);
   check_rational(obligation, obligation.bound);
   QueryResult result{obligation.name, Answer::kError, {}, {}};
+  if (impl_->timeout_injected(obligation.name)) {
+    result.answer = Answer::kTimeout;
+    result.reason = kInjectedReason;
+    return result;
+  }
   try {
     z3::context& ctx = impl_->ctx;
     z3::solver solver = limited_solver(ctx, impl_->timeout_ms);
@@ -102,8 +130,13 @@ QueryResult Solver::check(const RationalSumLe& obligation) {
   return result;
 }
 
-Solver::ScriptResult Solver::check_script(const std::string& script) {
+Solver::ScriptResult Solver::check_script(const std::string& script, const std::string& name) {
   ScriptResult result;
+  if (impl_->timeout_injected(name)) {
+    result.answer = Answer::kTimeout;
+    result.reason = kInjectedReason;
+    return result;
+  }
   const auto start = std::chrono::steady_clock::now();
   try {
     z3::context& ctx = impl_->ctx;

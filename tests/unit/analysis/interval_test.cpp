@@ -397,6 +397,129 @@ TEST_CASE("scalar directed helpers bound the exact result (100000 samples each v
   lg.report("log_up/log_down");
 }
 
+namespace {
+
+// THEORY.md section 1 (L1) assumes libm's exp and log are faithful: the returned double is the
+// exact value or one of the two doubles around it. The one-ulp steps of exp_up/exp_down/log_up/
+// log_down are sound exactly then. Where it can fail with an error still below one ulp is a
+// binade boundary: the exact value just above a power of two, the result just below it (two
+// doubles away). The random samples above rarely land there, so these are swept, deterministically.
+
+// x and the `ulps` doubles on each side of it, finite ones only.
+template <typename F>
+void for_neighbours(double x, int ulps, F&& f) {
+  double y = x;
+  for (int i = 0; i < ulps; ++i) y = an::next_down(y);
+  for (int i = 0; i <= 2 * ulps; ++i, y = an::next_up(y)) {
+    if (std::isfinite(y)) f(y);
+  }
+}
+
+// The double nearest to k ln 2 (e^x crosses the power of two 2^k there).
+double k_ln2(long k) {
+  MpfrFloat t(kReferenceBits);
+  mpfr_const_log2(t.get(), MPFR_RNDN);
+  mpfr_mul_si(t.get(), t.get(), k, MPFR_RNDN);
+  return t.to_double();
+}
+
+// The double nearest to e^(sign 2^j) (ln x crosses the power of two sign 2^j there).
+double exp_of_power_of_two(int sign, int j) {
+  MpfrFloat t(kReferenceBits);
+  mpfr_set_si_2exp(t.get(), sign, j, MPFR_RNDN);
+  mpfr_exp(t.get(), t.get(), MPFR_RNDN);
+  return t.to_double();
+}
+
+// Arguments of exp: every crossing of a power of two by e^x (results 2^-1075 .. 2^1024: the
+// subnormal range, underflow to 0 and overflow included), the ends of the range, and tiny
+// arguments (e^x just above or below 1, the crossing at 2^0).
+std::vector<double> exp_hard_cases() {
+  std::vector<double> xs;
+  const auto add = [&xs](double y) { xs.push_back(y); };
+  for (long k = -1076; k <= 1025; ++k) for_neighbours(k_ln2(k), 24, add);
+  for (const double edge : {709.782712893384, -708.3964185322641, -745.1332191019411}) for_neighbours(edge, 2048, add);
+  for (int k = 1; k <= 1074; ++k) {
+    for_neighbours(std::ldexp(1.0, -k), 4, add);
+    for_neighbours(-std::ldexp(1.0, -k), 4, add);
+  }
+  return xs;
+}
+
+// Arguments of log: every crossing of a power of two by ln x (x = e^(+-2^j), results 2^-60 ..
+// 2^9), x near 1 in every binade of the result, and the ends of the range (subnormal x included).
+std::vector<double> log_hard_cases() {
+  std::vector<double> xs;
+  const auto add = [&xs](double y) { xs.push_back(y); };
+  for (int j = -60; j <= 9; ++j) {
+    for_neighbours(exp_of_power_of_two(1, j), 64, add);
+    for_neighbours(exp_of_power_of_two(-1, j), 64, add);
+  }
+  for (int k = 1; k <= 52; ++k) {
+    for_neighbours(1.0 + std::ldexp(1.0, -k), 8, add);
+    for_neighbours(1.0 - std::ldexp(1.0, -k - 1), 8, add);
+  }
+  for (int k = -1074; k <= 1023; ++k) for_neighbours(std::ldexp(1.0, k), 4, add);
+  for_neighbours(kMax, 64, add);
+  for_neighbours(std::numeric_limits<double>::min(), 64, add);
+  return xs;
+}
+
+// Counts arguments where libm's f is not faithful and where the widened helpers miss.
+struct LibmCheck {
+  long samples = 0;
+  long unfaithful = 0;
+  Tally enclosure;
+  bool print_examples = true;
+
+  void run(Op op, double x, double (*libm)(double), double (*down)(double), double (*up)(double), Exact& exact) {
+    exact.compute(op, x);
+    if (!exact.finite()) return;  // log of 0 or below, beyond the domain
+    ++samples;
+    const double y = libm(x);
+    if (y != exact.best_lower() && y != exact.best_upper()) {
+      if (unfaithful++ < 8 && print_examples) MESSAGE(op_name(op) << "(" << hex(x) << ") = " << hex(y) << " is not faithful");
+    }
+    ++enclosure.samples;
+    const double lo = down(x);
+    const double hi = up(x);
+    if (!exact.lower_ok(lo) || !exact.upper_ok(hi)) enclosure.miss(std::string(op_name(op)) + " " + hex(x));
+  }
+};
+
+double libm_exp(double x) { return std::exp(x); }
+double libm_log(double x) { return std::log(x); }
+
+}  // namespace
+
+TEST_CASE("libm exp and log are faithful at every binade crossing and range end (THEORY.md L1's assumption)") {
+  Exact exact;
+  LibmCheck ex, lg;
+  for (const double x : exp_hard_cases()) ex.run(Op::kExp, x, libm_exp, an::exp_down, an::exp_up, exact);
+  for (const double x : log_hard_cases()) lg.run(Op::kLog, x, libm_log, an::log_down, an::log_up, exact);
+  MESSAGE("exp: " << ex.samples << " hard cases, " << ex.unfaithful << " unfaithful; log: " << lg.samples
+                  << " hard cases, " << lg.unfaithful << " unfaithful");
+  ex.enclosure.report("exp_up/exp_down on hard cases");
+  lg.enclosure.report("log_up/log_down on hard cases");
+  CHECK(ex.samples > 100'000);  // a sweep that checked nothing proves nothing
+  CHECK(lg.samples > 10'000);
+  CHECK(ex.unfaithful == 0);
+  CHECK(lg.unfaithful == 0);
+  CHECK(ex.enclosure.misses == 0);
+  CHECK(lg.enclosure.misses == 0);
+  // The check has teeth: a libm one double below glibc's answer (error up to 2 ulps) is caught,
+  // by the faithfulness count and, through a helper widened by one ulp, by the enclosure.
+  LibmCheck broken;
+  broken.print_examples = false;
+  const auto low_exp = [](double x) { return an::next_down(std::exp(x)); };
+  const auto low_exp_down = [](double x) { return an::next_down(an::next_down(std::exp(x))); };
+  const auto low_exp_up = [](double x) { return an::next_up(an::next_down(std::exp(x))); };
+  for (int k = -1000; k <= 1000; ++k) broken.run(Op::kExp, k_ln2(k) + 0.25, low_exp, low_exp_down, low_exp_up, exact);
+  CHECK(broken.samples == 2001);
+  CHECK(broken.unfaithful > 500);
+  CHECK(broken.enclosure.misses > 500);
+}
+
 TEST_CASE("the checker has teeth: unwidened round-to-nearest results are caught") {
   // [fl(e^x), fl(e^x)] and [fl(a+b), fl(a+b)] are what an engine without outward rounding would
   // return; the checker must reject them whenever the operation is inexact.

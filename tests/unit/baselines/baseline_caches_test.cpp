@@ -10,6 +10,7 @@
 #include "hnf/baselines/h2o_cache.h"
 #include "hnf/baselines/methods.h"
 #include "hnf/baselines/plan_cache.h"
+#include "fixture_certificate.h"
 #include "hnf/proofs/certificate.h"
 #include "hnf/proofs/error.h"
 #include "hnf/proofs/float16.h"
@@ -250,8 +251,7 @@ TEST_CASE("plan cache: plans it cannot store are bad input") {
 
 TEST_CASE("a certified map: PlanCache and the runtime's MixedKvCache hold the same bytes and agree") {
   const std::string source = HNF_SOURCE_DIR;
-  hnf::proofs::CheckOptions check;
-  check.model_dir = source + "/models/hnf-llama-4m";
+  const hnf::proofs::CheckOptions check = hnf::testing::attested_fixture_options();
   auto report = hnf::proofs::check_certificate(source + "/tests/fixtures/hnf-llama-4m-128.cert.json", check,
                                                std::string("hnf-verify ") + HNF_TOOL_VERSION);
   REQUIRE(report.certified.has_value());

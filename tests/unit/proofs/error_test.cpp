@@ -36,4 +36,14 @@ TEST_CASE("exit codes are the documented ones") {
   CHECK(static_cast<int>(ExitCode::kUnknown) == 2);
   CHECK(static_cast<int>(ExitCode::kBadInput) == 3);
   CHECK(static_cast<int>(ExitCode::kInternal) == 4);
+  CHECK(static_cast<int>(ExitCode::kWriteFailed) == 5);
+  CHECK(static_cast<int>(ExitCode::kInterrupted) == 130);
+  CHECK(static_cast<int>(ExitCode::kTerminated) == 143);
+}
+
+TEST_CASE("write_failed names the output and maps to exit 5") {
+  const Error e = write_failed("out/cert.json", "could not write: No space left on device");
+  CHECK(std::string(e.what()) == "out/cert.json: could not write: No space left on device");
+  CHECK(e.kind() == ErrorKind::kWriteFailed);
+  CHECK(e.exit_code() == ExitCode::kWriteFailed);
 }

@@ -195,3 +195,46 @@ TEST_CASE("release drops pages without changing what is read") {
   const auto bytes = file.bytes(t);
   CHECK(std::equal(bytes.begin(), bytes.end(), payload.begin()));
 }
+
+TEST_CASE("checked_tensor_bytes: exact up to 2^63 - 1 bytes, nullopt for anything that would wrap") {
+  constexpr std::int64_t kMax = INT64_MAX;
+  using Shape = std::vector<std::int64_t>;
+  // 2^63 - 1 = 7^2 x 73 x 127 x 337 x 92737 x 649657: the limit itself, reached by a product.
+  const Shape mersenne{49, 73, 127, 337, 92737, 649657};
+  CHECK(checked_tensor_bytes(mersenne, 1) == std::uint64_t{kMax});
+  CHECK(checked_tensor_bytes(Shape{kMax}, 1) == std::uint64_t{kMax});
+  CHECK(!checked_tensor_bytes(mersenne, 2).has_value());           // 2^64 - 2: no wrap, over the limit
+  CHECK(!checked_tensor_bytes(Shape{std::int64_t{1} << 62}, 2).has_value());  // exactly 2^63
+  CHECK(checked_tensor_bytes(Shape{(std::int64_t{1} << 62) - 1}, 2) == (std::uint64_t{1} << 63) - 2);
+  // Products that wrap 64 bits to a small number (the inputs of issue 17).
+  CHECK(!checked_tensor_bytes(Shape{std::int64_t{1} << 62}, 4).has_value());           // 2^64 -> 0
+  CHECK(!checked_tensor_bytes(Shape{(std::int64_t{1} << 61) + 1}, 8).has_value());     // 2^64 + 8 -> 8
+  CHECK(!checked_tensor_bytes(Shape{std::int64_t{1} << 31, std::int64_t{1} << 31}, 4).has_value());
+  CHECK(!checked_tensor_bytes(Shape{std::int64_t{1} << 32, std::int64_t{1} << 32}, 1).has_value());
+  CHECK(!checked_tensor_bytes(Shape{kMax, kMax}, 1).has_value());
+  // Negative dimensions; zero dimensions beside a product that overflows.
+  CHECK(!checked_tensor_bytes(Shape{-1}, 1).has_value());
+  CHECK(!checked_tensor_bytes(Shape{4, -1, 0}, 1).has_value());
+  CHECK(checked_tensor_bytes(Shape{0, kMax}, 1) == 0u);
+  CHECK(!checked_tensor_bytes(Shape{0, kMax}, 2).has_value());
+  CHECK(!checked_tensor_bytes(Shape{0, std::int64_t{1} << 62, 4}, 1).has_value());
+  // Ordinary shapes, a scalar, an empty tensor.
+  CHECK(checked_tensor_bytes(Shape{4, 128, 64}, 2) == 65536u);
+  CHECK(checked_tensor_bytes(Shape{}, 8) == 8u);
+  CHECK(checked_tensor_bytes(Shape{3, 0}, 4) == 0u);
+}
+
+TEST_CASE("the reader refuses a header whose size computation would wrap, before any read") {
+  TempDir dir;
+  const auto path = dir / "wrap.safetensors";
+  const std::pair<std::string, std::string> cases[] = {
+      {R"({"t":{"dtype":"F32","shape":[4611686018427387904],"data_offsets":[0,0]}})", ""},
+      {R"({"t":{"dtype":"I64","shape":[2305843009213693953],"data_offsets":[0,8]}})", std::string(8, '\0')},
+      {R"({"t":{"dtype":"F32","shape":[2147483648,2147483648],"data_offsets":[0,0]}})", ""},
+  };
+  for (const auto& [header, data] : cases) {
+    CAPTURE(header);
+    write_file(path, raw_safetensors(header, data));
+    CHECK(contains(open_error(path), "needs more than 2^63 - 1 bytes"));
+  }
+}

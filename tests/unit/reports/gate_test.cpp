@@ -21,8 +21,12 @@ Certificate versioned(Certificate c) {
   return c;
 }
 
-CertificateGate run(const std::string& policy, const Certificate& c) {
-  const auto check = hnf::proofs::check_certificate_text(hnf::proofs::certificate_to_json(c), "cert.json", {}, kTool);
+// The check as with --recompute: the witnesses re-derived (a stub standing for the analysis), so
+// the witnesses rule passes; `rederive` false leaves them unverified.
+CertificateGate run(const std::string& policy, const Certificate& c, bool rederive = true) {
+  hnf::proofs::CheckOptions options;
+  if (rederive) options.recompute = [](const Certificate&) { return hnf::proofs::WitnessCheck{5, {}}; };
+  const auto check = hnf::proofs::check_certificate_text(hnf::proofs::certificate_to_json(c), "cert.json", options, kTool);
   return gate_certificate(parse_policy(policy, "policy.json"), "cert.json", c, check, kTool);
 }
 
@@ -80,6 +84,29 @@ TEST_CASE("policies are strict: unknown settings, wrong types and bad values are
   bad(R"({"min_tool_version": "0.5"})", "is not a version X.Y.Z");
 }
 
+TEST_CASE("nothing unestablished passes: unverified witnesses, an uncompared model, a rejected certificate") {
+  const Certificate c = versioned(hnf::testing::tiny_certificate());
+  const auto unverified = run("{}", c, /*rederive=*/false);
+  CHECK(status_of(unverified, "witnesses") == RuleStatus::kUnknown);
+  CHECK(gate_exit_code({unverified}) == 2);
+  // A model hash written but not compared (no --model): unknown, not passed.
+  Certificate modelled = c;
+  modelled.model_sha256 = std::string(64, 'b');
+  CHECK(status_of(run(R"({"required_scope": {"model": true}})", modelled), "required_scope.model") == RuleStatus::kUnknown);
+  // A rejected certificate's stated verdict does not pass the verdict rule.
+  Certificate lying = c;
+  lying.obligations[0].sufficiency[0].bound = "1";  // above the budget, still "proved"
+  const auto rejected = run("{}", lying);
+  CHECK(status_of(rejected, "checker") == RuleStatus::kFail);
+  CHECK(status_of(rejected, "verdict") == RuleStatus::kFail);
+  CHECK(status_of(rejected, "witnesses") == RuleStatus::kFail);
+  // A recorded composition does not meet "composition": true.
+  Certificate recorded = c;
+  recorded.obligations[2].verdict = Verdict::kRecorded;
+  CHECK(status_of(run(R"({"required_scope": {"composition": true}})", recorded), "required_scope.composition") ==
+        RuleStatus::kFail);
+}
+
 TEST_CASE("every rule passes on a certificate that meets the policy, and fails just past its boundary") {
   const Certificate c = versioned(hnf::testing::tiny_certificate());
   const auto pass = run(R"({"max_eps": "0.05", "min_compression": 1.6, "required_scope": {"composition": true,
@@ -88,7 +115,8 @@ TEST_CASE("every rule passes on a certificate that meets the policy, and fails j
                         c);
   CHECK(pass.status() == RuleStatus::kPass);
   CHECK(gate_exit_code({pass}) == 0);
-  CHECK(pass.rules.size() == 9);  // checker, verdict and 7 policy rules
+  CHECK(pass.rules.size() == 10);  // checker, verdict, witnesses and 7 policy rules
+  CHECK(status_of(pass, "witnesses") == RuleStatus::kPass);
 
   // eps = 1/20 exactly: 0.05 passes, anything below fails (compared as rationals, not doubles).
   CHECK(status_of(run(R"({"max_eps": "0.0499999999999999999999"})", c), "max_eps") == RuleStatus::kFail);

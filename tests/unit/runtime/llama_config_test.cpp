@@ -156,8 +156,8 @@ TEST_CASE("every malformed or unsupported config is rejected naming the field") 
 TEST_CASE("an unreadable or non-object config is rejected naming the file") {
   hnf::testing::TempDir dir;
   const auto path = dir / "config.json";
-  CHECK_THROWS_WITH_AS((void)load_llama_config(path), (path.string() + ": cannot open the model config").c_str(),
-                       hnf::proofs::Error);
+  CHECK_THROWS_WITH_AS((void)load_llama_config(path),
+                       doctest::Contains((path.string() + ": cannot open the model config: ").c_str()), hnf::proofs::Error);
   hnf::testing::write_file(path, "{\"hidden_size\": ");
   CHECK_THROWS_WITH_AS((void)load_llama_config(path), doctest::Contains((path.string() + ": not valid JSON").c_str()),
                        hnf::proofs::Error);

@@ -10,11 +10,13 @@
 #include <string>
 #include <vector>
 
+#include "fixture_certificate.h"
 #include "hnf/proofs/certificate.h"
 #include "hnf/proofs/error.h"
 #include "hnf/runtime/dense_kv_cache.h"
 #include "hnf/runtime/mixed_kv_cache.h"
 #include "hnf/runtime/page_codec.h"
+#include "skip.h"
 
 using hnf::runtime::KvCacheShape;
 using hnf::runtime::MixedKvCache;
@@ -30,7 +32,7 @@ const KvCacheShape kShape{.num_layers = 4, .num_heads = 4, .num_kv_heads = 2, .h
 
 hnf::proofs::CheckReport check_fixture(bool with_model) {
   hnf::proofs::CheckOptions options;
-  if (with_model) options.model_dir = kModel;
+  if (with_model) options = hnf::testing::attested_fixture_options();
   auto report = hnf::proofs::check_certificate(kFixture, options, kToolVersion);
   INFO("fixture rejected (after a version bump: bash tests/fixtures/regenerate.sh): ",
        report.problems.empty() ? std::string() : report.problems.front());
@@ -111,6 +113,25 @@ TEST_CASE("mixed cache: only a certificate checked against its model builds one"
   CHECK(error_of([&] { MixedKvCache cache(certified(), other, 64); }) ==
         "kv cache: the certificate's map is for a model with 4 layers, 2 kv heads, 4 query heads, head_dim 64; this "
         "model has 4 layers, 2 kv heads, 4 query heads, head_dim 128");
+}
+
+TEST_CASE("mixed cache: unverified witnesses are refused unless the named opt-out, which the monitor records") {
+  // Compared with the model, but neither re-derived nor attested.
+  hnf::proofs::CheckOptions model_only;
+  model_only.model_dir = hnf::testing::kReferenceModel;
+  const auto report = hnf::proofs::check_certificate(kFixture, model_only, kToolVersion);
+  REQUIRE(report.certified.has_value());
+  REQUIRE(report.certified->model_verified());
+  REQUIRE_FALSE(report.certified->witnesses_verified());
+  CHECK(error_of([&] { MixedKvCache cache(*report.certified, kShape, 64); }).find("neither re-derived") != std::string::npos);
+  hnf::runtime::MixedKvCacheOptions opt_out;
+  opt_out.allow_unverified_witnesses = true;
+  MixedKvCache unverified(*report.certified, kShape, 64, opt_out);
+  CHECK(unverified.monitor().unverified_witnesses);
+  // The attested fixture needs no opt-out and is not flagged.
+  REQUIRE(certified().witnesses_attested());
+  MixedKvCache attested(certified(), kShape, 64);
+  CHECK_FALSE(attested.monitor().unverified_witnesses);
 }
 
 TEST_CASE("mixed cache: positions are stored in their block's formats, then by the newest-block policy") {
@@ -289,7 +310,7 @@ TEST_CASE("mixed cache: refused appends (past capacity, values it cannot store) 
 }
 
 TEST_CASE("mixed cache: the memory report matches the allocator within 2 percent") {
-  if (kSanitizedAllocator) return;
+  if (kSanitizedAllocator) HNF_SKIP("ASan owns malloc: mallinfo2 and RSS do not measure the heap");
   const std::size_t heap_before = heap_in_use();
   auto cache = std::make_unique<MixedKvCache>(certified(), kShape, 20000);
   std::mt19937 rng(13);
@@ -310,7 +331,7 @@ TEST_CASE("mixed cache: the memory report matches the allocator within 2 percent
 }
 
 TEST_CASE("mixed cache: resident memory of a 128K-token cache grows by what the report says") {
-  if (kSanitizedAllocator) return;
+  if (kSanitizedAllocator) HNF_SKIP("ASan owns malloc: mallinfo2 and RSS do not measure the heap");
   constexpr std::int64_t kTokens = 131072;
   auto cache = std::make_unique<MixedKvCache>(certified(), kShape, kTokens);
   std::mt19937 rng(17);

@@ -110,7 +110,7 @@ TEST_CASE("a model without byte fallback encodes single lines but refuses newlin
 TEST_CASE("a missing or malformed model file is refused naming it") {
   hnf::testing::TempDir dir;
   CHECK_THROWS_WITH_AS((void)Tokenizer::load(dir / "absent.model"),
-                       ((dir / "absent.model").string() + ": cannot open the tokenizer model").c_str(),
+                       doctest::Contains(((dir / "absent.model").string() + ": cannot open the tokenizer model: ").c_str()),
                        hnf::proofs::Error);
   hnf::testing::write_file(dir / "garbage.model", "this is not a protobuf \xff\xff\xff");
   CHECK_THROWS_WITH_AS((void)Tokenizer::load(dir / "garbage.model"),

@@ -6,10 +6,28 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <optional>
+#include <string_view>
 
 #include "hnf/proofs/safetensors.h"
 
 namespace hnf::analysis {
+
+// What the queries and keys look like. Every pattern but kGaussian writes the post-RoPE q and k
+// directly (k_pre_rope is k rotated back), so the attention it produces does not depend on RoPE.
+enum class SyntheticPattern {
+  kGaussian,   // Gaussian q, k (outlier channels x4), v, RoPE applied: the default, bytes unchanged
+  kUniform,    // every query is zero: each query attends exactly uniformly to positions 0..p
+  kEqualKeys,  // every key is the same vector: uniform attention again, and no key spread
+  kSpike,      // queries along one direction u; the key at position tokens/2 is a strong spike along u
+  kSinks,      // queries along u; the first `sinks` keys are strong spikes along u (attention sinks)
+  kOutliers,   // Gaussian keys, and every 97th key has channel 3 at +-1e4
+  kDenormal,   // keys and values subnormal in the trace dtype (half the smallest normal, times N(0,1))
+};
+
+// "gaussian", "uniform", "equal-keys", "spike", "sinks", "outliers", "denormal"; nullopt otherwise.
+[[nodiscard]] std::optional<SyntheticPattern> parse_synthetic_pattern(std::string_view name);
+[[nodiscard]] std::string_view synthetic_pattern_name(SyntheticPattern pattern);
 
 struct SyntheticTraceSpec {
   std::int64_t num_layers = 2;
@@ -21,6 +39,8 @@ struct SyntheticTraceSpec {
   proofs::Dtype dtype = proofs::Dtype::kF16;
   double rope_theta = 10000.0;    // Llama-style rotary embedding of q and k
   std::uint64_t seed = 1;
+  SyntheticPattern pattern = SyntheticPattern::kGaussian;
+  std::int64_t sinks = 1;         // kSinks: how many leading positions are sinks (1..tokens)
 };
 
 // Writes the trace layer by layer (peak memory: one head's [tokens, head_dim] block).

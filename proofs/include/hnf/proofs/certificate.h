@@ -16,11 +16,31 @@
 #include <string_view>
 #include <vector>
 
+#include "hnf/proofs/attestation.h"
 #include "hnf/proofs/format.h"
 
 namespace hnf::proofs {
 
-inline constexpr int kCertificateVersion = 1;
+// Version 2 (tool 0.5.0 after issue 17): necessity obligations are diagnostics, a composition
+// without an end-to-end budget is recorded, not proved. Version 1 certificates are still judged
+// (obligation_standing reads them with the same meaning).
+inline constexpr int kCertificateVersion = 2;
+inline constexpr int kOldestCertificateVersion = 1;
+
+// Limits of the certificate reader (docs/hostile-input.md). A certificate of 1M tokens x one
+// kv head is about 100 MB; the limit leaves room for ten such and refuses what would exhaust
+// memory (the parsed document takes several times the file's size).
+inline constexpr std::uint64_t kMaxCertificateBytes = std::uint64_t{1} << 30;
+// Longest exact rational: every finite double's exact value ("p/q", q <= 2^1074) has under 400
+// characters, and the checker's GMP arithmetic stays cheap on 1024.
+inline constexpr std::size_t kMaxRationalChars = 1024;
+// Longest hash field (model_sha256, trace_sha256, text_sha256, map_sha256, certificate_sha256):
+// 64 hex digits, or a short placeholder such as "none".
+inline constexpr std::size_t kMaxHashChars = 64;
+// Longest trace_file: a file name (NAME_MAX).
+inline constexpr std::size_t kMaxFileNameChars = 255;
+// Longest other string (names, details, examples, assumptions, the certify command line).
+inline constexpr std::size_t kMaxCertificateTextBytes = std::size_t{64} << 10;
 
 // ---- Exact rationals -----------------------------------------------------------------------
 
@@ -75,8 +95,11 @@ inline constexpr int kMaxNecessityBits = 64;
 // ---- Obligations ---------------------------------------------------------------------------
 
 enum class ObligationKind { kSufficiency, kNecessity, kComposition };
-// The solver's answer for the negated obligation: unsat = proved, sat = refuted.
-enum class Verdict { kProved, kRefuted, kUnknown, kTimeout };
+// The solver's answer for the negated obligation: unsat = proved, sat = refuted. Two verdicts
+// are not answers and never count as proved: kDiagnostic (necessity: Theorem 5.7's figures, which
+// hold by construction once the rows below the obstruction are listed) and kRecorded (a
+// composition without an end-to-end budget: the composed bound itself, stated as its budget).
+enum class Verdict { kProved, kRefuted, kUnknown, kTimeout, kDiagnostic, kRecorded };
 [[nodiscard]] std::string_view obligation_kind_name(ObligationKind kind) noexcept;
 [[nodiscard]] std::string_view verdict_name(Verdict verdict) noexcept;
 
@@ -161,6 +184,38 @@ struct Certificate {
 // The certificate_sha256 of a certificate: SHA-256 of the canonical JSON of its content (what
 // certificate_to_json writes and certificate_from_json checks).
 [[nodiscard]] std::string certificate_sha256(const Certificate& certificate);
+// `text` (a JSON object) with certificate_sha256 replaced by the hash of the rest, computed as
+// certificate_to_json computes it: what anyone who edits a certificate can do (the content hash
+// catches accidents, not forgery). For tests, and for the fuzz target certificate_resealed, which
+// would otherwise never get past the hash check. Bad input naming `file` when `text` is not a
+// JSON object.
+[[nodiscard]] std::string reseal_certificate_json(std::string_view text, const std::string& file);
+// The claim hash: SHA-256 of the canonical JSON of the certificate's claims (model, trace and text
+// hashes, map, scope, budgets, obligations with their rows, verdicts and details, tool version,
+// schema version), leaving out what says where or how it was made: trace_file, certify_command,
+// each obligation's solver_ms and smt_file. The same claims made elsewhere hash the same; an
+// attestation signs this hash.
+[[nodiscard]] std::string certificate_claim_sha256(const Certificate& certificate);
+
+// How an obligation counts towards the certificate's verdict. Only kProved and kRefuted are
+// answers about the map; kDiagnostic and kRecorded are figures that cannot fail and never
+// count as proved. Version 1 certificates wrote "proved" for both: there, every necessity
+// obligation is a diagnostic and a composition is recorded unless the recorded certify command
+// names --eps-total (the only evidence of a real end-to-end budget).
+enum class Standing { kProved, kRefuted, kOpen, kDiagnostic, kRecorded };
+[[nodiscard]] Standing obligation_standing(const Certificate& certificate, const Obligation& obligation);
+[[nodiscard]] std::string_view standing_name(Standing standing) noexcept;  // proved, refuted, open, diagnostic, recorded
+struct ObligationCounts {
+  std::size_t proved = 0, refuted = 0, open = 0, diagnostic = 0, recorded = 0;
+};
+[[nodiscard]] ObligationCounts count_obligations(const Certificate& certificate);
+// "certified" when every obligation that is an answer was proved (and at least one was), "refuted"
+// when one was refuted, "unknown" otherwise.
+[[nodiscard]] std::string derived_verdict(const Certificate& certificate);
+// The composed end-to-end bound of a composition obligation, sum_i (prod_{j>i} L_j) injection_i
+// eps_i, as an exact rational; empty when its columns are not one entry per layer.
+[[nodiscard]] std::string composed_bound(const Obligation& composition);
+
 // Strict parse: unknown or missing fields, wrong types, malformed rationals or formats are
 // bad input naming `file`. Does not validate meaning (check_certificate does).
 [[nodiscard]] Certificate certificate_from_json(std::string_view text, const std::string& file);
@@ -172,7 +227,8 @@ struct CheckOptions;
 
 // A map that the checker found certified: constructible only by check_certificate_text (the
 // friend below; there is no other way to make one). The flags say what the check compared:
-// a runtime that needs the map to belong to a model should require model_verified().
+// a runtime that needs the map to belong to a model should require model_verified(), and one
+// that needs its bounds to be the trace's should require witnesses_verified().
 class CertifiedPrecisionMap {
  public:
   [[nodiscard]] const PrecisionMap& map() const noexcept { return map_; }
@@ -184,6 +240,11 @@ class CertifiedPrecisionMap {
   [[nodiscard]] bool model_verified() const noexcept { return model_verified_; }  // model file hash compared
   [[nodiscard]] bool trace_verified() const noexcept { return trace_verified_; }  // trace file hash compared
   [[nodiscard]] bool witnesses_recomputed() const noexcept { return witnesses_recomputed_; }
+  // An attestation of this certificate verified under the configured public key: its witnesses
+  // were re-derived by the attesting check (check --recompute --sign).
+  [[nodiscard]] bool witnesses_attested() const noexcept { return witnesses_attested_; }
+  // Re-derived now or attested: what a runtime cache requires by default.
+  [[nodiscard]] bool witnesses_verified() const noexcept { return witnesses_recomputed_ || witnesses_attested_; }
 
  private:
   CertifiedPrecisionMap() = default;
@@ -192,7 +253,7 @@ class CertifiedPrecisionMap {
   PrecisionMap map_;
   std::string map_sha256_, model_sha256_, trace_sha256_, eps_;
   Scope scope_;
-  bool model_verified_ = false, trace_verified_ = false, witnesses_recomputed_ = false;
+  bool model_verified_ = false, trace_verified_ = false, witnesses_recomputed_ = false, witnesses_attested_ = false;
 };
 
 // What a witness re-derivation found (analysis::recompute_witnesses).
@@ -208,6 +269,9 @@ struct CheckOptions {
   // trace; run only on a certificate that passed every other check. The checker itself cannot
   // (proofs/ has no analysis): the CLI passes analysis::recompute_witnesses.
   std::function<WitnessCheck(const Certificate&)> recompute;
+  // An attestation of the certificate (attestation.h) and the public key it must verify under.
+  std::optional<Attestation> attestation;
+  std::optional<PublicKey> trusted_key;
 };
 
 struct CheckReport {
@@ -218,11 +282,15 @@ struct CheckReport {
   std::size_t witnesses_compared = 0;  // by options.recompute
   bool model_compared = false;         // options.model_dir given and hashed
   bool trace_compared = false;         // options.trace given and hashed
+  bool attested = false;               // options.attestation verified under options.trusted_key
   std::optional<CertifiedPrecisionMap> certified;  // set iff valid and certified
 };
 
-// Reads and re-validates `path`. Unreadable files and malformed JSON throw bad input; every
-// inconsistency of a well-formed certificate is listed in problems.
+// The text of the certificate file `path`: a regular file of at most kMaxCertificateBytes, read
+// as one consistent snapshot (json_limits.h read_regular_file). Bad input naming `path` otherwise.
+[[nodiscard]] std::string read_certificate_text(const std::filesystem::path& path);
+// Reads (read_certificate_text) and re-validates `path`. Unreadable files and malformed JSON
+// throw bad input; every inconsistency of a well-formed certificate is listed in problems.
 [[nodiscard]] CheckReport check_certificate(const std::filesystem::path& path, const CheckOptions& options,
                                             std::string_view tool_version);
 // The same on text already read (`file` names it in messages).

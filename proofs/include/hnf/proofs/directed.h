@@ -15,10 +15,27 @@
 #pragma once
 
 #include <bit>
+#include <cfloat>
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
 #include <limits>
+
+// The floating-point model THEORY.md section 1 proves its lemmas in, pinned at compile time for
+// every file that computes a certified bound (they all include this header): IEEE-754 binary64
+// doubles with subnormals, each operation evaluated in double itself (FLT_EVAL_METHOD 0, not
+// x87 extended precision, which would round twice), and no value-changing optimisation.
+// Contraction of a*b+c into one FMA is not visible to the preprocessor: the build turns it off
+// for every object (-ffp-contract=off, cmake/HnfCompileOptions.cmake) and a test checks it.
+static_assert(std::numeric_limits<double>::is_iec559, "the bounds assume IEEE-754 binary64 doubles");
+static_assert(std::numeric_limits<double>::radix == 2 && std::numeric_limits<double>::digits == 53,
+              "the bounds assume a 53-bit binary significand (u = 2^-53)");
+static_assert(std::numeric_limits<double>::has_denorm == std::denorm_present,
+              "next_up(0) = denorm_min and the underflow terms assume subnormal doubles");
+static_assert(FLT_EVAL_METHOD == 0, "each double operation must round to double (no extended-precision evaluation)");
+#if defined(__FAST_MATH__)
+#error "hnf: never compile with -ffast-math (it breaks every rounding argument of THEORY.md)"
+#endif
 
 namespace hnf::proofs {
 

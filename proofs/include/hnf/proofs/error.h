@@ -19,11 +19,16 @@ enum class ExitCode : int {
   kUnknown = 2,   // the solver answered unknown or timed out: never "certified"
   kBadInput = 3,  // bad input file, bad arguments or usage
   kInternal = 4,  // a broken invariant inside the tool: a bug to report
+  kWriteFailed = 5,  // an output could not be written (full disk, file size limit, I/O error); none was left behind
+  // Stopped by a signal before its outputs were written (the shell's 128 + signal number).
+  kInterrupted = 130,  // SIGINT
+  kTerminated = 143,   // SIGTERM
 };
 
 enum class ErrorKind {
   kBadInput,  // the caller's input (file, argument) is malformed or inconsistent
   kInternal,  // an invariant of the tool itself does not hold
+  kWriteFailed,  // writing an output failed after it was opened (ENOSPC, EFBIG, EIO, ...)
 };
 
 class Error : public std::runtime_error {
@@ -32,15 +37,33 @@ class Error : public std::runtime_error {
 
   [[nodiscard]] ErrorKind kind() const noexcept { return kind_; }
   [[nodiscard]] ExitCode exit_code() const noexcept {
-    return kind_ == ErrorKind::kBadInput ? ExitCode::kBadInput : ExitCode::kInternal;
+    switch (kind_) {
+      case ErrorKind::kBadInput: return ExitCode::kBadInput;
+      case ErrorKind::kWriteFailed: return ExitCode::kWriteFailed;
+      case ErrorKind::kInternal: break;
+    }
+    return ExitCode::kInternal;
   }
 
  private:
   ErrorKind kind_;
 };
 
-// "<file>: <problem>" as a bad-input error. The file is printed as given by the user.
+// Longest problem text an error message keeps: a problem may quote a hostile file's content
+// (a 100 MB string, a field name), and the message must stay one readable line.
+inline constexpr std::size_t kMaxProblemBytes = 2048;
+
+// `text` as one line of at most `max_bytes` bytes (plus a note of how much was cut): control
+// characters (a newline in a quoted JSON key, ESC) are written as \xNN, and a cut never splits
+// a UTF-8 sequence. Every message that quotes untrusted text goes through it.
+[[nodiscard]] std::string printable_line(std::string_view text, std::size_t max_bytes = kMaxProblemBytes);
+
+// "<file>: <problem>" as a bad-input error. The file is printed as given by the user; both
+// parts go through printable_line.
 [[nodiscard]] Error bad_input(std::string_view file, std::string_view problem);
+
+// "<file>: <problem>" as a write failure (exit 5): the output `file` could not be completed.
+[[nodiscard]] Error write_failed(std::string_view file, std::string_view problem);
 
 [[noreturn]] void assert_failed(const char* condition, const char* file, int line,
                                 std::string_view message);

@@ -41,6 +41,17 @@ enum class Dtype : std::uint8_t { kF32, kF16, kBF16, kI8, kU8, kI32, kI64 };
 
 // Largest header the reader accepts (the limit of the reference implementation).
 inline constexpr std::uint64_t kMaxHeaderBytes = 100'000'000;
+// Largest byte size (and element count) of one tensor: 2^63 - 1, so that every size and offset
+// also fits an off_t and a signed 64-bit index.
+inline constexpr std::uint64_t kMaxTensorBytes = std::uint64_t{INT64_MAX};
+
+// Bytes of a tensor of `shape` with `element_bytes`-byte elements, or nullopt when a dimension is
+// negative or the product of the non-zero dimensions times element_bytes exceeds
+// kMaxTensorBytes (checked before every multiplication, so nothing wraps). Zero dimensions are
+// left out of that product on purpose: a [0, 2^62, 2^62] tensor has no bytes, but a reader that
+// multiplies two of its dimensions would still overflow, so it is refused too.
+[[nodiscard]] std::optional<std::uint64_t> checked_tensor_bytes(std::span<const std::int64_t> shape,
+                                                                std::uint64_t element_bytes) noexcept;
 
 using Metadata = std::map<std::string, std::string, std::less<>>;
 
@@ -116,7 +127,9 @@ class SafetensorsWriter {
   ~SafetensorsWriter();
 
   // Appends the next bytes of tensor `name` (chunks are written in order; any chunking).
-  // Throws Error(kInternal) when more bytes than the tensor holds are given.
+  // Throws Error(kInternal) when more bytes than the tensor holds are given, Error(kWriteFailed)
+  // naming `out` when the write fails (full disk, file size limit, I/O error); so do the
+  // constructor (sizing the file) and finish().
   void append(std::string_view name, std::span<const std::byte> data);
   // Checks every tensor is complete, flushes, and renames to `out`.
   void finish();

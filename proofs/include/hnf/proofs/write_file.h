@@ -7,12 +7,15 @@
 
 namespace hnf::proofs {
 
-// Writes `text` to `path` through "<path>.partial" and a rename, so a failed run leaves
-// nothing at `path`. Throws proofs::Error(kBadInput) naming the path when it cannot write.
+// Writes `text` to `path` through "<path>.partial" (written, fsync'ed, closed) and a rename, so
+// a failed run leaves nothing at `path` and no partial file. Throws proofs::Error naming the
+// path: kBadInput when it cannot be created (missing folder, no permission), kWriteFailed
+// (exit 5) when writing, flushing or renaming fails (full disk, file size limit, I/O error).
 void write_text_atomically(const std::string& path, const std::string& text);
 
-// Writes every (path, text) with write_text_atomically, in order; if one fails, the files
-// already written are removed before the error propagates: all of them or none.
+// Writes every (path, text) to its partial file first and renames them only when all are
+// complete: a failed write leaves every destination as it was and removes every partial file;
+// a rename failing midway removes the files already moved. All of them or none.
 void write_texts_atomically(const std::vector<std::pair<std::string, std::string>>& files);
 
 // Creates the directory (and its parents) if missing. Throws bad input naming `option` and the

@@ -17,8 +17,10 @@ namespace hnf::reports {
 //                                 decimal it is written as)
 //   "min_compression": 2.5        16 / bits per element (metadata included) >= this
 //   "required_scope": {           what the certificate must cover:
-//       "model": true,            tied to a model file (model_sha256 is a hash, not "none")
-//       "composition": true,      a proved end-to-end composition obligation
+//       "model": true,            tied to a model file whose hash the checker compared (--model);
+//                                 unknown without --model, failed for a synthetic trace ("none")
+//       "composition": true,      a proved end-to-end composition obligation (certify --eps-total;
+//                                 a recorded composition, without a budget, does not count)
 //       "min_tokens": 1024,       the map covers at least this many traced positions
 //       "min_s1_queries": 32}     at least this many recorded query positions in S1
 //   "allowed_formats": ["fp16", "int8-d64", ...]   every format of the map is one of these
@@ -56,7 +58,8 @@ struct CertificateGate {
 };
 
 // The rules on one certificate: "checker" (the exact checker accepts it), "verdict" (certified;
-// unknown for an unknown verdict), then every rule the policy sets.
+// unknown for an unknown verdict; failed whenever the checker rejected the certificate),
+// "witnesses" (re-derived or attested; unknown when neither), then every rule the policy sets.
 [[nodiscard]] CertificateGate gate_certificate(const Policy& policy, const std::string& file,
                                                const proofs::Certificate& certificate, const proofs::CheckReport& check,
                                                const std::string& tool_version);

@@ -56,6 +56,9 @@ struct DecodeMonitor {
   double sum_bound = 0.0;
   std::int64_t s2_checked = 0;        // rows checked against the S2 reference
   std::int64_t outside_s2 = 0;        // of those, rows outside the certified S2 neighbourhood
+  // A cache writing here was built under MixedKvCacheOptions::allow_unverified_witnesses from a
+  // map whose witnesses were neither re-derived nor attested: its bounds are the certificate's word.
+  bool unverified_witnesses = false;
   // Added by each cache when it is destroyed: its stored bytes (codes, group parameters,
   // staged rows) and K/V elements, so a shared monitor measures bits per element over all.
   std::int64_t caches_closed = 0;
@@ -71,12 +74,17 @@ struct MixedKvCacheOptions {
   // Where monitor() records; several caches may share one (e.g. one per evaluation window).
   // A new one per cache when null.
   std::shared_ptr<DecodeMonitor> monitor;
+  // The named opt-out: build the cache although the certificate's witnesses were neither
+  // re-derived from its trace nor attested (CertifiedPrecisionMap::witnesses_verified() false).
+  // Recorded in monitor().unverified_witnesses.
+  bool allow_unverified_witnesses = false;
 };
 
 class MixedKvCache final : public KvCache {
  public:
   // Throws proofs::Error(kBadInput) "kv cache: ..." when the certificate was not compared with
-  // a model (model_verified() false), when its map's shape (layers, kv heads, heads, head_dim)
+  // a model (model_verified() false), when its witnesses were neither re-derived nor attested
+  // (witnesses_verified() false) unless options.allow_unverified_witnesses, when its map's shape (layers, kv heads, heads, head_dim)
   // is not `shape`, or when its map uses a format this build cannot store (an intB-tP key
   // format whose P is not the map's block). Nothing is allocated then.
   MixedKvCache(const proofs::CertifiedPrecisionMap& certified, const KvCacheShape& shape, std::int64_t capacity,

@@ -21,8 +21,9 @@ struct ModelDir {
 // tokenizer's vocabulary size differs from the config's vocab_size.
 [[nodiscard]] ModelDir load_model_dir(const std::filesystem::path& dir);
 
-// The whole file as bytes. Throws proofs::Error(kBadInput) "<path>: ..." when it cannot be read
-// or is empty. (UTF-8 validity is checked by Tokenizer::encode.)
+// The whole file as bytes (proofs::read_whole_file: refused if it changed while read). Throws
+// proofs::Error(kBadInput) "<path>: ..." when it cannot be read or is empty. (UTF-8 validity is
+// checked by Tokenizer::encode.)
 [[nodiscard]] std::string read_text_file(const std::filesystem::path& path);
 
 }  // namespace hnf::runtime

@@ -20,10 +20,13 @@ class SentencePieceProcessor;
 
 namespace hnf::runtime {
 
+// Largest tokenizer.model read: Llama's is 0.5 MB, the largest vocabularies' a few MB.
+inline constexpr std::uint64_t kMaxTokenizerBytes = std::uint64_t{64} << 20;
+
 class Tokenizer {
  public:
   // Loads a SentencePiece model file. Throws proofs::Error(kBadInput) "<model_file>: ..." when
-  // it is missing or not a SentencePiece model.
+  // it is missing, not a regular file, over kMaxTokenizerBytes or not a SentencePiece model.
   static Tokenizer load(const std::filesystem::path& model_file);
 
   Tokenizer(Tokenizer&& other) noexcept;

@@ -35,6 +35,12 @@ struct QueryResult {
   std::string reason;   // for kUnknown / kTimeout / kError: the solver's reason
 };
 
+// Test hook, so that a timeout golden does not depend on a wall clock (docs/interfaces.md):
+// HNF_TEST_SOLVER_TIMEOUT, read when a Solver is made, lists query names (comma-separated; "*"
+// is every query) that answer kTimeout without running Z3, with a reason that says so. It can
+// only withhold a proof, never give one: a run that uses it is never certified.
+inline constexpr const char* kInjectTimeoutEnv = "HNF_TEST_SOLVER_TIMEOUT";
+
 class Solver {
  public:
   // Every query runs under `timeout_ms` milliseconds (>= 1).
@@ -51,13 +57,14 @@ class Solver {
   // Runs a self-contained SMT-LIB2 script holding the negation of an obligation, under the
   // time limit. If the script declares an Int constant `i` (the index of a failing row), a
   // sat answer reports its value. Unparsable scripts answer kError with the parser's reason.
+  // `name` names the query (the obligation) for the test hook above.
   struct ScriptResult {
     Answer answer = Answer::kError;
     std::optional<std::int64_t> index;  // the model's value of i, for kRefuted
     std::string reason;                 // for kUnknown / kTimeout / kError
     double milliseconds = 0.0;          // wall time of parse and check
   };
-  [[nodiscard]] ScriptResult check_script(const std::string& script);
+  [[nodiscard]] ScriptResult check_script(const std::string& script, const std::string& name = "");
 
  private:
   struct Impl;
