@@ -3,8 +3,6 @@
 
 #include <sodium.h>
 
-#include <fstream>
-#include <limits>
 #include <set>
 #include <sstream>
 
@@ -12,6 +10,7 @@
 
 #include "hnf/proofs/certificate.h"
 #include "hnf/proofs/error.h"
+#include "hnf/proofs/json_limits.h"
 
 namespace hnf::proofs {
 namespace {
@@ -50,13 +49,8 @@ bool from_hex(std::string_view hex, std::array<std::uint8_t, N>& out) {
 
 // The key's hex after `tag` on the file's one line.
 std::string read_key_line(const std::filesystem::path& path, std::string_view tag) {
-  std::error_code ec;
-  const auto size = std::filesystem::file_size(path, ec);
-  if (ec || !std::filesystem::is_regular_file(path)) throw bad_input(path.string(), "cannot read the key file");
-  if (size > kMaxKeyFileBytes) throw bad_input(path.string(), "is not a key file (larger than " + std::to_string(kMaxKeyFileBytes) + " bytes)");
-  std::ifstream f(path, std::ios::binary);
-  std::string line;
-  if (!f || !std::getline(f, line)) throw bad_input(path.string(), "cannot read the key file");
+  const std::string text = read_regular_file(path, kMaxKeyFileBytes, "a key file");
+  const std::string line = text.substr(0, text.find('\n'));
   const std::string prefix = std::string(tag) + " ";
   if (!line.starts_with(prefix)) throw bad_input(path.string(), "is not a key file: the line must start with '" + std::string(tag) + "'");
   return line.substr(prefix.size());
@@ -132,12 +126,7 @@ std::string attestation_to_json(const Attestation& a) {
 }
 
 Attestation attestation_from_json(std::string_view text, const std::string& file) {
-  Json j;
-  try {
-    j = Json::parse(text);
-  } catch (const Json::exception&) {
-    throw bad_input(file, "is not a JSON attestation");
-  }
+  const Json j = parse_json(text, file, "an attestation");
   if (!j.is_object()) throw bad_input(file, "is not a JSON object");
   const std::set<std::string> fields = {"format", "version", "claim_sha256", "model_sha256", "trace_sha256", "compared",
                                         "witnesses_compared", "tool_version", "public_key", "signature"};
@@ -176,6 +165,10 @@ Attestation attestation_from_json(std::string_view text, const std::string& file
   }
   if (a.tool_version.size() > 256) throw bad_input(file, "attestation field 'tool_version' is too long");
   return a;
+}
+
+Attestation read_attestation(const std::filesystem::path& path) {
+  return attestation_from_json(read_regular_file(path, kMaxAttestationBytes, "an attestation"), path.string());
 }
 
 std::string attestation_problem(const Attestation& a, const Certificate& certificate, const PublicKey& trusted) {

@@ -26,7 +26,6 @@
 
 namespace fs = std::filesystem;
 using hnf::testing::contains;
-using hnf::testing::hnf_verify;
 using hnf::testing::quote;
 using hnf::testing::raw_safetensors;
 using hnf::testing::TempDir;
@@ -38,6 +37,11 @@ namespace {
 
 const fs::path kSource = HNF_SOURCE_DIR;
 const std::string kTool = std::string("hnf-verify ") + HNF_TOOL_VERSION;
+
+// The binary on a hostile input, killed after 60 s: a reader that regresses into waiting (on a
+// FIFO) or reading forever (/dev/zero) fails with exit 124 instead of hanging the suite. The
+// prefix goes where run_cli.h puts environment assignments, before the command.
+Run run(const std::string& args) { return hnf::testing::hnf_verify(args, "timeout 60 "); }
 
 std::size_t line_count(const std::string& text) { return static_cast<std::size_t>(std::count(text.begin(), text.end(), '\n')); }
 
@@ -90,7 +94,7 @@ TEST_CASE("safetensors: sizes that overflow, huge or negative dimensions, huge o
   const auto path = dir / "bad.safetensors";
   const auto inspect_raw = [&](const std::string& header, const std::string& data = "") {
     write_file(path, raw_safetensors(header, data));
-    return hnf_verify("inspect --raw " + quote(path));
+    return run("inspect --raw " + quote(path));
   };
   const auto tensor = [](const std::string& dtype, const std::string& shape, const std::string& offsets) {
     return R"({"t":{"dtype":")" + dtype + R"(","shape":)" + shape + R"(,"data_offsets":)" + offsets + "}}";
@@ -120,7 +124,7 @@ TEST_CASE("safetensors: sizes that overflow, huge or negative dimensions, huge o
   }
   SUBCASE("a header length of 2^64 - 1") {
     write_file(path, raw_safetensors("{}", "", UINT64_MAX - 1));
-    expect_refused(hnf_verify("inspect --raw " + quote(path)), path, "exceeds the limit of 100000000 bytes");
+    expect_refused(run("inspect --raw " + quote(path)), path, "exceeds the limit of 100000000 bytes");
   }
   SUBCASE("a shape entry beyond the range of a double") {
     expect_refused(inspect_raw(tensor("F32", "[1e999]", "[0,0]")), path, "header has a number beyond the range of a double");
@@ -145,19 +149,19 @@ TEST_CASE("trace: metadata integers beyond the file, non-finite rope_theta, zero
   SUBCASE("num_layers 10^18 (would size the layer table)") {
     spec.metadata_overrides["num_layers"] = "1000000000000000000";
     hnf::testing::write_small_trace(path, spec);
-    expect_refused(hnf_verify("inspect " + quote(path)), path, "metadata num_layers 1000000000000000000 exceeds the 8 tensors");
+    expect_refused(run("inspect " + quote(path)), path, "metadata num_layers 1000000000000000000 exceeds the 8 tensors");
   }
   SUBCASE("num_tokens beyond int64") {
     spec.metadata_overrides["num_tokens"] = "99999999999999999999";
     hnf::testing::write_small_trace(path, spec);
-    expect_refused(hnf_verify("inspect " + quote(path)), path, "metadata num_tokens '99999999999999999999' is not a positive integer");
+    expect_refused(run("inspect " + quote(path)), path, "metadata num_tokens '99999999999999999999' is not a positive integer");
   }
   SUBCASE("rope_theta beyond a double, infinite, not a number, negative") {
     for (const char* theta : {"1e999", "inf", "nan", "-5"}) {
       CAPTURE(theta);
       spec.metadata_overrides["rope_theta"] = theta;
       hnf::testing::write_small_trace(path, spec);
-      expect_refused(hnf_verify("inspect " + quote(path)), path, "rope_theta is missing or not a positive number");
+      expect_refused(run("inspect " + quote(path)), path, "rope_theta is missing or not a positive number");
     }
   }
   SUBCASE("zero query heads") {
@@ -166,14 +170,14 @@ TEST_CASE("trace: metadata integers beyond the file, non-finite rope_theta, zero
       return shape;
     };
     hnf::testing::write_small_trace(path, spec);
-    expect_refused(hnf_verify("inspect " + quote(path)), path, "no queries are recorded");
+    expect_refused(run("inspect " + quote(path)), path, "no queries are recorded");
   }
 }
 
 TEST_CASE("certificate: integers beyond their type, zero block, numbers, nesting, long strings") {
   TempDir dir;
   const auto path = dir / "c.json";
-  const auto check = [&] { return hnf_verify("check " + quote(path)); };
+  const auto check = [&] { return run("check " + quote(path)); };
   Json j = tiny_certificate_json();
   SUBCASE("the untouched certificate is accepted (the cases below fail for their defect)") {
     write_resealed(path, j);
@@ -221,7 +225,7 @@ TEST_CASE("certificate: integers beyond their type, zero block, numbers, nesting
   SUBCASE("bits_per_element 1e300 (finite, exponent-heavy)") {
     j["bits_per_element"] = 1e300;
     write_resealed(path, j);
-    expect_refused(check(), path, "bits_per_element is 1e+300, not a number in [0");
+    expect_refused(check(), path, "bits_per_element is 1e+300, not a number in [0.0, 64.0]");
   }
   SUBCASE("nesting 100,000 deep") {
     write_file(path, deeply_nested("format", kDeep));
@@ -250,8 +254,8 @@ TEST_CASE("certificate: integers beyond their type, zero block, numbers, nesting
   SUBCASE("a FIFO, /dev/zero, a directory") {
     REQUIRE(::mkfifo(path.c_str(), 0600) == 0);
     expect_refused(check(), path, "is not a regular file");
-    expect_refused(hnf_verify("check /dev/zero"), "/dev/zero", "is not a regular file");
-    expect_refused(hnf_verify("check " + quote(dir.path())), dir.path(), "is not a regular file");
+    expect_refused(run("check /dev/zero"), "/dev/zero", "is not a regular file");
+    expect_refused(run("check " + quote(dir.path())), dir.path(), "is not a regular file");
   }
   SUBCASE("a (sparse) file one byte over the size limit") {
     write_file(path, "{}");
@@ -285,13 +289,13 @@ TEST_CASE("report and gate judge a rejected certificate of any shape: exit 3 and
     REQUIRE(j["obligations"].size() == 3);
     c.edit(j);
     write_resealed(cert, j);
-    const Run report = hnf_verify("report " + quote(cert) + " --md " + quote(dir / "r.md") + " --html " +
+    const Run report = run("report " + quote(cert) + " --md " + quote(dir / "r.md") + " --html " +
                                   quote(dir / "r.html") + " --unattested");
     CHECK_MESSAGE(report.exit_code == 3, report.err);
     CHECK(contains(hnf::testing::read_file(dir / "r.md"), "REJECTED"));
-    const Run gate = hnf_verify("gate --policy " + quote(policy) + " " + quote(cert) + " --junit " + quote(dir / "j.xml"));
+    const Run gate = run("gate --policy " + quote(policy) + " " + quote(cert) + " --junit " + quote(dir / "j.xml"));
     CHECK_MESSAGE(gate.exit_code == 1, gate.err);
-    const Run check = hnf_verify("check " + quote(cert));
+    const Run check = run("check " + quote(cert));
     CHECK_MESSAGE(check.exit_code == 3, check.err);
     CHECK(line_count(check.err) == 1);
   }
@@ -305,7 +309,7 @@ TEST_CASE("gate policy: exponent-heavy numbers, integers beyond int64, nesting, 
   const fs::path junit = dir / "junit.xml", summary = dir / "summary.md";
   const auto gate = [&](const std::string& policy_text) {
     write_file(policy, policy_text);
-    return hnf_verify("gate --policy " + quote(policy) + " " + quote(cert) + " --junit " + quote(junit) + " --summary " +
+    return run("gate --policy " + quote(policy) + " " + quote(cert) + " --junit " + quote(junit) + " --summary " +
                       quote(summary));
   };
   expect_refused(gate(R"({"min_compression": 1e999})"), policy, "has a number beyond the range of a double", {junit, summary});
@@ -319,7 +323,7 @@ TEST_CASE("gate policy: exponent-heavy numbers, integers beyond int64, nesting, 
                  "max_eps is a string of 100000 characters, over the limit of 64", {junit, summary});
   fs::remove(policy);
   REQUIRE(::mkfifo(policy.c_str(), 0600) == 0);
-  expect_refused(hnf_verify("gate --policy " + quote(policy) + " " + quote(cert) + " --junit " + quote(junit)), policy,
+  expect_refused(run("gate --policy " + quote(policy) + " " + quote(cert) + " --junit " + quote(junit)), policy,
                  "is not a regular file", {junit});
 }
 
@@ -338,7 +342,7 @@ TEST_CASE("report --eval: a token count beyond int64, numbers beyond a double, n
               {"bits_per_element", 5.0}}}};
   const auto report = [&](const std::string& eval_text) {
     write_file(eval, eval_text);
-    return hnf_verify("report " + quote(cert) + " --eval " + quote(eval) + " --md " + quote(md) + " --unattested");
+    return run("report " + quote(cert) + " --eval " + quote(eval) + " --md " + quote(md) + " --unattested");
   };
   SUBCASE("tokens 1e300 (a double cast to int64 would be undefined)") {
     e["tokens"] = 1e300;
@@ -372,7 +376,7 @@ TEST_CASE("eval --model: a bad config.json, weights that overflow or disagree wi
   write_file(text, "hello world\n");
   const fs::path out = dir / "eval.json";
   const auto eval = [&] {
-    return hnf_verify("eval --model " + quote(model) + " --text " + quote(text) + " --json-out " + quote(out));
+    return run("eval --model " + quote(model) + " --text " + quote(text) + " --json-out " + quote(out));
   };
   hnf::testing::TinyLlama spec;
   const auto config_with = [&](const char* field, const Json& value) {
@@ -434,7 +438,7 @@ TEST_CASE("tokenize: a garbage, truncated or endless tokenizer.model") {
   write_file(text, "hello\n");
   const fs::path out = dir / "tokens.safetensors";
   const auto tokenize = [&](const fs::path& model) {
-    return hnf_verify("tokenize --tokenizer " + quote(model) + " --text " + quote(text) + " --out " + quote(out));
+    return run("tokenize --tokenizer " + quote(model) + " --text " + quote(text) + " --out " + quote(out));
   };
   write_file(tokenizer, "this is not a protobuf \xff\xff\xff\x01\x02");
   expect_refused(tokenize(tokenizer), tokenizer, "not a SentencePiece model", {out});

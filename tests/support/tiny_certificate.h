@@ -74,4 +74,9 @@ inline proofs::Certificate tiny_certificate() {
   return c;
 }
 
+// The exact checker on `c` as written by certificate_to_json (file name "cert.json").
+inline proofs::CheckReport check_written(const proofs::Certificate& c, const proofs::CheckOptions& options = {}) {
+  return proofs::check_certificate_text(proofs::certificate_to_json(c), "cert.json", options, kTool);
+}
+
 }  // namespace hnf::testing

@@ -3,7 +3,6 @@
 #include "hnf/analysis/witnesses.h"
 #include "hnf/proofs/attestation.h"
 #include "hnf/proofs/error.h"
-#include "hnf/runtime/model_dir.h"
 
 namespace hnf::verify::cli {
 
@@ -51,7 +50,7 @@ proofs::CheckOptions with_attestation_for(proofs::CheckOptions options, const Ch
   if (args.attestations.empty()) return options;
   const std::string claim = proofs::certificate_claim_sha256(proofs::certificate_from_json(certificate_text, file));
   for (const auto& path : args.attestations) {
-    proofs::Attestation a = proofs::attestation_from_json(runtime::read_text_file(path), path);
+    proofs::Attestation a = proofs::read_attestation(path);
     if (a.claim_sha256 == claim) {
       options.attestation = std::move(a);
       return options;
@@ -59,8 +58,7 @@ proofs::CheckOptions with_attestation_for(proofs::CheckOptions options, const Ch
   }
   if (args.attestations.size() == 1) {
     // One attestation for one certificate: let the checker say why it does not fit.
-    options.attestation = proofs::attestation_from_json(runtime::read_text_file(args.attestations.front()),
-                                                        args.attestations.front());
+    options.attestation = proofs::read_attestation(args.attestations.front());
   }
   return options;
 }

@@ -24,9 +24,7 @@ using Json = nlohmann::json;
 
 namespace {
 
-CheckReport check(const Certificate& c, CheckOptions options = {}) {
-  return check_certificate_text(certificate_to_json(c), "cert.json", options, kTool);
-}
+CheckReport check(const Certificate& c, const CheckOptions& options = {}) { return hnf::testing::check_written(c, options); }
 
 std::string first_problem(const Certificate& c) {
   const auto report = check(c);

@@ -78,7 +78,7 @@ TEST_CASE("parse_json: nesting up to the limit, numbers beyond a double, syntax 
   CHECK(contains(error_of([] { (void)parse_json("{", "f.json"); }), "f.json: not valid JSON: "));
 }
 
-TEST_CASE("read_regular_file: regular files within the limit only; a FIFO is refused without waiting") {
+TEST_CASE("read_regular_file: regular files within the limit only, a FIFO refused without waiting") {
   TempDir dir;
   const auto file = dir / "f.json";
   write_file(file, "1234");

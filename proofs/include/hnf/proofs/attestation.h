@@ -62,6 +62,9 @@ struct Attestation {
 [[nodiscard]] std::string attestation_to_json(const Attestation& a);
 // Strict parse (unknown or missing fields, wrong types, malformed hex: bad input naming `file`).
 [[nodiscard]] Attestation attestation_from_json(std::string_view text, const std::string& file);
+// Reads and parses an attestation file (a regular file of at most kMaxAttestationBytes).
+inline constexpr std::uint64_t kMaxAttestationBytes = 64 * 1024;
+[[nodiscard]] Attestation read_attestation(const std::filesystem::path& path);
 
 // Empty when `a` is a valid attestation of `certificate` by `trusted`: the signature verifies
 // under the trusted key, the claim hash is the certificate's, and its model and trace hashes are

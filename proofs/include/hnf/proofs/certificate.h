@@ -37,7 +37,7 @@ inline constexpr std::size_t kMaxRationalChars = 1024;
 // Longest hash field (model_sha256, trace_sha256, text_sha256, map_sha256, certificate_sha256):
 // 64 hex digits, or a short placeholder such as "none".
 inline constexpr std::size_t kMaxHashChars = 64;
-// Longest trace_file: a file name (NAME_MAX).
+// Longest trace_file and smt_file: a file name (NAME_MAX).
 inline constexpr std::size_t kMaxFileNameChars = 255;
 // Longest other string (names, details, examples, assumptions, the certify command line).
 inline constexpr std::size_t kMaxCertificateTextBytes = std::size_t{64} << 10;
