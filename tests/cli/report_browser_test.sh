@@ -16,6 +16,7 @@ trap 'rm -rf "$tmp"' EXIT
 fail() { echo "report_browser_test: $*" >&2; exit 1; }
 
 "$verify" report "$src/tests/fixtures/hnf-llama-4m-128.cert.json" --model "$src/models/hnf-llama-4m" \
+  --attestation "$src/tests/fixtures/hnf-llama-4m-128.attestation.json" --public-key "$src/tests/fixtures/fixture.pub" \
   --html "$tmp/report.html" >/dev/null
 printf '<!DOCTYPE html><html><body></body></html>\n' >"$tmp/blank.html"
 
