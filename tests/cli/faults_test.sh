@@ -167,7 +167,7 @@ if [[ $have_z3 == 1 ]]; then
   interrupt 2 130 SIGINT "$work/slow-cert.json" certify "$slow" --eps 0.5 --out "$work/slow-cert.json" --smt-dir "$work/smt"
   [[ -z $(ls -A "$work/smt") ]] || fail "interrupted certify left SMT-LIB files"
 else
-  cp "$src/tests/fixtures/hnf-llama-4m.cert.json" "$cert"
+  cp "$src/tests/fixtures/hnf-llama-4m-128.cert.json" "$cert"
 fi
 
 # --- report: a write failure leaves the previous report as it was -----------------------------
