@@ -13,7 +13,7 @@ std::size_t AllocationProblem::add_unit(const std::vector<double>& choice_bytes)
   HNF_ASSERT(!choice_bytes.empty(), "a unit needs at least one choice");
   unit_offset_.push_back(bytes_.size());
   bytes_.insert(bytes_.end(), choice_bytes.begin(), choice_bytes.end());
-  costs_.resize(bytes_.size() * num_constraints_, 0.0);
+  costs_.resize(bytes_.size() * num_constraints_, Cost(0.0));
   return unit_offset_.size() - 1;
 }
 
@@ -25,7 +25,7 @@ std::size_t AllocationProblem::num_choices(std::size_t unit) const noexcept {
 std::vector<double> AllocationProblem::constraint_totals(const std::vector<std::size_t>& choices) const {
   std::vector<double> totals(num_constraints_, 0.0);
   for (std::size_t u = 0; u < num_units(); ++u) {
-    const double* c = cost(u, choices[u]);
+    const Cost* c = cost(u, choices[u]);
     for (std::size_t j = 0; j < num_constraints_; ++j) totals[j] += c[j];
   }
   return totals;
@@ -34,6 +34,51 @@ std::vector<double> AllocationProblem::constraint_totals(const std::vector<std::
 double AllocationProblem::total_bytes(const std::vector<std::size_t>& choices) const {
   double total = 0.0;
   for (std::size_t u = 0; u < num_units(); ++u) total += bytes(u, choices[u]);
+  return total;
+}
+
+RunMap::RunMap(const std::vector<std::size_t>& choices) {
+  for (std::size_t u = 0; u < choices.size(); ++u)
+    if (u == 0 || choices[u] != choices[u - 1]) append(u, choices[u]);
+}
+
+void RunMap::append(std::size_t first_unit, std::size_t choice) {
+  HNF_ASSERT(runs_.empty() || runs_.back().first < first_unit, "runs are appended in unit order");
+  runs_.emplace_back(first_unit, choice);
+}
+
+std::size_t RunMap::choice_at(std::size_t unit) const {
+  HNF_ASSERT(!runs_.empty() && runs_.front().first <= unit, "a run map covers the unit");
+  const auto it = std::upper_bound(runs_.begin(), runs_.end(), unit,
+                                   [](std::size_t u, const auto& run) { return u < run.first; });
+  return std::prev(it)->second;
+}
+
+std::vector<std::size_t> RunMap::expand(std::size_t units) const {
+  std::vector<std::size_t> choices(units);
+  each_run(units, [&](std::size_t first, std::size_t end, std::size_t c) {
+    std::fill(choices.begin() + static_cast<std::ptrdiff_t>(first), choices.begin() + static_cast<std::ptrdiff_t>(end), c);
+  });
+  HNF_ASSERT(units == 0 || (!runs_.empty() && runs_.front().first == 0), "a run map starts at unit 0");
+  return choices;
+}
+
+std::vector<double> AllocationProblem::constraint_totals(const RunMap& choices) const {
+  std::vector<double> totals(num_constraints_, 0.0);
+  choices.each_run(num_units(), [&](std::size_t first, std::size_t end, std::size_t choice) {
+    for (std::size_t u = first; u < end; ++u) {
+      const Cost* c = cost(u, choice);
+      for (std::size_t j = 0; j < num_constraints_; ++j) totals[j] += c[j];
+    }
+  });
+  return totals;
+}
+
+double AllocationProblem::total_bytes(const RunMap& choices) const {
+  double total = 0.0;
+  choices.each_run(num_units(), [&](std::size_t first, std::size_t end, std::size_t choice) {
+    for (std::size_t u = first; u < end; ++u) total += bytes(u, choice);
+  });
   return total;
 }
 
@@ -53,7 +98,7 @@ double relaxed_choices(const AllocationProblem& p, const std::vector<double>& la
   for (std::size_t u = 0; u < units; ++u) {
     double best = std::numeric_limits<double>::infinity();
     for (std::size_t c = 0; c < p.num_choices(u); ++c) {
-      const double* cost = p.cost(u, c);
+      const Cost* cost = p.cost(u, c);
       // Four partial sums: independent chains the compiler can overlap.
       double v0 = 0.0, v1 = 0.0, v2 = 0.0, v3 = 0.0;
       std::size_t j = 0;
@@ -82,17 +127,17 @@ void downgrade_while_feasible(const AllocationProblem& p, double budget, std::ve
   std::vector<std::size_t> order(p.num_units());
   std::iota(order.begin(), order.end(), 0);
   for (std::size_t u : order) {
-    const double* current = p.cost(u, choices[u]);
+    const Cost* current = p.cost(u, choices[u]);
     std::size_t best = choices[u];
     for (std::size_t c = 0; c < p.num_choices(u); ++c) {
       if (p.bytes(u, c) >= p.bytes(u, best)) continue;
-      const double* candidate = p.cost(u, c);
+      const Cost* candidate = p.cost(u, c);
       bool ok = true;
       for (std::size_t j = 0; j < totals.size() && ok; ++j) ok = totals[j] - current[j] + candidate[j] <= budget;
       if (ok) best = c;
     }
     if (best != choices[u]) {
-      const double* candidate = p.cost(u, best);
+      const Cost* candidate = p.cost(u, best);
       for (std::size_t j = 0; j < totals.size(); ++j) totals[j] += candidate[j] - current[j];
       choices[u] = best;
     }
@@ -116,10 +161,10 @@ void repair_greedily(const AllocationProblem& p, double budget, std::vector<std:
     std::size_t best_unit = 0, best_choice = choices[0];
     double best_bytes = 0.0;
     for (std::size_t u = 0; u < p.num_units(); ++u) {
-      const double* now = p.cost(u, choices[u]);
+      const Cost* now = p.cost(u, choices[u]);
       for (std::size_t c = 0; c < p.num_choices(u); ++c) {
         if (c == choices[u]) continue;
-        const double* next = p.cost(u, c);
+        const Cost* next = p.cost(u, c);
         double v = 0.0;
         for (std::size_t j = 0; j < totals.size(); ++j) v += std::max(0.0, totals[j] - now[j] + next[j] - budget);
         const double extra = p.bytes(u, c) - p.bytes(u, choices[u]);
@@ -132,8 +177,8 @@ void repair_greedily(const AllocationProblem& p, double budget, std::vector<std:
       }
     }
     if (best >= current) return;
-    const double* now = p.cost(best_unit, choices[best_unit]);
-    const double* next = p.cost(best_unit, best_choice);
+    const Cost* now = p.cost(best_unit, choices[best_unit]);
+    const Cost* next = p.cost(best_unit, best_choice);
     for (std::size_t j = 0; j < totals.size(); ++j) totals[j] += next[j] - now[j];
     choices[best_unit] = best_choice;
     current = violation(totals, budget);
@@ -161,7 +206,7 @@ double map_count(const AllocationProblem& p) {
 }  // namespace
 
 AllocationResult allocate(const AllocationProblem& p, double budget,
-                          const std::vector<std::vector<std::size_t>>& uniform_candidates, int iterations,
+                          const std::vector<RunMap>& uniform_candidates, int iterations,
                           AllocationState* state) {
   HNF_ASSERT(budget > 0.0 && std::isfinite(budget), "allocation budget must be positive and finite");
   const std::size_t units = p.num_units();
@@ -175,13 +220,13 @@ AllocationResult allocate(const AllocationProblem& p, double budget,
   for (std::size_t u = 0; u < units; ++u) {
     for (std::size_t j = 0; j < m; ++j) {
       double best = std::numeric_limits<double>::infinity();
-      for (std::size_t c = 0; c < p.num_choices(u); ++c) best = std::min(best, p.cost(u, c)[j]);
+      for (std::size_t c = 0; c < p.num_choices(u); ++c) best = std::min(best, static_cast<double>(p.cost(u, c)[j]));
       least[j] += best;
     }
     // The choice with the smallest summed cost (ties: fewer bytes) stands in when infeasible.
     double best_sum = std::numeric_limits<double>::infinity();
     for (std::size_t c = 0; c < p.num_choices(u); ++c) {
-      const double* cost = p.cost(u, c);
+      const Cost* cost = p.cost(u, c);
       const double sum = std::accumulate(cost, cost + m, 0.0);
       if (sum < best_sum || (sum == best_sum && p.bytes(u, c) < p.bytes(u, cheapest_cost[u]))) {
         best_sum = sum;
@@ -211,7 +256,7 @@ AllocationResult allocate(const AllocationProblem& p, double budget,
     for (const auto& uniform : uniform_candidates) st.candidate_totals.push_back(p.constraint_totals(uniform));
   }
   for (std::size_t i = 0; i < uniform_candidates.size(); ++i)
-    if (meets(st.candidate_totals[i], budget)) consider(uniform_candidates[i]);
+    if (meets(st.candidate_totals[i], budget)) consider(uniform_candidates[i].expand(units));
 
   // Dual ascent on lambda >= 0 with a Polyak step towards the best primal value.
   std::vector<double> lambda(m, 0.0);

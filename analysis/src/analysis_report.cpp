@@ -4,7 +4,12 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
+#include <iterator>
 #include <map>
+#include <type_traits>
+
+#include "hnf/proofs/error.h"
 
 namespace hnf::analysis {
 namespace {
@@ -91,7 +96,7 @@ AnalysisSummary summarize(const AnalysisResult& result) {
   return s;
 }
 
-nlohmann::json analysis_to_json(const AnalysisResult& r) {
+nlohmann::json analysis_to_json(const AnalysisResult& r, bool with_positions) {
   const AnalysisSummary s = summarize(r);
   const auto& o = r.options;
   nlohmann::json j;
@@ -150,12 +155,76 @@ nlohmann::json analysis_to_json(const AnalysisResult& r) {
     }
     hj["queries"] = std::move(qs);
     const auto& p = h.positions;
-    hj["positions"] = {{"max_weight", p.max_weight}, {"mean_weight", p.mean_weight}, {"kappa", p.kappa},
-                       {"lipschitz_k", p.lipschitz_k}, {"lipschitz_v", p.lipschitz_v},
-                       {"diameter", p.diameter}, {"p_min", p.p_min}};
+    if (with_positions)
+      hj["positions"] = {{"max_weight", p.max_weight}, {"mean_weight", p.mean_weight}, {"kappa", p.kappa},
+                         {"lipschitz_k", p.lipschitz_k}, {"lipschitz_v", p.lipschitz_v},
+                         {"diameter", p.diameter}, {"p_min", p.p_min}};
     j["heads"].push_back(std::move(hj));
   }
   return j;
+}
+
+namespace {
+
+// One JSON array of numbers, written in pieces of about 64 KB (non-finite values as null, as
+// nlohmann writes them).
+template <class T>
+void write_array(const std::vector<T>& values, const std::function<void(std::string_view)>& write) {
+  std::string piece = "[";
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    if (i > 0) piece += ',';
+    if constexpr (std::is_floating_point_v<T>) {
+      // As the double the value is (what nlohmann writes for a float too), shortest round trip.
+      if (std::isfinite(values[i])) fmt::format_to(std::back_inserter(piece), "{}", static_cast<double>(values[i]));
+      else piece += "null";
+    } else {
+      fmt::format_to(std::back_inserter(piece), "{}", values[i]);
+    }
+    if (piece.size() >= 65536) {
+      write(piece);
+      piece.clear();
+    }
+  }
+  piece += ']';
+  write(piece);
+}
+
+// The text of `object` without its closing brace, for more members to follow.
+std::string open_object(const nlohmann::json& object) {
+  std::string text = object.dump();
+  HNF_ASSERT(text.size() >= 2 && text.back() == '}', "an object dumps as {...}");
+  text.pop_back();
+  return text;
+}
+
+}  // namespace
+
+void write_analysis_json(const AnalysisResult& r, const std::function<void(std::string_view)>& write) {
+  nlohmann::json j = analysis_to_json(r, false);
+  const nlohmann::json heads = std::move(j["heads"]);
+  j.erase("heads");
+  write(open_object(j));
+  write(R"(,"heads":[)");
+  for (std::size_t i = 0; i < r.heads.size(); ++i) {
+    if (i > 0) write(",");
+    write(open_object(heads[i]));
+    const auto& p = r.heads[i].positions;
+    const char* separator = R"(,"positions":{)";
+    auto member = [&](const char* name, const auto& values) {
+      write(fmt::format(R"({}"{}":)", separator, name));
+      write_array(values, write);
+      separator = ",";
+    };
+    member("max_weight", p.max_weight);
+    member("mean_weight", p.mean_weight);
+    member("kappa", p.kappa);
+    member("lipschitz_k", p.lipschitz_k);
+    member("lipschitz_v", p.lipschitz_v);
+    member("diameter", p.diameter);
+    member("p_min", p.p_min);
+    write("}}");
+  }
+  write("]}\n");
 }
 
 std::string summary_text(const AnalysisResult& r) {

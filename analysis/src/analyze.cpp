@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <limits>
@@ -11,6 +12,7 @@
 #include "hnf/analysis/allocation.h"
 #include "hnf/analysis/attention_enclosure.h"
 #include "hnf/analysis/interval.h"
+#include "hnf/analysis/kv_rows.h"
 #include "hnf/proofs/error.h"
 
 namespace hnf::analysis {
@@ -26,11 +28,11 @@ struct HeadInputs {
   std::int64_t kv_head = 0;
   std::size_t tokens = 0;
   std::size_t d = 0;
-  // Only the doubles are kept (each equals the stored float exactly): a float copy for the
-  // quantizer would add half again to the largest per-head arrays (rows_as_floats rebuilds a block).
-  std::vector<double> keys;      // [tokens, d] exact
-  std::vector<double> values;    // [tokens, d] exact
-  std::vector<double> key_norms; // [tokens] upper bounds
+  // Exact keys and values in the trace's own element type (2 bytes for F16/BF16): as doubles
+  // they would be the largest arrays of a long-context analysis (kv_rows.h).
+  StoredRows keys;                // [tokens, d]
+  StoredRows values;              // [tokens, d]
+  std::vector<double> key_norms;  // [tokens] upper bounds
   // The analysed queries of every query head sharing this kv head, sorted by position.
   std::vector<double> queries;         // [J, d]
   std::vector<std::int64_t> positions; // [J]
@@ -38,6 +40,29 @@ struct HeadInputs {
   std::vector<double> radius_samples;  // ||q_j - q at the previous recorded position||
   double max_query_norm = 0.0;         // over every recorded query of these heads, rounded up
 };
+
+// Calls f(t, rows) for t in [first, end), rows[i] [d] the exact doubles of row t of sources[i],
+// read kReadRows rows at a time (the sources share d).
+template <std::size_t N, class F>
+void each_row(const std::array<const RowSource*, N>& sources, std::size_t first, std::size_t end, F&& f) {
+  const std::size_t d = sources[0]->dim();
+  std::array<std::vector<double>, N> chunks;
+  for (auto& c : chunks) c.resize(kReadRows * d);
+  std::array<const double*, N> rows{};
+  for (std::size_t b = first; b < end; b += kReadRows) {
+    const std::size_t count = std::min(kReadRows, end - b);
+    for (std::size_t i = 0; i < N; ++i) sources[i]->read(b, count, chunks[i].data());
+    for (std::size_t r = 0; r < count; ++r) {
+      for (std::size_t i = 0; i < N; ++i) rows[i] = chunks[i].data() + r * d;
+      f(b + r, rows);
+    }
+  }
+}
+
+template <class F>
+void each_row(const RowSource& source, std::size_t first, std::size_t end, F&& f) {
+  each_row<1>({&source}, first, end, [&](std::size_t t, const std::array<const double*, 1>& rows) { f(t, rows[0]); });
+}
 
 // Reads `count` rows of `tensor` [n0, n1, d] starting at row (outer, first) as floats; throws
 // bad input on NaN or Inf.
@@ -56,16 +81,6 @@ void read_rows(const Trace& trace, const std::string& path, const proofs::Tensor
                                         std::to_string(flat) + " (row " + std::to_string(flat / d) + ")");
     }
   }
-}
-
-std::vector<double> to_double(const std::vector<float>& x) { return {x.begin(), x.end()}; }
-
-// rows [first, first + rows) of x [tokens, d] as floats (exact: x holds floats widened), for the
-// quantizer, which takes the stored floats.
-std::span<const float> rows_as_floats(const std::vector<double>& x, std::size_t first, std::size_t rows, std::size_t d,
-                                      std::vector<float>& buffer) {
-  buffer.assign(x.begin() + static_cast<std::ptrdiff_t>(first * d), x.begin() + static_cast<std::ptrdiff_t>((first + rows) * d));
-  return buffer;
 }
 
 double norm_nearest(const double* x, std::size_t n) {
@@ -114,13 +129,10 @@ HeadInputs load_head(const Trace& trace, const std::string& path, std::int64_t l
   h.kv_head = kv_head;
   h.tokens = static_cast<std::size_t>(s.num_tokens);
   h.d = static_cast<std::size_t>(s.head_dim);
-  std::vector<float> stored;
-  read_rows(trace, path, *tl.k, kv_head, 0, s.num_tokens, stored);
-  h.keys = to_double(stored);
-  read_rows(trace, path, *tl.v, kv_head, 0, s.num_tokens, stored);
-  h.values = to_double(stored);
-  std::vector<float>().swap(stored);
-  h.key_norms = row_norms_up(h.keys, h.d);
+  h.keys = StoredRows(trace.file(), path, *tl.k, kv_head, 0, s.num_tokens);
+  h.values = StoredRows(trace.file(), path, *tl.v, kv_head, 0, s.num_tokens);
+  h.key_norms.resize(h.tokens);
+  each_row(h.keys, 0, h.tokens, [&](std::size_t t, const double* row) { h.key_norms[t] = norm_up(row, h.d, 0); });
 
   const std::int64_t group = s.num_heads / s.num_kv_heads;
   const auto& positions = trace.query_positions();
@@ -166,19 +178,40 @@ HeadInputs load_head(const Trace& trace, const std::string& path, std::int64_t l
 
 struct ExactAttention {
   std::size_t J = 0;
-  std::vector<float> weight;   // [tokens, J] a_jt, 0 where t > position_j (freed once the model is built)
-  std::vector<float> distance; // [tokens, J] ||v_t - o_j|| (freed with weight)
+  // What the weights a_jt = e^{s_jt - m_j} / z_j and the distances ||v_t - o_j|| are recomputed
+  // from, a block of positions at a time (unit_attention): kept as [tokens, J] they would be
+  // the largest arrays of a long-context analysis.
+  std::vector<double> max_score;           // [J] m_j, the largest scaled score
+  std::vector<double> normaliser;          // [J] z_j
+  std::vector<double> output;              // [J, d] o_j
   std::vector<OutputEnclosure> enclosure;  // [J] rigorous enclosure of o_j
   std::vector<double> query_norm;          // [J] nearest
 };
+
+// s_jt = q_j . k_t in one fixed order: exact_attention and unit_attention must agree bit for bit.
+double query_key_dot(const double* q, const double* k, std::size_t d) {
+  double s = 0.0;
+  for (std::size_t c = 0; c < d; ++c) s += q[c] * k[c];
+  return s;
+}
+
+double squared_distance(const double* v, const double* o, std::size_t d) {
+  double dist = 0.0;
+  for (std::size_t c = 0; c < d; ++c) {
+    const double diff = v[c] - o[c];
+    dist += diff * diff;
+  }
+  return dist;
+}
 
 ExactAttention exact_attention(const HeadInputs& h) {
   ExactAttention ex;
   const std::size_t J = h.positions.size();
   const std::size_t d = h.d;
   ex.J = J;
-  ex.weight.assign(h.tokens * J, 0.0f);
-  ex.distance.assign(h.tokens * J, 0.0f);
+  ex.max_score.resize(J);
+  ex.normaliser.resize(J);
+  ex.output.resize(J * d);
   ex.enclosure.resize(J);
   ex.query_norm.resize(J);
   const double scale = 1.0 / std::sqrt(static_cast<double>(d));
@@ -189,69 +222,90 @@ ExactAttention exact_attention(const HeadInputs& h) {
     ex.query_norm[j] = norm_nearest(q, d);
     std::vector<double> a(n);
     double m = -std::numeric_limits<double>::infinity();
-    for (std::size_t t = 0; t < n; ++t) {
-      double s = 0.0;
-      for (std::size_t c = 0; c < d; ++c) s += q[c] * h.keys[t * d + c];
-      a[t] = s * scale;
+    each_row(h.keys, 0, n, [&](std::size_t t, const double* k) {
+      a[t] = query_key_dot(q, k, d) * scale;
       m = std::max(m, a[t]);
-    }
+    });
     double z = 0.0;
     for (std::size_t t = 0; t < n; ++t) z += (a[t] = std::exp(a[t] - m));
-    std::vector<double> o(d, 0.0);
-    for (std::size_t t = 0; t < n; ++t) {
+    double* o = ex.output.data() + j * d;
+    each_row(h.values, 0, n, [&](std::size_t t, const double* v) {
       a[t] /= z;
-      for (std::size_t c = 0; c < d; ++c) o[c] += a[t] * h.values[t * d + c];
-    }
-    for (std::size_t t = 0; t < n; ++t) {
-      double dist = 0.0;
-      for (std::size_t c = 0; c < d; ++c) {
-        const double diff = h.values[t * d + c] - o[c];
-        dist += diff * diff;
-      }
-      ex.weight[t * J + j] = static_cast<float>(a[t]);
-      ex.distance[t * J + j] = static_cast<float>(std::sqrt(dist));
-    }
-    ex.enclosure[j] = enclose_attention_output({q, d}, h.keys, h.key_norms, h.values, d, n);
+      for (std::size_t c = 0; c < d; ++c) o[c] += a[t] * v[c];
+    });
+    ex.max_score[j] = m;
+    ex.normaliser[j] = z;
+    ex.enclosure[j] = enclose_attention_output({q, d}, h.keys, h.key_norms, h.values, n);
   }
   return ex;
+}
+
+// The weights a_jt and distances ||v_t - o_j|| of rows [first, first + rows) for every query,
+// rounded to float as the statistics and the model use them: weight, distance [rows, J], 0 where
+// t > position_j. keys, values [rows, d]: the exact rows.
+void unit_attention(const HeadInputs& h, const ExactAttention& ex, const double* keys, const double* values,
+                    std::size_t first, std::size_t rows, std::vector<float>& weight, std::vector<float>& distance) {
+  const std::size_t J = ex.J, d = h.d;
+  const double scale = 1.0 / std::sqrt(static_cast<double>(d));
+  weight.assign(rows * J, 0.0f);
+  distance.assign(rows * J, 0.0f);
+  for (std::size_t r = 0; r < rows; ++r) {
+    const std::size_t t = first + r;
+    for (std::size_t j = 0; j < J; ++j) {
+      if (static_cast<std::size_t>(h.positions[j]) < t) continue;
+      const double a = std::exp(query_key_dot(h.queries.data() + j * d, keys + r * d, d) * scale - ex.max_score[j]) /
+                       ex.normaliser[j];
+      weight[r * J + j] = static_cast<float>(a);
+      distance[r * J + j] = static_cast<float>(std::sqrt(squared_distance(values + r * d, ex.output.data() + j * d, d)));
+    }
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
 // Per-position statistics, curvature, Lipschitz constants, diameter
 
-PositionAnalysis position_analysis(const HeadInputs& h, const ExactAttention& ex) {
+PositionAnalysis empty_positions(std::size_t tokens) {
   PositionAnalysis p;
-  const std::size_t T = h.tokens, J = ex.J, d = h.d;
-  p.max_weight.assign(T, 0.0);
-  p.mean_weight.assign(T, 0.0);
-  p.kappa.assign(T, 0.0);
-  p.lipschitz_k.assign(T, 0.0);
-  p.lipschitz_v.assign(T, 0.0);
-  p.diameter.assign(T, 0.0);
-  p.p_min.assign(T, 0);
-  for (std::size_t t = 0; t < T; ++t) {
-    double sum = 0.0;
+  p.max_weight.assign(tokens, 0.0f);
+  p.mean_weight.assign(tokens, 0.0f);
+  p.kappa.assign(tokens, 0.0);
+  p.lipschitz_k.assign(tokens, 0.0f);
+  p.lipschitz_v.assign(tokens, 0.0f);
+  p.diameter.assign(tokens, 0.0);
+  p.p_min.assign(tokens, 0);
+  return p;
+}
+
+// The statistics of rows [first, first + rows) from their unit_attention; keys [rows, d].
+void position_statistics(const HeadInputs& h, const ExactAttention& ex, const double* keys, std::size_t first,
+                         std::size_t rows, const std::vector<float>& weight, const std::vector<float>& distance,
+                         PositionAnalysis& p) {
+  const std::size_t J = ex.J, d = h.d;
+  for (std::size_t r = 0; r < rows; ++r) {
+    const std::size_t t = first + r;
+    double sum = 0.0, max_weight = 0.0, kappa = 0.0, lipschitz_k = 0.0;
     std::size_t seen = 0;
     for (std::size_t j = 0; j < J; ++j) {
       if (static_cast<std::size_t>(h.positions[j]) < t) continue;
-      const double a = ex.weight[t * J + j];
-      const double w = ex.distance[t * J + j];
+      const double a = weight[r * J + j];
+      const double w = distance[r * J + j];
       const double qn = ex.query_norm[j];
       ++seen;
       sum += a;
-      p.max_weight[t] = std::max(p.max_weight[t], a);
+      max_weight = std::max(max_weight, a);
       // Hessian of o_j in k_t: (q q^T / d) (x) a (1 - 2a) (v_t - o_j); its norm over 2.
-      p.kappa[t] = std::max(p.kappa[t], 0.5 * qn * qn / static_cast<double>(d) * a * std::fabs(1.0 - 2.0 * a) * w);
+      kappa = std::max(kappa, 0.5 * qn * qn / static_cast<double>(d) * a * std::fabs(1.0 - 2.0 * a) * w);
       // Jacobian of o_j in k_t: a (v_t - o_j) q^T / sqrt(d); in v_t: a I.
-      p.lipschitz_k[t] = std::max(p.lipschitz_k[t], a * w * qn / std::sqrt(static_cast<double>(d)));
-      p.lipschitz_v[t] = std::max(p.lipschitz_v[t], a);
+      lipschitz_k = std::max(lipschitz_k, a * w * qn / std::sqrt(static_cast<double>(d)));
     }
-    p.mean_weight[t] = seen > 0 ? sum / static_cast<double>(seen) : 0.0;
-    const auto row = h.keys.begin() + static_cast<std::ptrdiff_t>(t * d);
-    const auto [lo, hi] = std::minmax_element(row, row + static_cast<std::ptrdiff_t>(d));
+    p.max_weight[t] = static_cast<float>(max_weight);  // a float already (the weights are)
+    p.lipschitz_v[t] = static_cast<float>(max_weight);
+    p.kappa[t] = kappa;
+    p.lipschitz_k[t] = static_cast<float>(lipschitz_k);
+    p.mean_weight[t] = seen > 0 ? static_cast<float>(sum / static_cast<double>(seen)) : 0.0f;
+    const auto [lo, hi] = std::minmax_element(keys + r * d, keys + (r + 1) * d);
     p.diameter[t] = *hi - *lo;
   }
-  return p;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -262,38 +316,39 @@ struct MapChoice {
   std::vector<Format> value_formats;  // [units]
 };
 
-// The quantized K and V of a head under a map. requantize() redoes only the blocks whose
-// format changed since the previous map, which keeps the allocator's S1 checks cheap.
+// The quantized K and V of a head under a map, as codes (kv_rows.h). requantize() redoes only
+// the blocks whose format changed since the previous map, which keeps the allocator's S1
+// checks cheap.
 struct QuantizedCache {
-  std::vector<double> keys, values, key_norms;  // [tokens, d], [tokens, d], [tokens]
-  MapChoice map;                                 // the formats the contents follow
+  QuantizedRows keys, values;     // [tokens, d] each
+  std::vector<double> key_norms;  // [tokens] upper bounds of the quantized keys' norms
 };
 
-void requantize_rows(const std::vector<double>& x, std::size_t tokens, std::size_t d, std::size_t block,
-                     const std::vector<Format>& formats, const std::vector<Format>& previous, std::vector<double>& out) {
-  out.resize(x.size());
-  std::vector<double> radius(block * d);
-  std::vector<float> stored;
-#pragma omp parallel for schedule(static) firstprivate(radius, stored)
-  for (std::size_t u = 0; u < formats.size(); ++u) {
-    if (u < previous.size() && previous[u] == formats[u]) continue;
-    const std::size_t first = u * block;
-    const std::size_t rows = std::min(block, tokens - first);
-    proofs::quantize_block(formats[u], rows_as_floats(x, first, rows, d, stored), rows, d,
-                           std::span(out).subspan(first * d, rows * d), std::span(radius).first(rows * d));
-  }
-}
-
 void requantize(const HeadInputs& h, std::size_t block, const MapChoice& map, QuantizedCache& qc) {
-  requantize_rows(h.keys, h.tokens, h.d, block, map.key_formats, qc.map.key_formats, qc.keys);
-  requantize_rows(h.values, h.tokens, h.d, block, map.value_formats, qc.map.value_formats, qc.values);
-  qc.key_norms.resize(h.tokens);
-  for (std::size_t u = 0; u < map.key_formats.size(); ++u) {
-    if (u < qc.map.key_formats.size() && qc.map.key_formats[u] == map.key_formats[u]) continue;
-    for (std::size_t t = u * block; t < std::min(h.tokens, (u + 1) * block); ++t)
-      qc.key_norms[t] = norm_up(qc.keys.data() + t * h.d, h.d, 0);
+  if (qc.keys.rows() != h.tokens || qc.keys.block() != block) {
+    qc.keys = QuantizedRows(h.tokens, h.d, block);
+    qc.values = QuantizedRows(h.tokens, h.d, block);
+    qc.key_norms.assign(h.tokens, 0.0);
   }
-  qc.map = map;
+  std::vector<float> stored;
+  std::vector<double> rows;
+#pragma omp parallel for schedule(static) firstprivate(stored, rows)
+  for (std::size_t u = 0; u < map.key_formats.size(); ++u) {
+    const std::size_t first = u * block;
+    const std::size_t count = std::min(block, h.tokens - first);
+    stored.resize(count * h.d);
+    if (!qc.keys.holds(u, map.key_formats[u])) {
+      h.keys.read_floats(first, count, stored.data());
+      qc.keys.assign(u, map.key_formats[u], stored);
+      rows.resize(count * h.d);
+      qc.keys.read(first, count, rows.data());
+      for (std::size_t r = 0; r < count; ++r) qc.key_norms[first + r] = norm_up(rows.data() + r * h.d, h.d, 0);
+    }
+    if (!qc.values.holds(u, map.value_formats[u])) {
+      h.values.read_floats(first, count, stored.data());
+      qc.values.assign(u, map.value_formats[u], stored);
+    }
+  }
 }
 
 QuantizedCache quantize_map(const HeadInputs& h, std::size_t block, const MapChoice& map) {
@@ -311,7 +366,7 @@ void s1_bounds(const HeadInputs& h, const ExactAttention& ex, const QuantizedCac
 #pragma omp parallel for schedule(dynamic)
   for (std::size_t j = 0; j < J; ++j) {
     const auto n = static_cast<std::size_t>(h.positions[j]) + 1;
-    const auto enc = enclose_attention_output({h.queries.data() + j * h.d, h.d}, qc.keys, qc.key_norms, qc.values, h.d, n);
+    const auto enc = enclose_attention_output({h.queries.data() + j * h.d, h.d}, qc.keys, qc.key_norms, qc.values, n);
     upper[j] = difference_norm_up(enc, ex.enclosure[j]);
     if (lower) (*lower)[j] = difference_norm_down(enc, ex.enclosure[j]);
   }
@@ -330,7 +385,7 @@ bool s1_within(const HeadInputs& h, const ExactAttention& ex, const QuantizedCac
     if (!still_ok) continue;
     const std::size_t j = order[i];
     const auto n = static_cast<std::size_t>(h.positions[j]) + 1;
-    const auto enc = enclose_attention_output({h.queries.data() + j * h.d, h.d}, qc.keys, qc.key_norms, qc.values, h.d, n);
+    const auto enc = enclose_attention_output({h.queries.data() + j * h.d, h.d}, qc.keys, qc.key_norms, qc.values, n);
     if (difference_norm_up(enc, ex.enclosure[j]) > eps) {
 #pragma omp atomic write
       ok = false;
@@ -379,8 +434,10 @@ __attribute__((target_clones("avx2", "default"))) void score_shifts(const double
   }
 }
 
+// The separable model's costs of every unit and format, and on the way (the same weights and
+// distances, recomputed a unit at a time) the per-position statistics `p`.
 HeadModel build_model(const HeadInputs& h, const ExactAttention& ex, std::size_t block, double delta_cap,
-                      bool squared) {
+                      bool squared, PositionAnalysis& p) {
   const std::size_t T = h.tokens, J = ex.J, d = h.d;
   HeadModel model(J);
   model.squared = squared;
@@ -419,46 +476,50 @@ HeadModel build_model(const HeadInputs& h, const ExactAttention& ex, std::size_t
   for (std::size_t u = 0; u < model.units; ++u) {
     const std::size_t first = u * block;
     const std::size_t rows = std::min(block, T - first);
-    std::vector<double> xhat(rows * d), radius(rows * d), delta(J);
-    std::vector<float> stored;
-    const auto key_span = rows_as_floats(h.keys, first, rows, d, stored);
+    std::vector<double> xhat(rows * d), radius(rows * d), delta(J), keys(rows * d), values(rows * d), total(J);
+    std::vector<float> weight, distance, stored(rows * d);
+    h.keys.read(first, rows, keys.data());
+    h.values.read(first, rows, values.data());
+    unit_attention(h, ex, keys.data(), values.data(), first, rows, weight, distance);
+    position_statistics(h, ex, keys.data(), first, rows, weight, distance, p);
+    h.keys.read_floats(first, rows, stored.data());
     for (std::size_t c = 0; c < model.key_choices.size(); ++c) {
-      proofs::quantize_block(model.key_choices[c], key_span, rows, d, xhat, radius);
-      double* cost = model.problem.cost(u, c);
+      proofs::quantize_block(model.key_choices[c], stored, rows, d, xhat, radius);
+      std::fill(total.begin(), total.end(), 0.0);
       double worst_shift = 0.0;
       for (std::size_t r = 0; r < rows; ++r) {
         const std::size_t t = first + r;
-        score_shifts(qt.data(), xhat.data() + r * d, h.keys.data() + t * d, d, J, delta.data());
-        const float* a = ex.weight.data() + t * J;
-        const float* w = ex.distance.data() + t * J;
+        score_shifts(qt.data(), xhat.data() + r * d, keys.data() + r * d, d, J, delta.data());
+        const float* a = weight.data() + r * J;
+        const float* w = distance.data() + r * J;
         for (std::size_t j = 0; j < J; ++j) {
           const double shift = std::fabs(delta[j]) * scale;
           const double term = static_cast<double>(a[j]) * static_cast<double>(w[j]) * shift;
-          cost[j] += squared ? term * term : term;
+          total[j] += squared ? term * term : term;
           if (static_cast<std::size_t>(h.positions[j]) >= t) worst_shift = std::max(worst_shift, shift);
         }
       }
-      if (!squared && worst_shift > delta_cap) std::fill(cost, cost + J, blocked);
+      if (!squared && worst_shift > delta_cap) std::fill(total.begin(), total.end(), blocked);
+      std::copy(total.begin(), total.end(), model.problem.cost(u, c));
     }
-    std::vector<float> stored_values;
-    const auto value_span = rows_as_floats(h.values, first, rows, d, stored_values);
+    h.values.read_floats(first, rows, stored.data());
     for (std::size_t c = 0; c < model.value_choices.size(); ++c) {
-      proofs::quantize_block(model.value_choices[c], value_span, rows, d, xhat, radius);
-      double* cost = model.problem.cost(model.units + u, c);
+      proofs::quantize_block(model.value_choices[c], stored, rows, d, xhat, radius);
+      std::fill(total.begin(), total.end(), 0.0);
       for (std::size_t r = 0; r < rows; ++r) {
-        const std::size_t t = first + r;
         double dv2 = 0.0;
         for (std::size_t i = 0; i < d; ++i) {
-          const double dv = xhat[r * d + i] - h.values[t * d + i];
+          const double dv = xhat[r * d + i] - values[r * d + i];
           dv2 += dv * dv;
         }
         const double dv_norm = std::sqrt(dv2);
-        const float* a = ex.weight.data() + t * J;
+        const float* a = weight.data() + r * J;
         for (std::size_t j = 0; j < J; ++j) {
           const double term = static_cast<double>(a[j]) * dv_norm;
-          cost[j] += squared ? term * term : term;
+          total[j] += squared ? term * term : term;
         }
       }
+      std::copy(total.begin(), total.end(), model.problem.cost(model.units + u, c));
     }
   }
   return model;
@@ -474,14 +535,15 @@ MapChoice map_from_choices(const HeadModel& model, const std::vector<std::size_t
 }
 
 // Every key unit at key choice k, every value unit at value choice v.
-std::vector<std::size_t> uniform_map(const HeadModel& model, std::size_t k, std::size_t v) {
-  std::vector<std::size_t> c(2 * model.units, v);
-  std::fill(c.begin(), c.begin() + static_cast<std::ptrdiff_t>(model.units), k);
+RunMap uniform_map(const HeadModel& model, std::size_t k, std::size_t v) {
+  RunMap c;
+  c.append(0, k);
+  c.append(model.units, v);
   return c;
 }
 
-std::vector<std::vector<std::size_t>> uniform_candidates(const HeadModel& model) {
-  std::vector<std::vector<std::size_t>> out;
+std::vector<RunMap> uniform_candidates(const HeadModel& model) {
+  std::vector<RunMap> out;
   for (std::size_t k = 0; k < model.key_choices.size(); ++k)
     for (std::size_t v = 0; v < model.value_choices.size(); ++v) out.push_back(uniform_map(model, k, v));
   return out;
@@ -491,7 +553,7 @@ std::vector<std::size_t> finest_choices(const HeadModel& model) {
   // Format vocabulary order: fp16 first.
   HNF_ASSERT(model.key_choices.front() == Format{} && model.value_choices.front() == Format{},
              "the format vocabulary must start with fp16");
-  return uniform_map(model, 0, 0);
+  return uniform_map(model, 0, 0).expand(2 * model.units);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -508,12 +570,13 @@ ResidualNorms residual_norms(const HeadInputs& h, const QuantizedCache& qc) {
   const std::size_t d = h.d;
   ResidualNorms r{std::vector<double>(h.tokens), std::vector<double>(h.tokens)};
   std::vector<double> diff(d);
-  for (std::size_t t = 0; t < h.tokens; ++t) {
-    for (std::size_t i = 0; i < d; ++i) diff[i] = qc.keys[t * d + i] - h.keys[t * d + i];
-    r.dk[t] = norm_up(diff.data(), d, 1);
-    for (std::size_t i = 0; i < d; ++i) diff[i] = qc.values[t * d + i] - h.values[t * d + i];
-    r.dv[t] = norm_up(diff.data(), d, 1);
-  }
+  each_row<4>({&qc.keys, &h.keys, &qc.values, &h.values}, 0, h.tokens,
+              [&](std::size_t t, const std::array<const double*, 4>& row) {
+                for (std::size_t i = 0; i < d; ++i) diff[i] = row[0][i] - row[1][i];
+                r.dk[t] = norm_up(diff.data(), d, 1);
+                for (std::size_t i = 0; i < d; ++i) diff[i] = row[2][i] - row[3][i];
+                r.dv[t] = norm_up(diff.data(), d, 1);
+              });
   return r;
 }
 
@@ -523,7 +586,7 @@ double s2_bound(const HeadInputs& h, const QuantizedCache& qc, std::size_t j, co
   const auto n = static_cast<std::size_t>(h.positions[j]) + 1;
   const double* q = h.queries.data() + j * d;
   std::vector<double> s_lo(n), s_hi(n), w_lo(n), w_hi(n);
-  enclose_scores({q, d}, h.keys, h.key_norms, d, n, s_lo, s_hi);
+  enclose_scores({q, d}, h.keys, h.key_norms, n, s_lo, s_hi);
   enclose_softmax_weights(s_lo, s_hi, n, w_lo, w_hi);
   const double c_hi = div_up(1.0, sqrt_down(static_cast<double>(d)));
   const double q_norm = norm_up(q, d, 0);
@@ -534,10 +597,10 @@ double s2_bound(const HeadInputs& h, const QuantizedCache& qc, std::size_t j, co
   std::vector<double> spread(n), eta(n), w(n), dv(n), dk(d);
   const double gamma_d_u = add_up(gamma_d, std::ldexp(1.0, -52));
   double omega = 0.0, big_h = 0.0;
-  for (std::size_t t = 0; t < n; ++t) {
+  each_row<3>({&qc.keys, &h.keys, &h.values}, 0, n, [&](std::size_t t, const std::array<const double*, 3>& row) {
     // Residuals rounded to nearest: the exact residual is within a relative u of each, so the
     // magnitudes stepped up bound it, and the dot product's error gains u ||q|| ||dk||.
-    for (std::size_t i = 0; i < d; ++i) dk[i] = qc.keys[t * d + i] - h.keys[t * d + i];
+    for (std::size_t i = 0; i < d; ++i) dk[i] = row[0][i] - row[1][i];
     const double dk_norm = residuals.dk[t];
     dv[t] = residuals.dv[t];
     double dot = 0.0;
@@ -546,9 +609,9 @@ double s2_bound(const HeadInputs& h, const QuantizedCache& qc, std::size_t j, co
     eta[t] = add_up(mul_up(dot_abs, c_hi), mul_up(radius, mul_up(dk_norm, c_hi)));
     big_h = std::max(big_h, eta[t]);
     spread[t] = exp_up(mul_up(radius, add_up(rho[t], rho_max)));
-    w[t] = distance_up({h.values.data() + t * d, d}, exact);
+    w[t] = distance_up({row[2], d}, exact);
     omega = add_up(omega, mul_up(w_hi[t], mul_up(sub_up(spread[t], 1.0), w[t])));
-  }
+  });
   double sum = 0.0;
   for (std::size_t t = 0; t < n; ++t) {
     const double term = add_up(mul_up(eta[t], add_up(w[t], omega)), dv[t]);
@@ -573,20 +636,31 @@ double s3_from_terms(const S3Terms& terms, double query_norm, std::size_t d) {
   return add_up(mul_up(mul_up(e_h, sub_up(e_h, 1.0)), mul_up(2.0, terms.radius_v)), terms.dv_max);
 }
 
+// The mean row of rows [tokens, d]: sum_t x_t / tokens, each term divided first (nearest).
+std::vector<double> mean_row(const RowSource& rows) {
+  const std::size_t d = rows.dim();
+  std::vector<double> mean(d, 0.0);
+  const auto tokens = static_cast<double>(rows.rows());
+  each_row(rows, 0, rows.rows(), [&](std::size_t, const double* x) {
+    for (std::size_t i = 0; i < d; ++i) mean[i] += x[i] / tokens;
+  });
+  return mean;
+}
+
 S3Terms s3_terms(const HeadInputs& h, const QuantizedCache& qc) {
   const std::size_t d = h.d;
-  std::vector<double> mean(d, 0.0), diff(d);
-  for (std::size_t t = 0; t < h.tokens; ++t)
-    for (std::size_t i = 0; i < d; ++i) mean[i] += h.values[t * d + i] / static_cast<double>(h.tokens);
+  const std::vector<double> mean = mean_row(h.values);
+  std::vector<double> diff(d);
   double dk_max = 0.0, dv_max = 0.0, radius_v = 0.0;
-  for (std::size_t t = 0; t < h.tokens; ++t) {
-    for (std::size_t i = 0; i < d; ++i) diff[i] = qc.keys[t * d + i] - h.keys[t * d + i];
-    dk_max = std::max(dk_max, norm_up(diff.data(), d, 1));
-    for (std::size_t i = 0; i < d; ++i) diff[i] = qc.values[t * d + i] - h.values[t * d + i];
-    dv_max = std::max(dv_max, norm_up(diff.data(), d, 1));
-    for (std::size_t i = 0; i < d; ++i) diff[i] = h.values[t * d + i] - mean[i];
-    radius_v = std::max(radius_v, norm_up(diff.data(), d, 1));
-  }
+  each_row<4>({&qc.keys, &h.keys, &qc.values, &h.values}, 0, h.tokens,
+              [&](std::size_t, const std::array<const double*, 4>& row) {
+                for (std::size_t i = 0; i < d; ++i) diff[i] = row[0][i] - row[1][i];
+                dk_max = std::max(dk_max, norm_up(diff.data(), d, 1));
+                for (std::size_t i = 0; i < d; ++i) diff[i] = row[2][i] - row[3][i];
+                dv_max = std::max(dv_max, norm_up(diff.data(), d, 1));
+                for (std::size_t i = 0; i < d; ++i) diff[i] = row[3][i] - mean[i];
+                radius_v = std::max(radius_v, norm_up(diff.data(), d, 1));
+              });
   return {dk_max, dv_max, radius_v};
 }
 
@@ -594,13 +668,12 @@ std::vector<double> key_spreads(const HeadInputs& h) {
   // rho_t = ||k_t - c|| / sqrt(d), rounded up, with c the mean key (any c is valid).
   const std::size_t d = h.d;
   const double c_hi = div_up(1.0, sqrt_down(static_cast<double>(d)));
-  std::vector<double> mean(d, 0.0), diff(d), rho(h.tokens);
-  for (std::size_t t = 0; t < h.tokens; ++t)
-    for (std::size_t i = 0; i < d; ++i) mean[i] += h.keys[t * d + i] / static_cast<double>(h.tokens);
-  for (std::size_t t = 0; t < h.tokens; ++t) {
-    for (std::size_t i = 0; i < d; ++i) diff[i] = h.keys[t * d + i] - mean[i];
+  const std::vector<double> mean = mean_row(h.keys);
+  std::vector<double> diff(d), rho(h.tokens);
+  each_row(h.keys, 0, h.tokens, [&](std::size_t t, const double* k) {
+    for (std::size_t i = 0; i < d; ++i) diff[i] = k[i] - mean[i];
     rho[t] = mul_up(norm_up(diff.data(), d, 1), c_hi);
-  }
+  });
   return rho;
 }
 
@@ -618,8 +691,8 @@ double max_of(const std::vector<double>& x) { return x.empty() ? 0.0 : *std::max
 
 // The uniform baselines the allocator must never lose to: every (key, value) pair of one
 // per-token format, and KIVI-style per-channel keys with per-token values of the same bits.
-std::vector<std::vector<std::size_t>> baseline_maps(const HeadModel& model) {
-  std::vector<std::vector<std::size_t>> out;
+std::vector<RunMap> baseline_maps(const HeadModel& model) {
+  std::vector<RunMap> out;
   for (std::size_t k = 0; k < model.key_choices.size(); ++k) {
     const Format& kf = model.key_choices[k];
     for (std::size_t v = 0; v < model.value_choices.size(); ++v) {
@@ -636,9 +709,9 @@ std::vector<std::vector<std::size_t>> baseline_maps(const HeadModel& model) {
   return out;
 }
 
-std::string map_name(const HeadModel& model, const std::vector<std::size_t>& c) {
-  return "uniform " + proofs::format_name(model.key_choices[c.front()]) + "," +
-         proofs::format_name(model.value_choices[c.back()]);
+std::string map_name(const HeadModel& model, const RunMap& c) {
+  return "uniform " + proofs::format_name(model.key_choices[c.choice_at(0)]) + "," +
+         proofs::format_name(model.value_choices[c.choice_at(model.units)]);
 }
 
 double model_budget_value(const HeadModel& model, double beta) { return model.squared ? beta * beta : beta; }
@@ -708,8 +781,8 @@ std::vector<std::size_t> allocate_for_eps(const HeadInputs& h, const ExactAttent
   source = "allocated";
   for (const auto& baseline : baseline_maps(model)) {
     if (model.problem.total_bytes(baseline) >= model.problem.total_bytes(chosen.choices)) break;
-    if (meets_eps(baseline)) {
-      chosen.choices = baseline;
+    if (meets_eps(baseline.expand(2 * model.units))) {
+      chosen.choices = baseline.expand(2 * model.units);
       source = map_name(model, baseline);
       break;
     }
@@ -740,8 +813,8 @@ void spend_slack(const AllocationProblem& p, double max_bytes, std::vector<std::
       }
     }
     if (best_rate == 0.0) return;
-    const double* before = p.cost(best_unit, choices[best_unit]);
-    const double* after = p.cost(best_unit, best_choice);
+    const Cost* before = p.cost(best_unit, choices[best_unit]);
+    const Cost* after = p.cost(best_unit, best_choice);
     for (std::size_t j = 0; j < totals.size(); ++j) totals[j] += after[j] - before[j];
     bytes += p.bytes(best_unit, best_choice) - p.bytes(best_unit, choices[best_unit]);
     choices[best_unit] = best_choice;
@@ -811,8 +884,8 @@ std::vector<std::size_t> allocate_for_bytes(const HeadInputs& h, const ExactAtte
     }
     for (std::size_t u = 0; u < weighted.num_units(); ++u)
       for (std::size_t c = 0; c < weighted.num_choices(u); ++c) {
-        double* cost = weighted.cost(u, c);
-        for (std::size_t j = 0; j < factor.size(); ++j) cost[j] *= factor[j];
+        Cost* cost = weighted.cost(u, c);
+        for (std::size_t j = 0; j < factor.size(); ++j) cost[j] = cost[j] * factor[j];
       }
     double ignored = 0.0;
     const AllocationResult r = bisect(weighted, ignored);
@@ -828,16 +901,16 @@ std::vector<std::size_t> allocate_for_bytes(const HeadInputs& h, const ExactAtte
 
   const auto baselines = baseline_maps(model);
   // The fitting baselines with the most bytes (ties included): at most three S1 checks.
-  std::vector<const std::vector<std::size_t>*> fitting;
+  std::vector<const RunMap*> fitting;
   for (const auto& b : baselines)
     if (model.problem.total_bytes(b) <= max_bytes) fitting.push_back(&b);
   std::reverse(fitting.begin(), fitting.end());
   if (fitting.size() > 3) fitting.resize(3);
   for (const auto* b : fitting) {
-    const double v = max_of(s1_of(*b));
+    const double v = max_of(s1_of(b->expand(2 * model.units)));
     if (v < best) {
       best = v;
-      chosen.choices = *b;
+      chosen.choices = b->expand(2 * model.units);
       source = map_name(model, *b);
     }
   }
@@ -969,14 +1042,11 @@ std::vector<std::size_t> choose_map(const HeadInputs& h, const ExactAttention& e
 }
 
 // S1 (with the actual error's lower bound), S2 and S3 of the head's map, per analysed query.
-void bound_map(const HeadInputs& h, const ExactAttention& ex, const HeadModel& model,
-               const std::vector<std::size_t>& choices, const QuantizedCache& qc, double s2_quantile,
-               HeadAnalysis& ha) {
+// totals [J]: the allocation model's value of the map per query.
+void bound_map(const HeadInputs& h, const ExactAttention& ex, const std::vector<double>& totals,
+               const QuantizedCache& qc, double s2_quantile, HeadAnalysis& ha) {
   std::vector<double> s1, actual;
   s1_bounds(h, ex, qc, s1, &actual);
-  auto totals = model.problem.constraint_totals(choices);
-  if (model.squared)
-    for (double& t : totals) t = std::sqrt(t);
   ha.s2_radius = quantile(h.radius_samples, s2_quantile);
   const auto rho = key_spreads(h);
   const S3Terms s3t = s3_terms(h, qc);
@@ -1014,8 +1084,8 @@ void measure_holdout(const Trace& holdout, const std::string& holdout_path, cons
     if (std::sqrt(dist) > ha.s2_radius) continue;
     ++ha.holdout_inside;
     const auto n = static_cast<std::size_t>(h.positions[j]) + 1;
-    const auto exact = enclose_attention_output(q, h.keys, h.key_norms, h.values, h.d, n);
-    const auto quant = enclose_attention_output(q, qc.keys, qc.key_norms, qc.values, h.d, n);
+    const auto exact = enclose_attention_output(q, h.keys, h.key_norms, h.values, n);
+    const auto quant = enclose_attention_output(q, qc.keys, qc.key_norms, qc.values, n);
     const double observed = difference_norm_down(quant, exact);
     if (observed > 0.0) ha.holdout_ratios.push_back(ha.queries[j].s2 / observed);
   }
@@ -1028,7 +1098,8 @@ void set_obstruction_bounds(AnalysisResult& result) {
     double sum = 0.0;
     const double eps = ha.eps > 0.0 ? ha.eps : result.eps;
     for (std::size_t t = 0; t < ha.positions.kappa.size() && eps > 0.0; ++t) {
-      ha.positions.p_min[t] = obstruction_bits(ha.positions.kappa[t], ha.positions.diameter[t], eps);
+      // At most about 540 (half the exponent range of kappa D^2 / eps): an int16 holds it.
+      ha.positions.p_min[t] = static_cast<std::int16_t>(obstruction_bits(ha.positions.kappa[t], ha.positions.diameter[t], eps));
       sum += ha.positions.p_min[t];
     }
     ha.obstruction_bits = ha.positions.kappa.empty() ? 0.0 : sum / static_cast<double>(ha.positions.kappa.size());
@@ -1077,24 +1148,28 @@ AnalysisResult analyze_trace(const std::string& trace_path, AnalysisOptions opti
       stage("load");
       const HeadInputs h = load_head(trace, trace_path, layer, kvh, subset);
       stage("attention");
-      ExactAttention ex = exact_attention(h);
+      const ExactAttention ex = exact_attention(h);
       HeadAnalysis ha;
       ha.eps = layer_eps.value_or(0.0);
       ha.layer = layer;
       ha.kv_head = kvh;
-      ha.positions = position_analysis(h, ex);
-      stage("sensitivities");
-      const HeadModel model = build_model(h, ex, block, options.delta_cap, options.model == "rms");
-      // The [tokens, J] weights and distances feed only the statistics and the model: freed
-      // before the allocator and the bounds, whose peak would otherwise hold them too.
-      std::vector<float>().swap(ex.weight);
-      std::vector<float>().swap(ex.distance);
-      stage("allocate");
-      const auto choices = choose_map(h, ex, model, options, layer_eps, block, ha, result);
+      ha.positions = empty_positions(h.tokens);
+      MapChoice map;
+      std::vector<double> totals;
+      {
+        stage("sensitivities");
+        const HeadModel model = build_model(h, ex, block, options.delta_cap, options.model == "rms", ha.positions);
+        stage("allocate");
+        const auto choices = choose_map(h, ex, model, options, layer_eps, block, ha, result);
+        map = map_from_choices(model, choices);
+        totals = model.problem.constraint_totals(choices);
+        if (model.squared)
+          for (double& t : totals) t = std::sqrt(t);
+      }  // the model's cost matrix, the largest array of the allocation, is freed before the bounds
       if (ha.map_source != "allocated") all_allocated = false;
       stage("bounds");
-      const QuantizedCache qc = quantize_map(h, block, map_from_choices(model, choices));
-      bound_map(h, ex, model, choices, qc, options.s2_quantile, ha);
+      const QuantizedCache qc = quantize_map(h, block, map);
+      bound_map(h, ex, totals, qc, options.s2_quantile, ha);
       for (const auto& q : ha.queries) achieved_eps = std::max(achieved_eps, q.s1);
       if (options.fixed_map && layer_eps) {
         for (const auto& q : ha.queries) {

@@ -66,33 +66,54 @@ ShiftedExponentials shifted_exponentials(std::span<const double> s_lo, std::span
 
 }  // namespace
 
+void DoubleRows::read(std::size_t first, std::size_t count, double* out) const {
+  HNF_ASSERT(first <= rows() && count <= rows() - first, "DoubleRows::read past the last row");
+  std::copy_n(data_.data() + first * dim_, count * dim_, out);
+}
+
 // AVX2 clones of the two hot kernels where the CPU has it (the bounds hold for any
 // operation order and with or without fused multiply-add).
-__attribute__((target_clones("avx2", "default"))) void enclose_scores(std::span<const double> q, std::span<const double> keys, std::span<const double> key_norms,
-                    std::size_t d, std::size_t num_keys, std::span<double> s_lo, std::span<double> s_hi) {
-  HNF_ASSERT(q.size() == d && keys.size() >= num_keys * d && key_norms.size() >= num_keys &&
-                 s_lo.size() >= num_keys && s_hi.size() >= num_keys,
+__attribute__((target_clones("avx2", "default"))) void enclose_scores(std::span<const double> q, const RowSource& keys,
+                                                                      std::span<const double> key_norms,
+                                                                      std::size_t num_keys, std::span<double> s_lo,
+                                                                      std::span<double> s_hi) {
+  const std::size_t d = keys.dim();
+  HNF_ASSERT(q.size() == d && keys.rows() >= num_keys && key_norms.size() >= num_keys && s_lo.size() >= num_keys &&
+                 s_hi.size() >= num_keys,
              "enclose_scores: shape mismatch");
   // 1/sqrt(d) is inexact for most d: enclose it.
   const double c_lo = div_down(1.0, sqrt_up(static_cast<double>(d)));
   const double c_hi = div_up(1.0, sqrt_down(static_cast<double>(d)));
   const double q_norm = norm_up(q.data(), d, 0);
   const double gamma_d = gamma_up(d);
-  for (std::size_t t = 0; t < num_keys; ++t) {
-    const double computed = dot(q.data(), keys.data() + t * d, d);
-    // |computed - q.k| <= gamma_d sum|q_i k_i| <= gamma_d ||q|| ||k|| (Cauchy-Schwarz).
-    const double err = mul_up(gamma_d, mul_up(q_norm, key_norms[t]));
-    const double dot_lo = sub_down(computed, err);
-    const double dot_hi = add_up(computed, err);
-    s_lo[t] = dot_lo >= 0.0 ? mul_down(dot_lo, c_lo) : mul_down(dot_lo, c_hi);
-    s_hi[t] = dot_hi >= 0.0 ? mul_up(dot_hi, c_hi) : mul_up(dot_hi, c_lo);
+  std::vector<double> chunk(kReadRows * d);
+  for (std::size_t first = 0; first < num_keys; first += kReadRows) {
+    const std::size_t count = std::min(kReadRows, num_keys - first);
+    keys.read(first, count, chunk.data());
+    for (std::size_t r = 0; r < count; ++r) {
+      const std::size_t t = first + r;
+      const double computed = dot(q.data(), chunk.data() + r * d, d);
+      // |computed - q.k| <= gamma_d sum|q_i k_i| <= gamma_d ||q|| ||k|| (Cauchy-Schwarz).
+      const double err = mul_up(gamma_d, mul_up(q_norm, key_norms[t]));
+      const double dot_lo = sub_down(computed, err);
+      const double dot_hi = add_up(computed, err);
+      s_lo[t] = dot_lo >= 0.0 ? mul_down(dot_lo, c_lo) : mul_down(dot_lo, c_hi);
+      s_hi[t] = dot_hi >= 0.0 ? mul_up(dot_hi, c_hi) : mul_up(dot_hi, c_lo);
+    }
   }
 }
 
-__attribute__((target_clones("avx2", "default"))) OutputEnclosure enclose_softmax_output(std::span<const double> s_lo, std::span<const double> s_hi,
-                                       std::span<const double> values, std::size_t d, std::size_t num_keys,
-                                       std::vector<double>& exp_scratch) {
-  HNF_ASSERT(num_keys > 0 && s_lo.size() >= num_keys && s_hi.size() >= num_keys && values.size() >= num_keys * d,
+void enclose_scores(std::span<const double> q, std::span<const double> keys, std::span<const double> key_norms,
+                    std::size_t d, std::size_t num_keys, std::span<double> s_lo, std::span<double> s_hi) {
+  HNF_ASSERT(d > 0 && keys.size() >= num_keys * d, "enclose_scores: shape mismatch");
+  enclose_scores(q, DoubleRows(keys.first(num_keys * d), d), key_norms, num_keys, s_lo, s_hi);
+}
+
+__attribute__((target_clones("avx2", "default"))) OutputEnclosure enclose_softmax_output(
+    std::span<const double> s_lo, std::span<const double> s_hi, const RowSource& values, std::size_t num_keys,
+    std::vector<double>& exp_scratch) {
+  const std::size_t d = values.dim();
+  HNF_ASSERT(num_keys > 0 && s_lo.size() >= num_keys && s_hi.size() >= num_keys && values.rows() >= num_keys,
              "enclose_softmax_output: shape mismatch");
   exp_scratch.resize(2 * num_keys);
   double* e_lo = exp_scratch.data();
@@ -105,17 +126,21 @@ __attribute__((target_clones("avx2", "default"))) OutputEnclosure enclose_softma
 
   // Numerator N_i = sum_t e_t v_ti with e_t in [e_lo, e_hi]: per component, the smallest and
   // largest product of each term, plus sum e_hi |v| for the rounding error of the sums.
-  std::vector<double> lo(d, 0.0), hi(d, 0.0), magnitude(d, 0.0);
-  for (std::size_t t = 0; t < num_keys; ++t) {
-    const double el = e_lo[t];
-    const double eh = e_hi[t];
-    const double* row = values.data() + t * d;
-    for (std::size_t i = 0; i < d; ++i) {
-      const double a = el * row[i];
-      const double b = eh * row[i];
-      lo[i] += std::min(a, b);
-      hi[i] += std::max(a, b);
-      magnitude[i] += eh * std::fabs(row[i]);
+  std::vector<double> lo(d, 0.0), hi(d, 0.0), magnitude(d, 0.0), chunk(kReadRows * d);
+  for (std::size_t first = 0; first < num_keys; first += kReadRows) {
+    const std::size_t count = std::min(kReadRows, num_keys - first);
+    values.read(first, count, chunk.data());
+    for (std::size_t r = 0; r < count; ++r) {
+      const double el = e_lo[first + r];
+      const double eh = e_hi[first + r];
+      const double* row = chunk.data() + r * d;
+      for (std::size_t i = 0; i < d; ++i) {
+        const double a = el * row[i];
+        const double b = eh * row[i];
+        lo[i] += std::min(a, b);
+        hi[i] += std::max(a, b);
+        magnitude[i] += eh * std::fabs(row[i]);
+      }
     }
   }
   const double underflow = mul_up(static_cast<double>(num_keys), std::numeric_limits<double>::denorm_min());
@@ -134,12 +159,28 @@ __attribute__((target_clones("avx2", "default"))) OutputEnclosure enclose_softma
   return out;
 }
 
+OutputEnclosure enclose_softmax_output(std::span<const double> s_lo, std::span<const double> s_hi,
+                                       std::span<const double> values, std::size_t d, std::size_t num_keys,
+                                       std::vector<double>& exp_scratch) {
+  HNF_ASSERT(d > 0 && values.size() >= num_keys * d, "enclose_softmax_output: shape mismatch");
+  return enclose_softmax_output(s_lo, s_hi, DoubleRows(values.first(num_keys * d), d), num_keys, exp_scratch);
+}
+
+OutputEnclosure enclose_attention_output(std::span<const double> q, const RowSource& keys,
+                                         std::span<const double> key_norms, const RowSource& values,
+                                         std::size_t num_keys) {
+  std::vector<double> s_lo(num_keys), s_hi(num_keys), scratch;
+  enclose_scores(q, keys, key_norms, num_keys, s_lo, s_hi);
+  return enclose_softmax_output(s_lo, s_hi, values, num_keys, scratch);
+}
+
 OutputEnclosure enclose_attention_output(std::span<const double> q, std::span<const double> keys,
                                          std::span<const double> key_norms, std::span<const double> values,
                                          std::size_t d, std::size_t num_keys) {
-  std::vector<double> s_lo(num_keys), s_hi(num_keys), scratch;
-  enclose_scores(q, keys, key_norms, d, num_keys, s_lo, s_hi);
-  return enclose_softmax_output(s_lo, s_hi, values, d, num_keys, scratch);
+  HNF_ASSERT(d > 0 && keys.size() >= num_keys * d && values.size() >= num_keys * d,
+             "enclose_attention_output: shape mismatch");
+  return enclose_attention_output(q, DoubleRows(keys.first(num_keys * d), d), key_norms,
+                                  DoubleRows(values.first(num_keys * d), d), num_keys);
 }
 
 double difference_norm_up(const OutputEnclosure& a, const OutputEnclosure& b) {

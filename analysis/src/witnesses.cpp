@@ -67,8 +67,13 @@ void compare_layer(const proofs::Obligation& certified, const proofs::Obligation
   } else {
     HNF_ASSERT(certified.necessity.size() == recomputed.necessity.size(), "same map, same rows");
     for (std::size_t r = 0; r < certified.necessity.size(); ++r) {
-      at_least(certified.name + " row " + std::to_string(r), certified.necessity[r].kappa_d2,
-               recomputed.necessity[r].kappa_d2, report);
+      const std::string row = certified.name + " row " + std::to_string(r);
+      // Per-unit rows (schema 3) name where the unit's largest kappa D^2 is: that must be the trace's.
+      if (certified.necessity[r].position != recomputed.necessity[r].position) {
+        report.problems.push_back(row + ": position " + std::to_string(certified.necessity[r].position) +
+                                  ", the recomputed row is at position " + std::to_string(recomputed.necessity[r].position));
+      }
+      at_least(row, certified.necessity[r].kappa_d2, recomputed.necessity[r].kappa_d2, report);
     }
   }
 }
@@ -107,26 +112,46 @@ proofs::Obligation sufficiency_obligation(const AnalysisResult& a, std::int64_t 
   return o;
 }
 
-proofs::Obligation necessity_obligation(const AnalysisResult& a, std::int64_t layer, double budget) {
+proofs::Obligation necessity_obligation(const AnalysisResult& a, std::int64_t layer, double budget, int version) {
   proofs::Obligation o = layer_obligation(proofs::ObligationKind::kNecessity, layer, budget);
   // Theorem 5.7's figures, not an obligation: with the rows below it listed, nothing can fail.
   o.verdict = proofs::Verdict::kDiagnostic;
   o.below_reason =
       "Theorem 5.7 bounds the worst case over a quantization cell; S1 certifies the trace's actual keys, which may "
       "need fewer bits (THEORY.md section 9, status (3))";
+  const std::int64_t block = a.options.block;
+  const bool per_unit = version >= proofs::kPerUnitNecessityVersion;
   for (const auto& h : a.heads) {
     if (h.layer != layer) continue;
-    for (std::int64_t t = 0; t < a.shape.num_tokens; ++t) {
+    auto kappa_d2 = [&](std::int64_t t) {
       const auto i = static_cast<std::size_t>(t);
       const double d = h.positions.diameter[i];
-      const double kd2 = mul_up(h.positions.kappa[i], mul_up(d, d));
-      const int bits = proofs::precision_bits(h.key_formats[static_cast<std::size_t>(t / a.options.block)]);
-      // 8 budget 4^bits is exact in binary (a power-of-two scaling; +inf only when the exact value
-      // exceeds every double, where the comparison is still right). The checker decides the same
-      // inequality on rationals and requires this list to be exactly its failing rows.
+      return mul_up(h.positions.kappa[i], mul_up(d, d));
+    };
+    // 8 budget 4^bits is exact in binary (a power-of-two scaling; +inf only when the exact value
+    // exceeds every double, where the comparison is still right). The checker decides the same
+    // inequality on rationals and requires the list below to be exactly its failing rows.
+    auto add_row = [&](std::int64_t position, double kd2) {
+      const int bits = proofs::precision_bits(h.key_formats[static_cast<std::size_t>(position / block)]);
       const double capacity = std::ldexp(budget, 3 + 2 * bits);
       if (capacity < kd2) o.below.push_back(static_cast<std::int64_t>(o.necessity.size()));
-      o.necessity.push_back({h.kv_head, t, proofs::exact_rational(kd2), bits});
+      o.necessity.push_back({h.kv_head, position, proofs::exact_rational(kd2), bits});
+    };
+    if (!per_unit) {
+      for (std::int64_t t = 0; t < a.shape.num_tokens; ++t) add_row(t, kappa_d2(t));
+      continue;
+    }
+    for (std::int64_t first = 0; first < a.shape.num_tokens; first += block) {
+      // The unit's largest kappa D^2, at its first position on ties.
+      std::int64_t at = first;
+      double largest = kappa_d2(first);
+      for (std::int64_t t = first + 1; t < std::min(a.shape.num_tokens, first + block); ++t) {
+        if (const double v = kappa_d2(t); v > largest) {
+          largest = v;
+          at = t;
+        }
+      }
+      add_row(at, largest);
     }
   }
   return o;
@@ -167,7 +192,7 @@ proofs::WitnessCheck recompute_witnesses(const proofs::Certificate& c, const std
     const double budget = proofs::rational_to_double(o.budget);
     compare_layer(o,
                   o.kind == proofs::ObligationKind::kSufficiency ? sufficiency_obligation(a, o.layer, budget)
-                                                                 : necessity_obligation(a, o.layer, budget),
+                                                                 : necessity_obligation(a, o.layer, budget, c.version),
                   report);
   }
   return report;

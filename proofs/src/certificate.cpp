@@ -616,13 +616,18 @@ class Checker {
     return holds;
   }
 
-  // Rows must be every (kv head, position); bits must be the map's key precision there; the
-  // rows listed as below the obstruction must be exactly those failing 8 eps 4^bits >= kappa D^2.
+  // Rows must be every (kv head, position), or from version 3 every (kv head, allocation unit)
+  // with a position inside the unit; bits must be the map's key precision there; the rows listed
+  // as below the obstruction must be exactly those failing 8 eps 4^bits >= kappa D^2.
   std::optional<bool> necessity_truth(const Obligation& o) {
     if (!check_layer_budget(o)) return std::nullopt;
-    const std::size_t expected = static_cast<std::size_t>(c_.map.kv_heads * c_.map.tokens);
+    const bool per_unit = c_.version >= kPerUnitNecessityVersion;
+    const std::int64_t units = (c_.map.tokens + c_.map.block - 1) / c_.map.block;
+    const std::int64_t rows_per_head = per_unit ? units : c_.map.tokens;
+    const std::size_t expected = static_cast<std::size_t>(c_.map.kv_heads * rows_per_head);
     if (o.necessity.size() != expected) {
-      problem(o.name + ": " + std::to_string(o.necessity.size()) + " rows, expected one per kv head and position (" + std::to_string(expected) + ")");
+      problem(o.name + ": " + std::to_string(o.necessity.size()) + " rows, expected one per kv head and " +
+              (per_unit ? "allocation unit" : "position") + " (" + std::to_string(expected) + ")");
       return std::nullopt;
     }
     // 8 eps 4^bits for each precision (bits <= 64 by the parser), computed once.
@@ -642,13 +647,17 @@ class Checker {
     for (std::int64_t kv = 0; kv < c_.map.kv_heads; ++kv) {
       const HeadMap* e = entry(o.layer, kv);
       if (e == nullptr) return std::nullopt;
-      for (std::int64_t t = 0; t < c_.map.tokens; ++t, ++r) {
+      for (std::int64_t i = 0; i < rows_per_head; ++i, ++r) {
         const NecessityRow& row = o.necessity[r];
-        if (row.kv_head != kv || row.position != t) {
-          problem(o.name + ": row " + std::to_string(r) + " is not (kv head " + std::to_string(kv) + ", position " + std::to_string(t) + ")");
+        const bool placed = per_unit ? row.position >= i * c_.map.block &&
+                                           row.position < std::min(c_.map.tokens, (i + 1) * c_.map.block)
+                                     : row.position == i;
+        if (row.kv_head != kv || !placed) {
+          problem(o.name + ": row " + std::to_string(r) + " is not (kv head " + std::to_string(kv) + ", " +
+                  (per_unit ? "a position of unit " : "position ") + std::to_string(i) + ")");
           return std::nullopt;
         }
-        const Format& f = e->key_formats[static_cast<std::size_t>(t / c_.map.block)];
+        const Format& f = e->key_formats[static_cast<std::size_t>(row.position / c_.map.block)];
         if (row.bits != precision_bits(f)) {
           problem(o.name + ": row " + std::to_string(r) + " has bits " + std::to_string(row.bits) + ", the map stores " + format_name(f));
         }

@@ -206,25 +206,6 @@ std::uint8_t integer_code(float x, GroupParams p, int bits) {
   return code_for(x, half_value(p.zero_f16), half_value(p.scale_f16), m);
 }
 
-namespace {
-
-// x_hat[i] = z + s c_i for a group already checked; the same codes as integer_code.
-void dequantize_group(std::span<const float> x, std::size_t stride, std::size_t count, GroupParams p, int bits,
-                      double* x_hat, double* radius) {
-  check_params(p);
-  const double z = half_value(p.zero_f16);
-  const double s = half_value(p.scale_f16);
-  const double m = max_code(bits);
-  const double r = integer_radius(p);
-  for (std::size_t k = 0; k < count; ++k) {
-    const std::uint8_t c = p.scale_f16 == 0 ? std::uint8_t{0} : code_for(x[k * stride], z, s, m);
-    x_hat[k * stride] = z + s * static_cast<double>(c);  // exact, as in dequantize_code
-    radius[k * stride] = r;
-  }
-}
-
-}  // namespace
-
 double dequantize_code(std::uint8_t code, GroupParams p) {
   check_params(p);
   // Exact: s*c has at most 11 + 8 significant bits, and z + s*c is a multiple of 2^-24 below
@@ -269,17 +250,40 @@ double float_format_radius(Encoding encoding, std::uint16_t stored_bits) {
   assert_failed("float encoding", __FILE__, __LINE__, "float_format_radius of an integer encoding");
 }
 
-void quantize_block(const Format& f, std::span<const float> x, std::size_t rows,
-                    std::size_t head_dim, std::span<double> x_hat, std::span<double> radius) {
+std::size_t block_group_count(const Format& f, std::size_t rows, std::size_t head_dim) {
+  if (!is_integer_encoding(f.encoding)) return 0;
+  const auto g = static_cast<std::size_t>(f.group_size);
+  HNF_ASSERT(g > 0, "integer formats have a positive group size");
+  if (f.axis == GroupAxis::kHeadDim) return rows * (head_dim / g);
+  return (rows + g - 1) / g * head_dim;
+}
+
+namespace {
+
+// The codes of a group already checked: count values of x, stride apart (integer_code's arithmetic).
+void encode_group(std::span<const float> x, std::size_t stride, std::size_t count, GroupParams p, int bits,
+                  std::uint16_t* codes) {
+  check_params(p);
+  const double z = half_value(p.zero_f16);
+  const double s = half_value(p.scale_f16);
+  const double m = max_code(bits);
+  for (std::size_t k = 0; k < count; ++k)
+    codes[k * stride] = p.scale_f16 == 0 ? std::uint16_t{0} : code_for(x[k * stride], z, s, m);
+}
+
+}  // namespace
+
+void encode_block(const Format& f, std::span<const float> x, std::size_t rows, std::size_t head_dim,
+                  std::span<std::uint16_t> codes, std::span<GroupParams> groups) {
   const std::string name = format_name(f);
   HNF_ASSERT(head_dim == 0 || rows <= std::numeric_limits<std::size_t>::max() / head_dim,
              "rows * head_dim overflows");
   const std::size_t n = rows * head_dim;
-  HNF_ASSERT(x.size() == n && x_hat.size() == n && radius.size() == n,
-             "x, x_hat and radius must hold rows * head_dim elements");
   if (head_dim > static_cast<std::size_t>(std::numeric_limits<int>::max()) ||
       !is_valid_format(f, static_cast<int>(head_dim)))
     throw bad_input(name, "not a valid format for head_dim " + std::to_string(head_dim));
+  HNF_ASSERT(x.size() == n && codes.size() == n && groups.size() == block_group_count(f, rows, head_dim),
+             "x and codes must hold rows * head_dim elements, groups block_group_count");
 
   if (!is_integer_encoding(f.encoding)) {
     const bool f16 = f.encoding == Encoding::kF16;
@@ -292,8 +296,7 @@ void quantize_block(const Format& f, std::span<const float> x, std::size_t rows,
       if (std::isinf(y))
         throw bad_input(name, value_position(i / head_dim, i % head_dim, v) + " overflows " + name +
                                   " (rounds to infinity)");
-      x_hat[i] = static_cast<double>(y);
-      radius[i] = float_format_radius(f.encoding, stored);
+      codes[i] = stored;
     }
     return;
   }
@@ -308,7 +311,8 @@ void quantize_block(const Format& f, std::span<const float> x, std::size_t rows,
   if (f.axis == GroupAxis::kHeadDim) {
     for (std::size_t start = 0; start < n; start += g) {  // g divides head_dim
       const GroupParams p = group_params(x.subspan(start, g), bits, name);
-      dequantize_group(x.subspan(start, g), 1, g, p, bits, x_hat.data() + start, radius.data() + start);
+      groups[start / g] = p;
+      encode_group(x.subspan(start, g), 1, g, p, bits, codes.data() + start);
     }
     return;
   }
@@ -320,10 +324,50 @@ void quantize_block(const Format& f, std::span<const float> x, std::size_t rows,
       group.clear();
       for (std::size_t row = row0; row < row1; ++row) group.push_back(x[row * head_dim + column]);
       const GroupParams p = group_params(group, bits, name);
+      groups[row0 / g * head_dim + column] = p;
       const std::size_t first = row0 * head_dim + column;
-      dequantize_group(x.subspan(first), head_dim, row1 - row0, p, bits, x_hat.data() + first, radius.data() + first);
+      encode_group(x.subspan(first), head_dim, row1 - row0, p, bits, codes.data() + first);
     }
   }
+}
+
+double decode_element(Encoding encoding, std::uint16_t code, GroupParams p) {
+  switch (encoding) {
+    case Encoding::kF16: return half_value(code);
+    case Encoding::kBF16: return static_cast<double>(bf16_bits_to_float(code));
+    default: break;
+  }
+  HNF_ASSERT(code <= 0xffu, "an integer code has at most 8 bits");
+  return dequantize_code(static_cast<std::uint8_t>(code), p);
+}
+
+void quantize_block(const Format& f, std::span<const float> x, std::size_t rows,
+                    std::size_t head_dim, std::span<double> x_hat, std::span<double> radius) {
+  HNF_ASSERT(head_dim == 0 || rows <= std::numeric_limits<std::size_t>::max() / head_dim,
+             "rows * head_dim overflows");
+  const std::size_t n = rows * head_dim;
+  HNF_ASSERT(x.size() == n && x_hat.size() == n && radius.size() == n,
+             "x, x_hat and radius must hold rows * head_dim elements");
+  std::vector<std::uint16_t> codes(n);
+  const bool valid = head_dim <= static_cast<std::size_t>(std::numeric_limits<int>::max()) &&
+                     is_valid_format(f, static_cast<int>(head_dim));
+  std::vector<GroupParams> groups(valid ? block_group_count(f, rows, head_dim) : 0);
+  encode_block(f, x, rows, head_dim, codes, groups);  // throws bad input for an invalid format
+  if (!is_integer_encoding(f.encoding)) {
+    for (std::size_t i = 0; i < n; ++i) {
+      x_hat[i] = decode_element(f.encoding, codes[i], {});
+      radius[i] = float_format_radius(f.encoding, codes[i]);
+    }
+    return;
+  }
+  // Each group's value and radius once; every element looks its group up.
+  std::vector<double> group_radius(groups.size());
+  for (std::size_t k = 0; k < groups.size(); ++k) group_radius[k] = integer_radius(groups[k]);
+  for_each_block_element(f, 0, rows, head_dim, [&](std::size_t row, std::size_t column, std::size_t k) {
+    const std::size_t i = row * head_dim + column;
+    x_hat[i] = decode_element(f.encoding, codes[i], groups[k]);  // exact, as in dequantize_code
+    radius[i] = group_radius[k];
+  });
 }
 
 }  // namespace hnf::proofs

@@ -6,7 +6,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cerrno>
+#include <csignal>
+#include <cstdlib>
 #include <cstring>
 #include <nlohmann/json.hpp>
 #include <unordered_set>
@@ -51,6 +54,15 @@ std::string supported_dtypes() {
 }
 
 std::string errno_text() { return std::strerror(errno); }
+
+// The test hook kPauseAtFirstReadEnv.
+void pause_at_first_read(const std::filesystem::path& path) noexcept {
+  static const char* const name = std::getenv(kPauseAtFirstReadEnv);
+  static std::atomic<bool> paused{false};
+  if (name != nullptr && !paused.load(std::memory_order_relaxed) && path.filename().native() == name &&
+      !paused.exchange(true))
+    ::raise(SIGSTOP);
+}
 
 // Element count of `shape` under the limits of checked_tensor_bytes.
 std::optional<std::uint64_t> checked_numel(std::span<const std::int64_t> shape) {
@@ -246,6 +258,8 @@ SafetensorsFile SafetensorsFile::open(const std::filesystem::path& path) {
   ::close(fd);  // the mapping keeps the file open
   if (map == MAP_FAILED) throw bad_input(name, "cannot map: " + errno_text());
   file.map_ = static_cast<const std::byte*>(map);
+  // From here on, a truncation by another process is reported naming the file (SIGBUS).
+  file.mapping_registration_ = register_mapping(map, file.file_size_, name);
 
   std::uint64_t header_bytes = 0;
   std::memcpy(&header_bytes, file.map_, sizeof header_bytes);  // little-endian host
@@ -273,6 +287,7 @@ SafetensorsFile& SafetensorsFile::operator=(SafetensorsFile&& other) noexcept {
     file_size_ = other.file_size_;
     data_start_ = other.data_start_;
     map_ = std::exchange(other.map_, nullptr);
+    mapping_registration_ = std::move(other.mapping_registration_);
     metadata_ = std::move(other.metadata_);
     tensors_ = std::move(other.tensors_);
   }
@@ -282,6 +297,7 @@ SafetensorsFile& SafetensorsFile::operator=(SafetensorsFile&& other) noexcept {
 SafetensorsFile::~SafetensorsFile() { unmap(); }
 
 void SafetensorsFile::unmap() noexcept {
+  mapping_registration_.reset();
   if (map_ != nullptr) ::munmap(const_cast<std::byte*>(map_), file_size_);
   map_ = nullptr;
 }
@@ -293,6 +309,7 @@ const TensorInfo* SafetensorsFile::find(std::string_view name) const noexcept {
 }
 
 std::span<const std::byte> SafetensorsFile::bytes(const TensorInfo& tensor) const noexcept {
+  pause_at_first_read(path_);
   return {map_ + data_start_ + tensor.begin, tensor.nbytes()};
 }
 
@@ -345,6 +362,7 @@ SafetensorsWriter::SafetensorsWriter(std::filesystem::path out, std::vector<Tens
   const std::string header = build_header(infos, metadata);
   data_start_ = 8 + header.size();
 
+  partial_registration_ = register_partial_output(partial_.native());
   fd_ = ::open(partial_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd_ < 0) throw bad_input(name, "cannot create " + partial_.string() + ": " + errno_text());
   try {
@@ -363,6 +381,7 @@ SafetensorsWriter::SafetensorsWriter(std::filesystem::path out, std::vector<Tens
 SafetensorsWriter::~SafetensorsWriter() {
   if (fd_ >= 0) ::close(fd_);
   if (!finished_) ::unlink(partial_.c_str());
+  partial_registration_.reset();
 }
 
 SafetensorsWriter::Slot& SafetensorsWriter::slot(std::string_view name) {
@@ -406,6 +425,7 @@ void SafetensorsWriter::finish() {
   if (::close(fd) != 0) throw write_failed(out_.string(), "could not close: " + errno_text());
   if (::rename(partial_.c_str(), out_.c_str()) != 0) throw write_failed(out_.string(), "cannot rename: " + errno_text());
   finished_ = true;
+  partial_registration_.reset();
 }
 
 }  // namespace hnf::proofs

@@ -194,7 +194,9 @@ bool informational(const std::string& path) {
   for (const char* suffix : {"/solver_ms", "/example", "/detail", "/smt_file", "/below_reason"}) {
     if (path.ends_with(suffix)) return true;
   }
-  return path == "/model_id" || path == "/trace_file" || path.starts_with("/scope/assumptions/");
+  // certify_command is outside the claim hash; only a version 1 certificate's standing reads it.
+  return path == "/model_id" || path == "/trace_file" || path == "/certify_command" ||
+         path.starts_with("/scope/assumptions/");
 }
 
 // An edit that only loosens an upper bound (or shrinks a claimed radius) weakens the claim: still true.

@@ -54,12 +54,11 @@ inline proofs::Certificate tiny_certificate() {
   n.budget = "1/20";
   n.verdict = Verdict::kDiagnostic;  // Theorem 5.7's figures: never an answer
   n.below_reason = "worst case over a cell";
-  for (std::int64_t t = 0; t < 32; ++t) {
-    // 8 * (1/20) * 4^4 = 102.4 for the int4 block; position 3 needs more (listed below).
-    const std::string kd2 = t == 3 ? "200" : "1/3";
-    n.necessity.push_back({0, t, kd2, t < 16 ? 4 : 11});
-  }
-  n.below = {3};
+  // One row per allocation unit (schema 3): the unit's largest kappa D^2. 8 * (1/20) * 4^4 =
+  // 102.4 for the int4 block, where position 3 needs more (listed below).
+  n.necessity.push_back({0, 3, "200", 4});
+  n.necessity.push_back({0, 16, "1/3", 11});
+  n.below = {0};
   Obligation comp;
   comp.name = "composition";
   comp.kind = ObligationKind::kComposition;
@@ -75,6 +74,14 @@ inline proofs::Certificate tiny_certificate() {
 }
 
 // The exact checker on `c` as written by certificate_to_json (file name "cert.json").
+// The tiny certificate's necessity rows as schemas 1 and 2 wrote them: one per position.
+inline void use_per_position_necessity(proofs::Certificate& c) {
+  auto& n = c.obligations[1];
+  n.necessity.clear();
+  for (std::int64_t t = 0; t < 32; ++t) n.necessity.push_back({0, t, t == 3 ? "200" : "1/3", t < 16 ? 4 : 11});
+  n.below = {3};
+}
+
 inline proofs::CheckReport check_written(const proofs::Certificate& c, const proofs::CheckOptions& options = {}) {
   return proofs::check_certificate_text(proofs::certificate_to_json(c), "cert.json", options, kTool);
 }

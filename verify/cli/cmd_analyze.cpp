@@ -1,8 +1,11 @@
 // hnf-verify analyze: per-position bounds, a precision map for an error or bit budget, and
 // the S1/S2/S3 error bounds of that map, written to analysis.json with a readable summary.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <string>
+#include <string_view>
 
 #include "commands.h"
 #include "hnf/analysis/analysis_report.h"
@@ -14,6 +17,24 @@
 
 namespace hnf::verify::cli {
 namespace {
+
+// "VmRSS ... kB VmHWM ... kB" of this process (Linux), for HNF_ANALYZE_TIMING.
+std::string resident_memory() {
+  std::FILE* f = std::fopen("/proc/self/status", "r");
+  if (f == nullptr) return {};
+  std::string out;
+  char line[256];
+  while (std::fgets(line, sizeof line, f) != nullptr) {
+    const std::string_view l(line);
+    if (l.starts_with("VmRSS:") || l.starts_with("VmHWM:")) {
+      std::string field(l.substr(0, l.find_last_not_of(" \n") + 1));
+      field.erase(std::unique(field.begin(), field.end(), [](char a, char b) { return a == ' ' && b == ' '; }), field.end());
+      out += (out.empty() ? "" : ", ") + field;
+    }
+  }
+  std::fclose(f);
+  return out;
+}
 
 struct AnalyzeCommandOptions {
   std::string trace;
@@ -51,21 +72,23 @@ int run_analyze(AnalyzeCommandOptions o, bool eps_given, bool bits_given) {
     set_uniform_map(o.uniform_map, o.analysis);
   }
   Progress progress("analyze " + o.trace, 1000);
-  // HNF_ANALYZE_TIMING=1 prints each stage's start time on stderr (for benchmarks).
+  // HNF_ANALYZE_TIMING=1 prints each stage's start time and the resident and peak resident
+  // memory at that moment (VmRSS, VmHWM of /proc/self/status) on stderr (for benchmarks).
   const bool timing = std::getenv("HNF_ANALYZE_TIMING") != nullptr;
   const auto start = std::chrono::steady_clock::now();
   o.analysis.progress = [&, timing, start](std::string_view stage, double fraction) {
     progress.update(static_cast<std::uint64_t>(fraction * 1000.0));
     if (timing) {
       const double t = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      std::fprintf(stderr, "%8.3f s  %5.1f%%  %.*s\n", t, 100.0 * fraction, static_cast<int>(stage.size()), stage.data());
+      std::fprintf(stderr, "%8.3f s  %5.1f%%  %-14.*s %s\n", t, 100.0 * fraction, static_cast<int>(stage.size()),
+                   stage.data(), resident_memory().c_str());
     }
   };
   const auto result = analysis::analyze_trace(o.trace, o.analysis);
-  const auto j = analysis::analysis_to_json(result);
-  if (!o.out.empty()) proofs::write_text_atomically(o.out, j.dump() + "\n");
+  if (!o.out.empty())
+    proofs::write_streamed_atomically(o.out, [&](const proofs::TextSink& sink) { analysis::write_analysis_json(result, sink); });
   if (o.json) {
-    std::fputs((j.dump(2) + "\n").c_str(), stdout);
+    std::fputs((analysis::analysis_to_json(result).dump(2) + "\n").c_str(), stdout);
   } else {
     std::fputs(analysis::summary_text(result).c_str(), stdout);
     if (!o.out.empty()) std::printf("wrote %s\n", o.out.c_str());

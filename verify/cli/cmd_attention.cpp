@@ -8,6 +8,7 @@
 #include "commands.h"
 #include "hnf/analysis/attention_stats.h"
 #include "hnf/proofs/error.h"
+#include "interrupt.h"
 
 namespace hnf::verify::cli {
 namespace {
@@ -20,8 +21,11 @@ struct AttentionOptions {
 
 int run_attention(const AttentionOptions& o) {
   if (o.recent < 1) throw proofs::bad_input("--recent", "must be at least 1");
+  // attention_stats has no cancellation point: a signal ends the command at once until it prints.
+  InterruptGuard interrupt_guard(OnInterrupt::kExitAtOnce);
   const auto trace = analysis::Trace::open(o.file);
   const auto stats = analysis::attention_stats(trace, o.recent);
+  interrupt_guard.outputs_follow();
   if (o.json) {
     nlohmann::json j{{"file", o.file}, {"recent", o.recent}, {"layers", nlohmann::json::array()}};
     for (const auto& l : stats) {

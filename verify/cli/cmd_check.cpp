@@ -13,6 +13,7 @@
 #include "hnf/proofs/error.h"
 #include "hnf/proofs/write_file.h"
 #include "hnf/runtime/model_dir.h"
+#include "interrupt.h"
 
 namespace hnf::verify::cli {
 namespace {
@@ -49,11 +50,15 @@ void write_attestation(const CheckCommandOptions& o, const std::string& text, co
 }
 
 int run_check(const CheckCommandOptions& o) {
+  // --recompute re-runs the analysis, which has no cancellation point here: a signal ends the
+  // command at once until the attestation is written.
+  InterruptGuard interrupt_guard(OnInterrupt::kExitAtOnce);
   validate_signing(o);
   const std::string text = proofs::read_certificate_text(o.certificate);
   const proofs::CheckOptions options =
       with_attestation_for(checker_options(o.checker), o.checker, text, o.certificate);
   const auto report = proofs::check_certificate_text(text, o.certificate, options, "hnf-verify " HNF_VERSION);
+  interrupt_guard.outputs_follow();
   if (!report.problems.empty()) {
     const std::size_t more = report.problems.size() - 1;
     // A problem may quote the certificate's own strings: printed as one line, like every error.

@@ -13,6 +13,7 @@
 #include "hnf/proofs/write_file.h"
 #include "hnf/reports/gate.h"
 #include "hnf/runtime/model_dir.h"
+#include "interrupt.h"
 
 namespace hnf::verify::cli {
 namespace {
@@ -36,6 +37,9 @@ const char* status_word(reports::RuleStatus s) {
 
 int run_gate(const GateCommandOptions& o) {
   const std::string tool = "hnf-verify " HNF_VERSION;
+  // The checker has no cancellation point here: a signal ends the command at once until the
+  // JUnit XML and summary are written.
+  InterruptGuard interrupt_guard(OnInterrupt::kExitAtOnce);
   // Everything is read and checked before anything is written: bad input leaves no file.
   const reports::Policy policy = reports::parse_policy(proofs::read_regular_file(o.policy, proofs::kMaxSmallJsonBytes, "a gate policy"), o.policy);
   const proofs::CheckOptions options = checker_options(o.checker);
@@ -52,6 +56,7 @@ int run_gate(const GateCommandOptions& o) {
   std::vector<std::pair<std::string, std::string>> files;
   if (!o.junit.empty()) files.emplace_back(o.junit, reports::gate_junit_xml(gates, o.policy));
   if (!o.summary.empty()) files.emplace_back(o.summary, reports::gate_summary_markdown(gates, o.policy));
+  interrupt_guard.outputs_follow();
   proofs::write_texts_atomically(files);
   for (std::size_t i = 0; i < gates.size(); ++i) {
     const auto& g = gates[i];

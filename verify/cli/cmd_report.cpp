@@ -14,6 +14,7 @@
 #include "hnf/proofs/write_file.h"
 #include "hnf/reports/certificate_report.h"
 #include "hnf/runtime/model_dir.h"
+#include "interrupt.h"
 
 namespace hnf::verify::cli {
 namespace {
@@ -35,6 +36,9 @@ int exit_code_for(const reports::ReportFacts& facts) {
 
 int run_report(const ReportCommandOptions& o) {
   if (o.html.empty() && o.markdown.empty()) throw proofs::bad_input("report", "give --html FILE, --md FILE or both");
+  // The checker (with --recompute, the analysis) has no cancellation point here: a signal ends
+  // the command at once until the documents are written.
+  InterruptGuard interrupt_guard(OnInterrupt::kExitAtOnce);
   const std::string text = proofs::read_certificate_text(o.certificate);
   const proofs::CheckOptions options = with_attestation_for(checker_options(o.checker), o.checker, text, o.certificate);
   reports::ReportInput in;
@@ -56,6 +60,7 @@ int run_report(const ReportCommandOptions& o) {
   std::vector<std::pair<std::string, std::string>> files;
   if (!o.html.empty()) files.emplace_back(o.html, reports::render_html(in, facts));
   if (!o.markdown.empty()) files.emplace_back(o.markdown, reports::render_markdown(in, facts));
+  interrupt_guard.outputs_follow();
   proofs::write_texts_atomically(files);
   std::printf("%s: %s; %.4f bits per element (%.2fx vs fp16); %zu obligations\n", o.certificate.c_str(), facts.verdict.c_str(),
               facts.bits_per_element, facts.compression, facts.obligations.size());

@@ -15,13 +15,14 @@
 
 using hnf::analysis::allocate;
 using hnf::analysis::AllocationProblem;
+using hnf::analysis::RunMap;
 using hnf::analysis::AllocationResult;
 
 namespace {
 
 struct Random {
   AllocationProblem problem{0};
-  std::vector<std::vector<std::size_t>> uniform;  // empty when units have different choice counts
+  std::vector<hnf::analysis::RunMap> uniform;  // empty when units have different choice counts
   double budget = 1.0;
 };
 
@@ -64,7 +65,7 @@ Random make_problem(std::mt19937_64& rng, int index) {
   }
   for (std::size_t u = 0; u < units; ++u) {
     for (std::size_t c = 0; c < r.problem.num_choices(u); ++c) {
-      double* cost = r.problem.cost(u, c);
+      auto* cost = r.problem.cost(u, c);
       for (std::size_t j = 0; j < constraints; ++j) {
         const double x = unit(rng);
         if (monotone) {
@@ -77,7 +78,7 @@ Random make_problem(std::mt19937_64& rng, int index) {
     }
   }
   if (shared) {
-    for (std::size_t c = 0; c < shared_choices; ++c) r.uniform.emplace_back(units, c);
+    for (std::size_t c = 0; c < shared_choices; ++c) r.uniform.emplace_back(std::vector<std::size_t>(units, c));
   }
   // A budget near what some map needs (sometimes exactly it, a tie with the constraint).
   std::vector<std::size_t> some(units);
@@ -90,6 +91,28 @@ Random make_problem(std::mt19937_64& rng, int index) {
 }
 
 }  // namespace
+
+TEST_CASE("RunMap keeps a map as runs and expands it to the same choices") {
+  const std::vector<std::size_t> choices = {2, 2, 0, 0, 0, 1, 2, 2};
+  const RunMap m(choices);
+  CHECK(m.expand(choices.size()) == choices);
+  for (std::size_t u = 0; u < choices.size(); ++u) CHECK(m.choice_at(u) == choices[u]);
+  AllocationProblem p(2);
+  for (std::size_t u = 0; u < choices.size(); ++u) {
+    p.add_unit({1.0, 2.0, 4.0});
+    for (std::size_t c = 0; c < 3; ++c) {
+      p.cost(u, c)[0] = static_cast<double>(u + c);
+      p.cost(u, c)[1] = 1.0 / static_cast<double>(1 + u * c);
+    }
+  }
+  CHECK(p.constraint_totals(m) == p.constraint_totals(choices));
+  CHECK(p.total_bytes(m) == p.total_bytes(choices));
+  RunMap two;
+  two.append(0, 1);
+  two.append(5, 2);
+  CHECK(two.expand(8) == std::vector<std::size_t>{1, 1, 1, 1, 1, 2, 2, 2});
+  CHECK_THROWS_AS(two.append(3, 0), hnf::proofs::Error);  // runs go in unit order
+}
 
 TEST_CASE("allocate agrees with brute force on 2,500 small random problems") {
   std::mt19937_64 rng(42);
@@ -126,7 +149,7 @@ TEST_CASE("allocate agrees with brute force on 2,500 small random problems") {
     for (std::size_t u = 0; u < p.num_units(); ++u) {
       for (std::size_t j = 0; j < m; ++j) {
         double best = std::numeric_limits<double>::infinity();
-        for (std::size_t c = 0; c < p.num_choices(u); ++c) best = std::min(best, p.cost(u, c)[j]);
+        for (std::size_t c = 0; c < p.num_choices(u); ++c) best = std::min(best, static_cast<double>(p.cost(u, c)[j]));
         least[j] += best;
       }
     }
@@ -238,7 +261,7 @@ TEST_CASE("allocate: hand-made problems") {
       p.cost(unit, 0)[1] = 1.0;
     }
     // Only all-expensive (15 bytes, cost 0) meets budget 0.5.
-    const auto r = allocate(p, 0.5, {{0, 0, 0}, {1, 1, 1}});
+    const auto r = allocate(p, 0.5, {RunMap(std::vector<std::size_t>{0, 0, 0}), RunMap(std::vector<std::size_t>{1, 1, 1})});
     CHECK(r.feasible);
     CHECK(r.bytes == 15.0);
     CHECK(r.choices == std::vector<std::size_t>{1, 1, 1});

@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 #include <gmpxx.h>
 
+#include <algorithm>
 #include <cmath>
 #include <random>
 
@@ -36,18 +37,45 @@ TEST_CASE("necessity rows: the below list is exactly the failing rows, at and ar
     h.positions.diameter.push_back(1.0);
   }
   a.heads.push_back(h);
-  const proofs::Obligation o = analysis::necessity_obligation(a, 0, eps);
-  REQUIRE(o.necessity.size() == 4096);
-  std::vector<std::int64_t> failing;
-  for (std::size_t r = 0; r < o.necessity.size(); ++r) {
-    mpq_class capacity(eps);
-    capacity *= 8;
-    mpz_class power;
-    mpz_ui_pow_ui(power.get_mpz_t(), 2, static_cast<unsigned long>(2 * o.necessity[r].bits));
-    capacity *= power;
-    if (capacity < mpq_class(o.necessity[r].kappa_d2)) failing.push_back(static_cast<std::int64_t>(r));
+  auto failing_rows = [&](const proofs::Obligation& o) {
+    std::vector<std::int64_t> failing;
+    for (std::size_t r = 0; r < o.necessity.size(); ++r) {
+      mpq_class capacity(eps);
+      capacity *= 8;
+      mpz_class power;
+      mpz_ui_pow_ui(power.get_mpz_t(), 2, static_cast<unsigned long>(2 * o.necessity[r].bits));
+      capacity *= power;
+      if (capacity < mpq_class(o.necessity[r].kappa_d2)) failing.push_back(static_cast<std::int64_t>(r));
+    }
+    return failing;
+  };
+  SUBCASE("schema 2: one row per position") {
+    const proofs::Obligation o = analysis::necessity_obligation(a, 0, eps, 2);
+    REQUIRE(o.necessity.size() == 4096);
+    const auto failing = failing_rows(o);
+    CHECK(o.below == failing);
+    CHECK(failing.size() > 100);  // both sides of the boundary occur
+    CHECK(failing.size() < o.necessity.size() - 100);
   }
-  CHECK(o.below == failing);
-  CHECK(failing.size() > 100);                  // both sides of the boundary occur
-  CHECK(failing.size() < o.necessity.size() - 100);
+  SUBCASE("schema 3: one row per allocation unit, its largest kappa D^2 and where it is") {
+    const proofs::Obligation o = analysis::necessity_obligation(a, 0, eps);
+    REQUIRE(o.necessity.size() == units);
+    for (std::size_t u = 0; u < units; ++u) {
+      const auto& row = o.necessity[u];
+      const auto first = static_cast<std::int64_t>(u * 16);
+      REQUIRE(row.position >= first);
+      REQUIRE(row.position < first + 16);
+      // The largest of the unit, first on ties (D = 1: kappa_d2 is kappa rounded up by a few ulps).
+      const auto begin = h.positions.kappa.begin() + first;
+      const auto at = std::max_element(begin, begin + 16) - h.positions.kappa.begin();
+      CHECK(row.position == at);
+      const double kappa = h.positions.kappa[static_cast<std::size_t>(at)];
+      CHECK(mpq_class(row.kappa_d2) >= mpq_class(kappa));
+      CHECK(mpq_class(row.kappa_d2) <= mpq_class(kappa) * mpq_class(1.0 + 1e-14));
+    }
+    // Every unit holds positions a few ulps above its capacity, so every row fails here; the
+    // capacities differ per unit (fp16, int4, int2, int8 keys), so the list is still decided per row.
+    CHECK(o.below == failing_rows(o));
+    CHECK(o.below.size() == units);
+  }
 }

@@ -137,7 +137,7 @@ std::vector<double> fp16_row(const std::vector<float>& m, std::size_t t) {
 
 }  // namespace
 
-TEST_CASE("plan cache: fp16 and int4-d32 plans attend over the reference quantizer's values; bits counted exactly") {
+TEST_CASE("plan cache: fp16 and int4-d32 plans attend over the reference quantizer's values, bits counted exactly") {
   const std::size_t n = 40;
   const Rows r = random_rows(n, 1);
   {

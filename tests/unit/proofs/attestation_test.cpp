@@ -37,6 +37,7 @@ Certificate version1_certificate() {
   Certificate c = tiny_certificate();
   c.version = 1;
   c.obligations[1].verdict = Verdict::kProved;
+  hnf::testing::use_per_position_necessity(c);
   return c;
 }
 
@@ -99,6 +100,19 @@ TEST_CASE("only answers count: necessity is a diagnostic, a composition without 
   }
 }
 
+TEST_CASE("version 2 certificates keep one necessity row per position, version 3 refuses them") {
+  Certificate v2 = tiny_certificate();
+  v2.version = 2;
+  hnf::testing::use_per_position_necessity(v2);
+  CHECK(check(v2).problems.empty());
+  CHECK(check(v2).verdict == "certified");
+  Certificate v3 = v2;
+  v3.version = 3;
+  CHECK(first_problem(v3).find("32 rows, expected one per kv head and allocation unit (2)") != std::string::npos);
+  v2.obligations[1].necessity.resize(2);
+  CHECK(first_problem(v2).find("expected one per kv head and position (32)") != std::string::npos);
+}
+
 TEST_CASE("version 1 certificates are judged with the same meaning") {
   const Certificate v1 = version1_certificate();
   const auto report = check(v1);
@@ -121,8 +135,8 @@ TEST_CASE("version 1 certificates are judged with the same meaning") {
   CHECK(first_problem(bad).find("version 2") != std::string::npos);
   // Newer or unknown versions are refused with one clear line.
   Json j = Json::parse(certificate_to_json(tiny_certificate()));
-  j["version"] = 3;
-  CHECK_THROWS_WITH_AS((void)check_certificate_text(j.dump(), "c.json", {}, kTool), doctest::Contains("versions 1 to 2"), Error);
+  j["version"] = 4;
+  CHECK_THROWS_WITH_AS((void)check_certificate_text(j.dump(), "c.json", {}, kTool), doctest::Contains("versions 1 to 3"), Error);
 }
 
 TEST_CASE("the claim hash covers claims, not where or how a certificate was made") {

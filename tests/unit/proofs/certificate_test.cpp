@@ -74,7 +74,7 @@ TEST_CASE("a valid certificate round-trips and checks as certified") {
   CHECK(report.verdict == "certified");
   CHECK(report.certified.has_value());
   CHECK(report.certified->map_sha256() == c.map_sha256);
-  CHECK(report.inequalities == 4 + 32 + 1);
+  CHECK(report.inequalities == 4 + 2 + 1);
 }
 
 TEST_CASE("the certificate hash catches any edit of the content") {
@@ -141,18 +141,29 @@ TEST_CASE("the checker re-derives every verdict and rejects inconsistent certifi
   }
   SUBCASE("necessity bits must be the map's") {
     Certificate c = tiny_certificate();
-    c.obligations[1].necessity[20].bits = 4;
-    CHECK(rejected_for(c, "row 20 has bits 4, the map stores fp16"));
+    c.obligations[1].necessity[1].bits = 4;
+    CHECK(rejected_for(c, "row 1 has bits 4, the map stores fp16"));
+  }
+  SUBCASE("schema 3: one necessity row per allocation unit, placed inside its unit") {
+    Certificate c = tiny_certificate();
+    c.obligations[1].necessity.pop_back();
+    CHECK(rejected_for(c, "1 rows, expected one per kv head and allocation unit (2)"));
+    c = tiny_certificate();
+    c.obligations[1].necessity[1].position = 15;  // unit 0's position in unit 1's row
+    CHECK(rejected_for(c, "row 1 is not (kv head 0, a position of unit 1)"));
+    c = tiny_certificate();
+    c.obligations[1].necessity[1].position = 31;  // the unit's last position is fine
+    CHECK(check(c).problems.empty());
   }
   SUBCASE("the rows below the obstruction must be exactly the failing ones") {
     Certificate c = tiny_certificate();
     c.obligations[1].below.clear();
     CHECK(rejected_for(c, "not exactly the failing rows"));
     c = tiny_certificate();
-    c.obligations[1].below = {3, 4};
+    c.obligations[1].below = {0, 1};
     CHECK(rejected_for(c, "not exactly the failing rows"));
     c = tiny_certificate();
-    c.obligations[1].necessity[3].kappa_d2 = "512/5";  // exactly 8 eps 4^4 = 102.4: holds, so not below
+    c.obligations[1].necessity[0].kappa_d2 = "512/5";  // exactly 8 eps 4^4 = 102.4: holds, so not below
     CHECK(rejected_for(c, "not exactly the failing rows"));
   }
   SUBCASE("composition over its budget") {

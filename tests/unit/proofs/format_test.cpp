@@ -139,7 +139,7 @@ class RoundingModeGuard {
 
 }  // namespace
 
-TEST_CASE("format names round-trip for every vocabulary entry; unknown names are rejected") {
+TEST_CASE("format names round-trip for every vocabulary entry, unknown names are rejected") {
   for (const int head_dim : {16, 32, 64, 96, 128, 256}) {
     for (const Format& f : format_vocabulary(head_dim)) {
       CHECK(is_valid_format(f, head_dim));
@@ -312,7 +312,7 @@ TEST_CASE("integer groups: the bounds hold in every FPU rounding mode") {
   }
 }
 
-TEST_CASE("integer codes: values exactly on half steps round to even; out-of-range values clamp") {
+TEST_CASE("integer codes: values exactly on half steps round to even, out-of-range values clamp") {
   for (const int bits : kBits) {
     CAPTURE(bits);
     const int max_code = (1 << bits) - 1;
@@ -387,6 +387,52 @@ TEST_CASE("quantize_block groups along head_dim and along tokens, with a short l
   }
   // An empty block is fine.
   quantize_block(*parse_format("int4-t16"), {}, 0, head_dim, {}, {});
+}
+
+TEST_CASE("encode_block stores what quantize_block returns: codes and groups decode to x_hat") {
+  std::mt19937_64 rng(12);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  const std::size_t head_dim = 64;
+  for (const std::size_t rows : {std::size_t{1}, std::size_t{37}, std::size_t{64}}) {
+    std::vector<float> x(rows * head_dim);
+    for (float& v : x) v = normal(rng);
+    x[3] = 300.0f;  // one outlier
+    std::vector<double> x_hat(x.size()), radius(x.size());
+    std::vector<std::uint16_t> codes(x.size());
+    for (const Format& f : format_vocabulary(static_cast<int>(head_dim))) {
+      CAPTURE(format_name(f));
+      CAPTURE(rows);
+      quantize_block(f, x, rows, head_dim, x_hat, radius);
+      std::vector<GroupParams> groups(block_group_count(f, rows, head_dim));
+      encode_block(f, x, rows, head_dim, codes, groups);
+      if (!is_integer_encoding(f.encoding)) {
+        CHECK(groups.empty());
+        for (std::size_t i = 0; i < x.size(); ++i) {
+          const std::uint16_t expected = f.encoding == Encoding::kF16 ? float_to_half_bits(x[i]) : float_to_bf16_bits(x[i]);
+          REQUIRE(codes[i] == expected);
+          REQUIRE(decode_element(f.encoding, codes[i], {}) == x_hat[i]);
+        }
+        continue;
+      }
+      const auto g = static_cast<std::size_t>(f.group_size);
+      CHECK(groups.size() == (f.axis == GroupAxis::kHeadDim ? rows * head_dim / g : (rows + g - 1) / g * head_dim));
+      const int bits = code_bits(f.encoding);
+      for (std::size_t r = 0; r < rows; ++r)
+        for (std::size_t c = 0; c < head_dim; ++c) {
+          const std::size_t i = r * head_dim + c;
+          const std::size_t k = block_group(f, r, c, head_dim);
+          REQUIRE(k < groups.size());
+          REQUIRE(codes[i] < (1u << bits));
+          REQUIRE(decode_element(f.encoding, codes[i], groups[k]) == x_hat[i]);
+          REQUIRE(integer_radius(groups[k]) == radius[i]);
+          // The group holds exactly the elements the format groups together.
+          const std::size_t same_group_neighbour =
+              f.axis == GroupAxis::kHeadDim ? (c % g + 1 < g ? k : k + 1) : (r % g + 1 < g && r + 1 < rows ? k : k + head_dim);
+          if (f.axis == GroupAxis::kHeadDim && c + 1 < head_dim) CHECK(block_group(f, r, c + 1, head_dim) == same_group_neighbour);
+          if (f.axis == GroupAxis::kTokens && r + 1 < rows) CHECK(block_group(f, r + 1, c, head_dim) == same_group_neighbour);
+        }
+    }
+  }
 }
 
 TEST_CASE("float formats: the radius of every fp16 and bf16 pattern is half the gap above it") {

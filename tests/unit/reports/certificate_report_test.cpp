@@ -45,17 +45,17 @@ TEST_CASE("report facts: margins, the obstruction and the composed bound of the 
   CHECK(s.margin == doctest::Approx(0.03));
   CHECK(s.worst_at == "kv head 0, query head 1, position 30");
   const auto& n = f.obligations[1];
-  CHECK(n.inequalities == 32);
+  CHECK(n.inequalities == 2);  // one row per allocation unit (schema 3)
   CHECK(n.below == 1);
-  // log2(8 * 0.05 * 4^4 / (1/3)) = log2(307.2) at the int4 positions (position 3 is listed below).
-  CHECK(n.min_log2_headroom == doctest::Approx(std::log2(307.2)));
-  CHECK(n.worst_at == "kv head 0, position 0");
+  // log2(8 * 0.05 * 4^11 / (1/3)) at the fp16 unit (the int4 unit's row, position 3, is listed below).
+  CHECK(n.min_log2_headroom == doctest::Approx(std::log2(0.4 * 4194304.0 * 3.0)));
+  CHECK(n.worst_at == "kv head 0, position 16");
   REQUIRE(f.composed_bound.has_value());
   CHECK(*f.composed_bound == doctest::Approx(0.1));  // injection 2 x eps 1/20 (one layer: no Lipschitz factor)
   // Obstruction: 0 bits for kappa_d2 = 1/3 (0.4 >= 1/3); 5 bits for 200 (0.4 * 4^5 = 409.6 >= 200 > 102.4).
-  CHECK(f.obstruction.rows == 32);
-  CHECK(f.obstruction.mean_min_bits == doctest::Approx(5.0 / 32.0));
-  CHECK(f.obstruction.mean_map_bits == doctest::Approx((16 * 4 + 16 * 11) / 32.0));
+  CHECK(f.obstruction.rows == 2);
+  CHECK(f.obstruction.mean_min_bits == doctest::Approx(5.0 / 2.0));
+  CHECK(f.obstruction.mean_map_bits == doctest::Approx((4 + 11) / 2.0));
   CHECK(f.obstruction.below == 1);
 }
 
@@ -103,7 +103,7 @@ TEST_CASE("the Markdown summary holds the verdict, the heatmap table, margins an
   CHECK(md.find("largest bound 0.02 vs budget 0.05: margin 0.03 (40.00 % of the budget used)") != std::string::npos);
   CHECK(md.find("hnf-verify check 'out dir/cert.json' --model MODEL_DIR --trace t.safetensors --recompute") != std::string::npos);
   CHECK(md.find(c.certify_command) != std::string::npos);
-  CHECK(md.find("needs at least 0.156 precision bits on average; the map stores 7.500") != std::string::npos);
+  CHECK(md.find("needs at least 2.500 precision bits on average; the map stores 7.500") != std::string::npos);
 }
 
 TEST_CASE("re-check commands name every SMT file for z3 and cvc5, quoted for the shell") {

@@ -164,13 +164,13 @@ TEST_CASE("verdicts: unknown gives exit 2, refuted and rejected give exit 1, and
   CHECK(gate_exit_code({x}) == 1);
 }
 
-TEST_CASE("JUnit XML counts every rule and escapes messages; the summary names the failed rule") {
+TEST_CASE("JUnit XML counts every rule and escapes messages, the summary names the failed rule") {
   const Certificate c = versioned(hnf::testing::tiny_certificate());
   const auto fail = run(R"({"max_eps": "0.01"})", c);
   const auto pass = run("{}", c);
   const std::string xml = gate_junit_xml({fail, pass}, "policy & co.json");
-  CHECK(xml.find("<testsuites name=\"hnf-verify gate\" tests=\"5\" failures=\"1\" errors=\"0\"") != std::string::npos);
-  CHECK(xml.find("<testsuite name=\"cert.json\" id=\"0\" tests=\"3\" failures=\"1\" errors=\"0\"") != std::string::npos);
+  CHECK(xml.find("<testsuites name=\"hnf-verify gate\" tests=\"7\" failures=\"1\" errors=\"0\"") != std::string::npos);
+  CHECK(xml.find("<testsuite name=\"cert.json\" id=\"0\" tests=\"4\" failures=\"1\" errors=\"0\"") != std::string::npos);
   CHECK(xml.find("<failure message=\"epsilon 1/20 exceeds the policy&#39;s max_eps 0.01\" type=\"policy\">") != std::string::npos);
   CHECK(xml.find("value=\"policy &amp; co.json\"") != std::string::npos);
   const std::string md = gate_summary_markdown({fail, pass}, "policy.json");

@@ -233,7 +233,7 @@ TEST_CASE("decode: query-head counts 1..9 share one pass (register blocks of 1-4
   }
 }
 
-TEST_CASE("decode: head_dim not a multiple of 32 (AVX-512 tail), of 16 (AVX2 tail; no AVX-512) or of 8 (portable)") {
+TEST_CASE("decode: head_dim not a multiple of 32 (AVX-512 tail), of 16 (AVX2 tail, no AVX-512) or of 8 (portable)") {
   constexpr std::int64_t kPositions = 200;
   constexpr int kGroup = 4;
   for (const int head_dim : {80, 72, 36}) {

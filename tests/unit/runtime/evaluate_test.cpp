@@ -136,7 +136,7 @@ class HalfValueCache final : public runtime::KvCache {
 
 }  // namespace
 
-TEST_CASE("compare_caches: the reference against itself is KL exactly 0, agreement 1; another cache is not") {
+TEST_CASE("compare_caches: the reference against itself is KL exactly 0, agreement 1, another cache is not") {
   testing::TempDir dir;
   testing::write_tiny_llama(dir.path(), testing::TinyLlama{});
   const auto model = runtime::LlamaModel::load(dir.path());

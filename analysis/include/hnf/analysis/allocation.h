@@ -8,9 +8,57 @@
 #pragma once
 
 #include <cstddef>
+#include <algorithm>
+#include <cstdint>
+#include <utility>
 #include <vector>
 
+#include "hnf/proofs/float16.h"
+
 namespace hnf::analysis {
+
+// One cost of the model, stored in 16 bits (bfloat16: round to nearest even, 8 significant
+// bits, the range of a float). The cost matrix is units x choices x constraints, the largest
+// array of a long-context analysis; the allocator is a heuristic whose maps are certified by
+// their S1 bounds alone, so the model it optimises is the one these stored values define (its
+// Lagrangian lower bound included).
+class Cost {
+ public:
+  Cost() = default;
+  Cost(double value) noexcept  // NOLINT(google-explicit-constructor): costs are assigned from doubles
+      : bits_(proofs::float_to_bf16_bits(static_cast<float>(value))) {}
+  operator double() const noexcept {  // NOLINT(google-explicit-constructor)
+    return static_cast<double>(proofs::bf16_bits_to_float(bits_));
+  }
+
+ private:
+  std::uint16_t bits_ = 0;
+};
+static_assert(sizeof(Cost) == 2, "a stored cost is 16 bits");
+
+// A choice per unit stored as runs: units [first_i, first_{i+1}) take choice_i. A uniform map of
+// K and V is two runs however many units a long trace has (as full vectors the allocator's
+// uniform candidates alone were 140 x units x 8 bytes).
+class RunMap {
+ public:
+  RunMap() = default;
+  explicit RunMap(const std::vector<std::size_t>& choices);  // one run per change of choice
+  // Units from first_unit on (to the next run) take `choice`; runs are appended in unit order.
+  void append(std::size_t first_unit, std::size_t choice);
+  [[nodiscard]] std::size_t choice_at(std::size_t unit) const;
+  [[nodiscard]] std::vector<std::size_t> expand(std::size_t units) const;  // [units]
+  // Calls f(first, end, choice) per run, clipped to [0, units).
+  template <class F>
+  void each_run(std::size_t units, F&& f) const {
+    for (std::size_t i = 0; i < runs_.size(); ++i) {
+      const std::size_t end = i + 1 < runs_.size() ? runs_[i + 1].first : units;
+      if (runs_[i].first < end) f(runs_[i].first, std::min(end, units), runs_[i].second);
+    }
+  }
+
+ private:
+  std::vector<std::pair<std::size_t, std::size_t>> runs_;  // (first unit, choice), increasing first
+};
 
 class AllocationProblem {
  public:
@@ -27,22 +75,24 @@ class AllocationProblem {
     return bytes_[unit_offset_[unit] + choice];
   }
   // cost[j] of choosing `choice` for `unit`, [num_constraints].
-  [[nodiscard]] double* cost(std::size_t unit, std::size_t choice) noexcept {
+  [[nodiscard]] Cost* cost(std::size_t unit, std::size_t choice) noexcept {
     return costs_.data() + (unit_offset_[unit] + choice) * num_constraints_;
   }
-  [[nodiscard]] const double* cost(std::size_t unit, std::size_t choice) const noexcept {
+  [[nodiscard]] const Cost* cost(std::size_t unit, std::size_t choice) const noexcept {
     return costs_.data() + (unit_offset_[unit] + choice) * num_constraints_;
   }
 
   // Per constraint, sum over units of the cost of the given choices, [num_constraints].
   [[nodiscard]] std::vector<double> constraint_totals(const std::vector<std::size_t>& choices) const;
   [[nodiscard]] double total_bytes(const std::vector<std::size_t>& choices) const;
+  [[nodiscard]] std::vector<double> constraint_totals(const RunMap& choices) const;
+  [[nodiscard]] double total_bytes(const RunMap& choices) const;
 
  private:
   std::size_t num_constraints_;
   std::vector<std::size_t> unit_offset_;  // first choice index of each unit
   std::vector<double> bytes_;             // [total choices]
-  std::vector<double> costs_;             // [total choices, num_constraints]
+  std::vector<Cost> costs_;               // [total choices, num_constraints]
 };
 
 struct AllocationResult {
@@ -72,7 +122,7 @@ struct AllocationState {
 };
 
 [[nodiscard]] AllocationResult allocate(const AllocationProblem& problem, double budget,
-                                        const std::vector<std::vector<std::size_t>>& uniform_candidates,
+                                        const std::vector<RunMap>& uniform_candidates,
                                         int iterations = 40, AllocationState* state = nullptr);
 
 }  // namespace hnf::analysis

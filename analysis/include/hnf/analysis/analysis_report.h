@@ -4,7 +4,9 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -33,7 +35,12 @@ struct AnalysisSummary {
 
 [[nodiscard]] RatioStats ratio_stats(std::vector<double> ratios);
 [[nodiscard]] AnalysisSummary summarize(const AnalysisResult& result);
-[[nodiscard]] nlohmann::json analysis_to_json(const AnalysisResult& result);
+// The analysis as JSON (format "hnf-analysis"); with_positions false leaves out each head's
+// per-position arrays ("positions"), which are most of it at long context.
+[[nodiscard]] nlohmann::json analysis_to_json(const AnalysisResult& result, bool with_positions = true);
+// The same JSON text (per-position arrays included, one line), passed to `write` in pieces, so
+// that a long trace's analysis is never held as one document in memory.
+void write_analysis_json(const AnalysisResult& result, const std::function<void(std::string_view)>& write);
 [[nodiscard]] std::string summary_text(const AnalysisResult& result);
 
 }  // namespace hnf::analysis

@@ -60,15 +60,17 @@ struct AnalysisOptions {
 };
 
 // Per position of one (layer, kv head), over the subset's queries of all its query heads.
-// Rounded to nearest (statistics and necessity estimates, not certified bounds).
+// Rounded to nearest (statistics and necessity estimates, not certified bounds). Kept for every
+// head of the trace, so the figures only reported are floats (the weights they come from are);
+// kappa and the diameter, which the necessity rows are computed from, stay doubles.
 struct PositionAnalysis {
-  std::vector<double> max_weight;   // [tokens] largest attention weight a_jt
-  std::vector<double> mean_weight;  // [tokens] mean of a_jt over the queries that see t
+  std::vector<float> max_weight;    // [tokens] largest attention weight a_jt
+  std::vector<float> mean_weight;   // [tokens] mean of a_jt over the queries that see t
   std::vector<double> kappa;        // [tokens] curvature kappa_t (THEORY.md, Definition 4)
-  std::vector<double> lipschitz_k;  // [tokens] max_j ||d o_j / d k_t||
-  std::vector<double> lipschitz_v;  // [tokens] max_j ||d o_j / d v_t|| = max_j a_jt
+  std::vector<float> lipschitz_k;   // [tokens] max_j ||d o_j / d k_t||
+  std::vector<float> lipschitz_v;   // [tokens] max_j ||d o_j / d v_t|| = max_j a_jt
   std::vector<double> diameter;     // [tokens] D_t = max_i k_ti - min_i k_ti
-  std::vector<int> p_min;           // [tokens] obstruction bound (Theorem 5.7) at the layer's epsilon
+  std::vector<std::int16_t> p_min;  // [tokens] obstruction bound (Theorem 5.7) at the layer's epsilon
 };
 
 struct QueryBound {

@@ -28,6 +28,34 @@ struct OutputEnclosure {
 using proofs::gamma_up;
 using proofs::norm_up;
 
+// A [rows, dim] matrix of exact reals read back as doubles a few rows at a time, so that a
+// long trace's keys and values can stay in a compact form (the trace's 2-byte elements, or a
+// quantized block's codes) while the enclosures below run over them (kv_rows.h).
+class RowSource {
+ public:
+  virtual ~RowSource() = default;
+  [[nodiscard]] virtual std::size_t rows() const noexcept = 0;
+  [[nodiscard]] virtual std::size_t dim() const noexcept = 0;
+  // Rows [first, first + count) as exact doubles: out [count, dim].
+  virtual void read(std::size_t first, std::size_t count, double* out) const = 0;
+};
+
+// Rows held as doubles already: data [rows, dim], borrowed.
+class DoubleRows final : public RowSource {
+ public:
+  DoubleRows(std::span<const double> data, std::size_t dim) : data_(data), dim_(dim) {}
+  [[nodiscard]] std::size_t rows() const noexcept override { return dim_ == 0 ? 0 : data_.size() / dim_; }
+  [[nodiscard]] std::size_t dim() const noexcept override { return dim_; }
+  void read(std::size_t first, std::size_t count, double* out) const override;
+
+ private:
+  std::span<const double> data_;
+  std::size_t dim_;
+};
+
+// Rows a RowSource yields per read in the enclosures: [kReadRows, dim] doubles of scratch.
+inline constexpr std::size_t kReadRows = 64;
+
 // Upper bound of the Euclidean norm of each row: rows [n, d] -> out [n], rounded toward +inf.
 [[nodiscard]] std::vector<double> row_norms_up(std::span<const double> rows, std::size_t d);
 
@@ -43,6 +71,16 @@ void enclose_scores(std::span<const double> q, std::span<const double> keys, std
 [[nodiscard]] OutputEnclosure enclose_softmax_output(std::span<const double> s_lo, std::span<const double> s_hi,
                                                      std::span<const double> values, std::size_t d,
                                                      std::size_t num_keys, std::vector<double>& exp_scratch);
+
+// The same over rows read from a RowSource (the span versions above call these).
+void enclose_scores(std::span<const double> q, const RowSource& keys, std::span<const double> key_norms,
+                    std::size_t num_keys, std::span<double> s_lo, std::span<double> s_hi);
+[[nodiscard]] OutputEnclosure enclose_softmax_output(std::span<const double> s_lo, std::span<const double> s_hi,
+                                                     const RowSource& values, std::size_t num_keys,
+                                                     std::vector<double>& exp_scratch);
+[[nodiscard]] OutputEnclosure enclose_attention_output(std::span<const double> q, const RowSource& keys,
+                                                       std::span<const double> key_norms, const RowSource& values,
+                                                       std::size_t num_keys);
 
 // Convenience: enclose_scores then enclose_softmax_output.
 [[nodiscard]] OutputEnclosure enclose_attention_output(std::span<const double> q, std::span<const double> keys,

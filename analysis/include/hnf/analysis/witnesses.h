@@ -24,9 +24,12 @@ namespace hnf::analysis {
 // Rows (kv head, query head, recorded query) with the S1 bound of each; verdict left unknown.
 [[nodiscard]] proofs::Obligation sufficiency_obligation(const AnalysisResult& analysis, std::int64_t layer, double budget);
 
-// Rows (kv head, position) with kappa_t D_t^2 rounded up and the stored key format's precision;
-// rows failing 8 budget 4^bits >= kappa_d2 (decided exactly) are listed below.
-[[nodiscard]] proofs::Obligation necessity_obligation(const AnalysisResult& analysis, std::int64_t layer, double budget);
+// Rows with kappa_t D_t^2 rounded up and the stored key format's precision; rows failing
+// 8 budget 4^bits >= kappa_d2 (decided exactly) are listed below. For certificate `version` >= 3
+// one row per (kv head, allocation unit): the unit's largest kappa D^2 and its position (the
+// first on ties); before, one row per (kv head, position).
+[[nodiscard]] proofs::Obligation necessity_obligation(const AnalysisResult& analysis, std::int64_t layer, double budget,
+                                                      int version = proofs::kCertificateVersion);
 
 // Re-runs the analysis of `trace` with the certificate's map and S1 scope (and, with a model
 // directory, the composition constants) and compares exactly: every S1 bound, kappa_d2, Lipschitz

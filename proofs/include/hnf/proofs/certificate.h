@@ -22,9 +22,13 @@
 namespace hnf::proofs {
 
 // Version 2 (tool 0.5.0 after issue 17): necessity obligations are diagnostics, a composition
-// without an end-to-end budget is recorded, not proved. Version 1 certificates are still judged
-// (obligation_standing reads them with the same meaning).
-inline constexpr int kCertificateVersion = 2;
+// without an end-to-end budget is recorded, not proved. Version 3: a necessity obligation has one
+// row per (kv head, allocation unit), the unit's largest kappa D^2 (one per position made a
+// 1M-token certificate gigabytes). Versions 1 and 2 are still judged (obligation_standing reads
+// them with the same meaning; their necessity rows are per position).
+inline constexpr int kCertificateVersion = 3;
+// The first version whose necessity rows are per allocation unit.
+inline constexpr int kPerUnitNecessityVersion = 3;
 inline constexpr int kOldestCertificateVersion = 1;
 
 // Limits of the certificate reader (docs/hostile-input.md). A certificate of 1M tokens x one

@@ -133,4 +133,51 @@ static_assert(sizeof(GroupParams) == 4, "a group's metadata is two fp16 words (3
 void quantize_block(const Format& f, std::span<const float> x, std::size_t rows,
                     std::size_t head_dim, std::span<double> x_hat, std::span<double> radius);
 
+// What a block stores, without dequantizing it: per element its code (the fp16 or bf16 bit
+// pattern for float formats, the integer code otherwise) and per group its parameters (integer
+// formats only). quantize_block is encode_block followed by decode_element and the radius, so
+// the two cannot disagree; a compact copy of a quantized matrix keeps the codes and groups.
+//
+// Groups of a block of `rows` rows: none for float formats; kHeadDim: rows * head_dim/group,
+// group of (row, column) = (row * head_dim + column) / group; kTokens: ceil(rows/group) *
+// head_dim, group of (row, column) = (row / group) * head_dim + column.
+[[nodiscard]] std::size_t block_group_count(const Format& f, std::size_t rows, std::size_t head_dim);
+// Integer formats only (inline: readers of compact copies call it per element).
+[[nodiscard]] inline std::size_t block_group(const Format& f, std::size_t row, std::size_t column,
+                                             std::size_t head_dim) noexcept {
+  const auto g = static_cast<std::size_t>(f.group_size);
+  return f.axis == GroupAxis::kHeadDim ? (row * head_dim + column) / g  // g divides head_dim
+                                       : row / g * head_dim + column;
+}
+
+// Calls fn(row, column, block_group(f, row, column, head_dim)) for every element of rows
+// [row_begin, row_end) of a block of an integer format, row by row, without a division per
+// element (kHeadDim: a group is group_size consecutive columns; kTokens: the groups of a row are
+// consecutive by column).
+template <class Fn>
+void for_each_block_element(const Format& f, std::size_t row_begin, std::size_t row_end, std::size_t head_dim,
+                            Fn&& fn) {
+  const auto g = static_cast<std::size_t>(f.group_size);
+  for (std::size_t row = row_begin; row < row_end; ++row) {
+    if (f.axis == GroupAxis::kHeadDim) {
+      for (std::size_t c0 = 0; c0 < head_dim; c0 += g) {
+        const std::size_t k = block_group(f, row, c0, head_dim);
+        for (std::size_t column = c0; column < c0 + g; ++column) fn(row, column, k);
+      }
+    } else {
+      const std::size_t k0 = block_group(f, row, 0, head_dim);
+      for (std::size_t column = 0; column < head_dim; ++column) fn(row, column, k0 + column);
+    }
+  }
+}
+
+// x [rows, head_dim]; codes [rows, head_dim]; groups [block_group_count]. Throws exactly as
+// quantize_block does.
+void encode_block(const Format& f, std::span<const float> x, std::size_t rows, std::size_t head_dim,
+                  std::span<std::uint16_t> codes, std::span<GroupParams> groups);
+
+// The exact stored value of an element: the fp16/bf16 value of its bit pattern, or z + s*code
+// of its group (p is ignored for float encodings).
+[[nodiscard]] double decode_element(Encoding encoding, std::uint16_t code, GroupParams p);
+
 }  // namespace hnf::proofs

@@ -10,6 +10,10 @@
 // view, so a 128K-token trace is never copied; pages a caller has finished with can be
 // dropped from resident memory with release(). The writer writes to "<out>.partial" and
 // renames on finish(), so a failed or abandoned write leaves nothing at the output path.
+//
+// Both register with live_files.h: a mapping, so that a file truncated by another process while
+// it is read (SIGBUS) is reported as bad input naming it; a partial file, so that a handler that
+// ends the process without unwinding still removes it.
 #pragma once
 
 #include <bit>
@@ -22,6 +26,8 @@
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "hnf/proofs/live_files.h"
 
 namespace hnf::proofs {
 
@@ -38,6 +44,12 @@ enum class Dtype : std::uint8_t { kF32, kF16, kBF16, kI8, kU8, kI32, kI64 };
 // Element i of a floating tensor's raw little-endian bytes as a float: exact for F32, F16 and
 // BF16 (data need not be aligned). Other dtypes: 0 (callers check is_floating first).
 [[nodiscard]] float load_float(Dtype dtype, const std::byte* data, std::uint64_t i) noexcept;
+
+// Test hook, not for users: the first time the process asks a SafetensorsFile whose file name
+// (last path component) is this variable's value for a tensor's bytes, it stops itself
+// (SIGSTOP), once per process: a test can then truncate the mapped file or deliver a signal at
+// that known point, in the middle of the work, and send SIGCONT (tests/cli/faults_test.sh).
+inline constexpr const char* kPauseAtFirstReadEnv = "HNF_TEST_PAUSE_AT_FIRST_READ";
 
 // Largest header the reader accepts (the limit of the reference implementation).
 inline constexpr std::uint64_t kMaxHeaderBytes = 100'000'000;
@@ -105,6 +117,7 @@ class SafetensorsFile {
   std::uint64_t file_size_ = 0;
   std::uint64_t data_start_ = 0;  // 8 + header length
   const std::byte* map_ = nullptr;
+  LiveFileRegistration mapping_registration_;  // of [map_, map_ + file_size_)
   Metadata metadata_;
   std::vector<TensorInfo> tensors_;
 };
@@ -146,6 +159,7 @@ class SafetensorsWriter {
 
   std::filesystem::path out_;
   std::filesystem::path partial_;
+  LiveFileRegistration partial_registration_;  // of partial_, until it is renamed or removed
   int fd_ = -1;
   std::uint64_t data_start_ = 0;
   std::vector<Slot> slots_;

@@ -1,7 +1,9 @@
 // Output files (certificates, reports, SMT-LIB scripts): written whole or not at all.
 #pragma once
 
+#include <functional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -17,6 +19,12 @@ void write_text_atomically(const std::string& path, const std::string& text);
 // complete: a failed write leaves every destination as it was and removes every partial file;
 // a rename failing midway removes the files already moved. All of them or none.
 void write_texts_atomically(const std::vector<std::pair<std::string, std::string>>& files);
+
+// The same for an output too large to hold as one string: `produce` passes the text to the sink
+// in pieces, written to "<path>.partial" as they come; renamed when produce returns, removed
+// when it (or a write) throws.
+using TextSink = std::function<void(std::string_view)>;
+void write_streamed_atomically(const std::string& path, const std::function<void(const TextSink&)>& produce);
 
 // Creates the directory (and its parents) if missing. Throws bad input naming `option` and the
 // path when it cannot, or when the path exists and is not a directory.

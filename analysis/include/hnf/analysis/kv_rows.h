@@ -1,0 +1,69 @@
+// Compact copies of one kv head's K or V for the analysis of long traces. The analysis needs
+// every row of a head at once; as doubles that is 8 bytes an element, several times the
+// trace itself at 128K tokens. These keep the exact rows in the trace's own element type
+// (2 bytes for F16/BF16) and a quantized map's rows as its codes and group parameters (1 byte an
+// element for the integer formats), and give rows back as exact doubles through RowSource.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "hnf/analysis/attention_enclosure.h"
+#include "hnf/proofs/format.h"
+#include "hnf/proofs/safetensors.h"
+
+namespace hnf::analysis {
+
+// Exact rows as the trace stores them: [rows, dim] elements of an F32, F16 or BF16 tensor.
+class StoredRows final : public RowSource {
+ public:
+  StoredRows() = default;
+  // Copies rows [first, first + count) of `tensor` [n0, n1, dim] at outer index `outer` out of
+  // `file`. Throws bad input naming `path`, the tensor and the element when a value is NaN or
+  // infinite.
+  StoredRows(const proofs::SafetensorsFile& file, const std::string& path, const proofs::TensorInfo& tensor,
+             std::int64_t outer, std::int64_t first, std::int64_t count);
+
+  [[nodiscard]] std::size_t rows() const noexcept override { return rows_; }
+  [[nodiscard]] std::size_t dim() const noexcept override { return dim_; }
+  void read(std::size_t first, std::size_t count, double* out) const override;
+  // The same rows as the floats they are (the quantizer's input): out [count, dim].
+  void read_floats(std::size_t first, std::size_t count, float* out) const;
+
+ private:
+  proofs::Dtype dtype_ = proofs::Dtype::kF32;
+  std::size_t rows_ = 0, dim_ = 0;
+  std::vector<std::byte> bytes_;  // [rows, dim] elements of dtype_
+};
+
+// The rows of a head quantized with a map: unit u (rows [u*block, (u+1)*block)) in its own
+// format. Codes are kept, not values: one byte per element (the low byte; float formats keep
+// their high bytes per unit aside) and each unit's group parameters.
+class QuantizedRows final : public RowSource {
+ public:
+  QuantizedRows() = default;
+  QuantizedRows(std::size_t rows, std::size_t dim, std::size_t block);
+
+  [[nodiscard]] std::size_t rows() const noexcept override { return rows_; }
+  [[nodiscard]] std::size_t dim() const noexcept override { return dim_; }
+  [[nodiscard]] std::size_t units() const noexcept { return formats_.size(); }
+  [[nodiscard]] std::size_t block() const noexcept { return block_; }
+  // Whether unit u holds the rows quantized in f (false before its first assign).
+  [[nodiscard]] bool holds(std::size_t unit, const proofs::Format& f) const noexcept;
+  // Quantizes unit u in format f: x [rows of the unit, dim] are the unit's exact floats.
+  // Throws as proofs::encode_block. Different units may be assigned concurrently.
+  void assign(std::size_t unit, const proofs::Format& f, std::span<const float> x);
+  void read(std::size_t first, std::size_t count, double* out) const override;
+
+ private:
+  std::size_t rows_ = 0, dim_ = 0, block_ = 0, group_capacity_ = 0;
+  std::vector<proofs::Format> formats_;                // [units]
+  std::vector<std::uint8_t> assigned_;                 // [units] 1 once assigned
+  std::vector<std::uint8_t> low_;                      // [rows, dim] low byte of each code
+  std::vector<std::vector<std::uint8_t>> high_;        // [units] high bytes (float formats), else empty
+  std::vector<proofs::GroupParams> groups_;            // [units, group_capacity]
+};
+
+}  // namespace hnf::analysis

@@ -1,0 +1,147 @@
+#include "hnf/analysis/kv_rows.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <string>
+
+#include "hnf/proofs/error.h"
+#include "hnf/proofs/float16.h"
+
+namespace hnf::analysis {
+
+using proofs::Dtype;
+
+namespace {
+
+// The float of every fp16 bit pattern (256 KB, built once): the exact rows of an F16 trace are
+// decoded for every query of every enclosure, where half_bits_to_float's branches were the hot spot.
+const std::vector<float>& half_table() {
+  static const std::vector<float> table = [] {
+    std::vector<float> t(1u << 16);
+    for (std::uint32_t h = 0; h < t.size(); ++h) t[h] = proofs::half_bits_to_float(static_cast<std::uint16_t>(h));
+    return t;
+  }();
+  return table;
+}
+
+}  // namespace
+
+StoredRows::StoredRows(const proofs::SafetensorsFile& file, const std::string& path, const proofs::TensorInfo& tensor,
+                       std::int64_t outer, std::int64_t first, std::int64_t count)
+    : dtype_(tensor.dtype), rows_(static_cast<std::size_t>(count)), dim_(static_cast<std::size_t>(tensor.shape[2])) {
+  HNF_ASSERT(dtype_ == Dtype::kF32 || dtype_ == Dtype::kF16 || dtype_ == Dtype::kBF16,
+             "trace tensors are F32, F16 or BF16 (Trace::open checks)");
+  const std::size_t element = proofs::dtype_size(dtype_);
+  const auto begin = static_cast<std::uint64_t>((outer * tensor.shape[1] + first) * tensor.shape[2]);
+  const auto bytes = file.bytes(tensor).subspan(begin * element, rows_ * dim_ * element);
+  bytes_.assign(bytes.begin(), bytes.end());
+  for (std::size_t i = 0; i < rows_ * dim_; ++i) {
+    if (std::isfinite(proofs::load_float(dtype_, bytes_.data(), i))) continue;
+    const auto flat = begin + i;
+    throw proofs::bad_input(path, "tensor " + tensor.name + " holds a non-finite value at element " +
+                                      std::to_string(flat) + " (row " + std::to_string(flat / dim_) + ")");
+  }
+}
+
+void StoredRows::read_floats(std::size_t first, std::size_t count, float* out) const {
+  HNF_ASSERT(first <= rows_ && count <= rows_ - first, "StoredRows::read past the last row");
+  const std::size_t begin = first * dim_, n = count * dim_;
+  if (dtype_ == Dtype::kF32) {
+    std::memcpy(out, bytes_.data() + 4 * begin, 4 * n);
+    return;
+  }
+  // One branch per call, not per element (load_float's switch was the hot spot).
+  std::vector<std::uint16_t> bits(n);
+  std::memcpy(bits.data(), bytes_.data() + 2 * begin, 2 * n);
+  if (dtype_ == Dtype::kF16) {
+    const std::vector<float>& half = half_table();
+    for (std::size_t i = 0; i < n; ++i) out[i] = half[bits[i]];
+  } else {
+    for (std::size_t i = 0; i < n; ++i) out[i] = proofs::bf16_bits_to_float(bits[i]);
+  }
+}
+
+void StoredRows::read(std::size_t first, std::size_t count, double* out) const {
+  std::vector<float> floats(count * dim_);
+  read_floats(first, count, floats.data());
+  std::copy(floats.begin(), floats.end(), out);  // widening is exact
+}
+
+QuantizedRows::QuantizedRows(std::size_t rows, std::size_t dim, std::size_t block)
+    : rows_(rows), dim_(dim), block_(block) {
+  HNF_ASSERT(block > 0 && dim > 0, "a quantized matrix has a positive block and dim");
+  const std::size_t units = (rows + block - 1) / block;
+  for (const proofs::Format& f : proofs::format_vocabulary(static_cast<int>(dim)))
+    group_capacity_ = std::max(group_capacity_, proofs::block_group_count(f, block, dim));
+  formats_.resize(units);
+  assigned_.assign(units, 0);
+  low_.resize(rows * dim);
+  high_.resize(units);
+  groups_.resize(units * group_capacity_);
+}
+
+bool QuantizedRows::holds(std::size_t unit, const proofs::Format& f) const noexcept {
+  return assigned_[unit] != 0 && formats_[unit] == f;
+}
+
+void QuantizedRows::assign(std::size_t unit, const proofs::Format& f, std::span<const float> x) {
+  const std::size_t first = unit * block_;
+  const std::size_t count = std::min(block_, rows_ - first);
+  HNF_ASSERT(x.size() == count * dim_, "assign: x must hold the unit's rows");
+  const std::size_t group_count = proofs::block_group_count(f, count, dim_);
+  HNF_ASSERT(group_count <= group_capacity_, "a unit's groups fit the capacity of a full block");
+  std::vector<std::uint16_t> codes(count * dim_);
+  proofs::encode_block(f, x, count, dim_, codes, std::span(groups_).subspan(unit * group_capacity_, group_count));
+  std::uint8_t* low = low_.data() + first * dim_;
+  for (std::size_t i = 0; i < codes.size(); ++i) low[i] = static_cast<std::uint8_t>(codes[i] & 0xffu);
+  if (proofs::is_integer_encoding(f.encoding)) {
+    std::vector<std::uint8_t>().swap(high_[unit]);
+  } else {
+    high_[unit].resize(codes.size());
+    for (std::size_t i = 0; i < codes.size(); ++i) high_[unit][i] = static_cast<std::uint8_t>(codes[i] >> 8);
+  }
+  formats_[unit] = f;
+  assigned_[unit] = 1;
+}
+
+void QuantizedRows::read(std::size_t first, std::size_t count, double* out) const {
+  HNF_ASSERT(first <= rows_ && count <= rows_ - first, "QuantizedRows::read past the last row");
+  std::vector<double> zero(group_capacity_), scale(group_capacity_);
+  std::size_t t = first;
+  const std::size_t end = first + count;
+  while (t < end) {
+    const std::size_t unit = t / block_;
+    const std::size_t unit_first = unit * block_;
+    const std::size_t stop = std::min(end, std::min(rows_, unit_first + block_));
+    HNF_ASSERT(assigned_[unit] != 0, "QuantizedRows::read of a unit never assigned");
+    const proofs::Format& f = formats_[unit];
+    const std::uint8_t* low = low_.data() + t * dim_;
+    double* o = out + (t - first) * dim_;
+    const std::size_t n = (stop - t) * dim_;
+    if (!proofs::is_integer_encoding(f.encoding)) {
+      const std::uint8_t* high = high_[unit].data() + (t - unit_first) * dim_;
+      for (std::size_t i = 0; i < n; ++i)
+        o[i] = proofs::decode_element(f.encoding, static_cast<std::uint16_t>(high[i] << 8 | low[i]), {});
+    } else {
+      // Each group's zero point and scale once per read, then z + s*c per element: exactly the
+      // value decode_element gives (z + s*c is exact, proofs/format.h).
+      const std::size_t rows_in_unit = std::min(block_, rows_ - unit_first);
+      const std::size_t group_count = proofs::block_group_count(f, rows_in_unit, dim_);
+      const proofs::GroupParams* groups = groups_.data() + unit * group_capacity_;
+      for (std::size_t k = 0; k < group_count; ++k) {
+        zero[k] = static_cast<double>(proofs::half_bits_to_float(groups[k].zero_f16));
+        scale[k] = static_cast<double>(proofs::half_bits_to_float(groups[k].scale_f16));
+      }
+      const std::size_t row0 = t - unit_first;
+      proofs::for_each_block_element(f, row0, stop - unit_first, dim_,
+                                     [&](std::size_t row, std::size_t column, std::size_t k) {
+                                       const std::size_t i = (row - row0) * dim_ + column;
+                                       o[i] = zero[k] + scale[k] * static_cast<double>(low[i]);
+                                     });
+    }
+    t = stop;
+  }
+}
+
+}  // namespace hnf::analysis
