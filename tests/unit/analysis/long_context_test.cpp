@@ -12,6 +12,7 @@
 #include <string>
 
 #include "hnf/analysis/analyze.h"
+#include "hnf/analysis/kv_rows.h"
 #include "hnf/analysis/synthetic_trace.h"
 #include "hnf/analysis/trace.h"
 #include "hnf/proofs/float16.h"
@@ -132,6 +133,20 @@ TEST_CASE("trace elements past index 2^31 are read at the right place (sparse 12
   CHECK(proofs::load_float(reread.dtype(), reread.file().bytes(*l.k).data(), past - 1) == 0.0f);
   CHECK(proofs::load_float(reread.dtype(), reread.file().bytes(*l.k).data(), past + 1) == 0.0f);
   CHECK(reread.query_positions() == std::vector<std::int64_t>{kLongTokens - 1});
+  // The analysis's own copies (StoredRows) of the rows around element 2^31 of k and of v's last
+  // row: the same values at the same places.
+  const std::int64_t row_of_past = static_cast<std::int64_t>(past / kLongDim);
+  const analysis::StoredRows k_rows(reread.file(), path.string(), *l.k, 0, row_of_past - 1, 2);
+  std::vector<double> k_read(2 * kLongDim);
+  k_rows.read(0, 2, k_read.data());
+  CHECK(k_read[kLongDim] == -1.25);  // element 2^31: the first of row 2^25
+  CHECK(k_read[kLongDim - 1] == 0.0);
+  CHECK(k_read[kLongDim + 1] == 0.0);
+  const analysis::StoredRows v_rows(reread.file(), path.string(), *l.v, 0, kLongTokens - 1, 1);
+  std::vector<double> v_read(kLongDim);
+  v_rows.read(0, 1, v_read.data());
+  CHECK(v_read[kLongDim - 1] == 3.5);
+  CHECK(v_read[kLongDim - 2] == 0.0);
 }
 
 TEST_CASE("uniform and equal-key patterns attend uniformly") {
