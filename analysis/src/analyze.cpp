@@ -13,56 +13,15 @@
 #include "hnf/analysis/attention_enclosure.h"
 #include "hnf/analysis/interval.h"
 #include "hnf/analysis/kv_rows.h"
+#include "head_data.h"
+#include "scope_bounds.h"
 #include "hnf/proofs/error.h"
 
 namespace hnf::analysis {
 namespace {
 
+using namespace detail;
 using proofs::Format;
-
-// ---------------------------------------------------------------------------------------------
-// Inputs of one (layer, kv head)
-
-struct HeadInputs {
-  std::int64_t layer = 0;
-  std::int64_t kv_head = 0;
-  std::size_t tokens = 0;
-  std::size_t d = 0;
-  // Exact keys and values in the trace's own element type (2 bytes for F16/BF16): as doubles
-  // they would be the largest arrays of a long-context analysis (kv_rows.h).
-  StoredRows keys;                // [tokens, d]
-  StoredRows values;              // [tokens, d]
-  std::vector<double> key_norms;  // [tokens] upper bounds
-  // The analysed queries of every query head sharing this kv head, sorted by position.
-  std::vector<double> queries;         // [J, d]
-  std::vector<std::int64_t> positions; // [J]
-  std::vector<std::int64_t> heads;     // [J]
-  std::vector<double> radius_samples;  // ||q_j - q at the previous recorded position||
-  double max_query_norm = 0.0;         // over every recorded query of these heads, rounded up
-};
-
-// Calls f(t, rows) for t in [first, end), rows[i] [d] the exact doubles of row t of sources[i],
-// read kReadRows rows at a time (the sources share d).
-template <std::size_t N, class F>
-void each_row(const std::array<const RowSource*, N>& sources, std::size_t first, std::size_t end, F&& f) {
-  const std::size_t d = sources[0]->dim();
-  std::array<std::vector<double>, N> chunks;
-  for (auto& c : chunks) c.resize(kReadRows * d);
-  std::array<const double*, N> rows{};
-  for (std::size_t b = first; b < end; b += kReadRows) {
-    const std::size_t count = std::min(kReadRows, end - b);
-    for (std::size_t i = 0; i < N; ++i) sources[i]->read(b, count, chunks[i].data());
-    for (std::size_t r = 0; r < count; ++r) {
-      for (std::size_t i = 0; i < N; ++i) rows[i] = chunks[i].data() + r * d;
-      f(b + r, rows);
-    }
-  }
-}
-
-template <class F>
-void each_row(const RowSource& source, std::size_t first, std::size_t end, F&& f) {
-  each_row<1>({&source}, first, end, [&](std::size_t t, const std::array<const double*, 1>& rows) { f(t, rows[0]); });
-}
 
 // Reads `count` rows of `tensor` [n0, n1, d] starting at row (outer, first) as floats; throws
 // bad input on NaN or Inf.
@@ -175,18 +134,6 @@ HeadInputs load_head(const Trace& trace, const std::string& path, std::int64_t l
 
 // ---------------------------------------------------------------------------------------------
 // Exact attention of the analysed queries (round to nearest: statistics and the model)
-
-struct ExactAttention {
-  std::size_t J = 0;
-  // What the weights a_jt = e^{s_jt - m_j} / z_j and the distances ||v_t - o_j|| are recomputed
-  // from, a block of positions at a time (unit_attention): kept as [tokens, J] they would be
-  // the largest arrays of a long-context analysis.
-  std::vector<double> max_score;           // [J] m_j, the largest scaled score
-  std::vector<double> normaliser;          // [J] z_j
-  std::vector<double> output;              // [J, d] o_j
-  std::vector<OutputEnclosure> enclosure;  // [J] rigorous enclosure of o_j
-  std::vector<double> query_norm;          // [J] nearest
-};
 
 // s_jt = q_j . k_t in one fixed order: exact_attention and unit_attention must agree bit for bit.
 double query_key_dot(const double* q, const double* k, std::size_t d) {
@@ -310,19 +257,6 @@ void position_statistics(const HeadInputs& h, const ExactAttention& ex, const do
 
 // ---------------------------------------------------------------------------------------------
 // Quantization of a map and the S1 bound
-
-struct MapChoice {
-  std::vector<Format> key_formats;    // [units]
-  std::vector<Format> value_formats;  // [units]
-};
-
-// The quantized K and V of a head under a map, as codes (kv_rows.h). requantize() redoes only
-// the blocks whose format changed since the previous map, which keeps the allocator's S1
-// checks cheap.
-struct QuantizedCache {
-  QuantizedRows keys, values;     // [tokens, d] each
-  std::vector<double> key_norms;  // [tokens] upper bounds of the quantized keys' norms
-};
 
 void requantize(const HeadInputs& h, std::size_t block, const MapChoice& map, QuantizedCache& qc) {
   if (qc.keys.rows() != h.tokens || qc.keys.block() != block) {
@@ -554,127 +488,6 @@ std::vector<std::size_t> finest_choices(const HeadModel& model) {
   HNF_ASSERT(model.key_choices.front() == Format{} && model.value_choices.front() == Format{},
              "the format vocabulary must start with fp16");
   return uniform_map(model, 0, 0).expand(2 * model.units);
-}
-
-// ---------------------------------------------------------------------------------------------
-// S2 and S3
-
-// Upper bound over every query q with ||q - q_j|| <= radius (same position) of the
-// attention-output error with this map (THEORY.md, Theorem S2).
-// Upper bounds of ||dk_t|| and ||dv_t|| for every position, [tokens] each.
-struct ResidualNorms {
-  std::vector<double> dk, dv;
-};
-
-ResidualNorms residual_norms(const HeadInputs& h, const QuantizedCache& qc) {
-  const std::size_t d = h.d;
-  ResidualNorms r{std::vector<double>(h.tokens), std::vector<double>(h.tokens)};
-  std::vector<double> diff(d);
-  each_row<4>({&qc.keys, &h.keys, &qc.values, &h.values}, 0, h.tokens,
-              [&](std::size_t t, const std::array<const double*, 4>& row) {
-                for (std::size_t i = 0; i < d; ++i) diff[i] = row[0][i] - row[1][i];
-                r.dk[t] = norm_up(diff.data(), d, 1);
-                for (std::size_t i = 0; i < d; ++i) diff[i] = row[2][i] - row[3][i];
-                r.dv[t] = norm_up(diff.data(), d, 1);
-              });
-  return r;
-}
-
-double s2_bound(const HeadInputs& h, const QuantizedCache& qc, std::size_t j, const OutputEnclosure& exact,
-                double radius, const std::vector<double>& rho, const ResidualNorms& residuals) {
-  const std::size_t d = h.d;
-  const auto n = static_cast<std::size_t>(h.positions[j]) + 1;
-  const double* q = h.queries.data() + j * d;
-  std::vector<double> s_lo(n), s_hi(n), w_lo(n), w_hi(n);
-  enclose_scores({q, d}, h.keys, h.key_norms, n, s_lo, s_hi);
-  enclose_softmax_weights(s_lo, s_hi, n, w_lo, w_hi);
-  const double c_hi = div_up(1.0, sqrt_down(static_cast<double>(d)));
-  const double q_norm = norm_up(q, d, 0);
-  const double gamma_d = gamma_up(d);
-  double rho_max = 0.0;
-  for (std::size_t t = 0; t < n; ++t) rho_max = std::max(rho_max, rho[t]);
-  // Per key: a_t bound, spread factor e^{R(rho_t + rho*)}, eta_t, w_t, ||dv_t||.
-  std::vector<double> spread(n), eta(n), w(n), dv(n), dk(d);
-  const double gamma_d_u = add_up(gamma_d, std::ldexp(1.0, -52));
-  double omega = 0.0, big_h = 0.0;
-  each_row<3>({&qc.keys, &h.keys, &h.values}, 0, n, [&](std::size_t t, const std::array<const double*, 3>& row) {
-    // Residuals rounded to nearest: the exact residual is within a relative u of each, so the
-    // magnitudes stepped up bound it, and the dot product's error gains u ||q|| ||dk||.
-    for (std::size_t i = 0; i < d; ++i) dk[i] = row[0][i] - row[1][i];
-    const double dk_norm = residuals.dk[t];
-    dv[t] = residuals.dv[t];
-    double dot = 0.0;
-    for (std::size_t i = 0; i < d; ++i) dot += q[i] * dk[i];
-    const double dot_abs = add_up(next_up(std::fabs(dot)), mul_up(gamma_d_u, mul_up(q_norm, dk_norm)));
-    eta[t] = add_up(mul_up(dot_abs, c_hi), mul_up(radius, mul_up(dk_norm, c_hi)));
-    big_h = std::max(big_h, eta[t]);
-    spread[t] = exp_up(mul_up(radius, add_up(rho[t], rho_max)));
-    w[t] = distance_up({row[2], d}, exact);
-    omega = add_up(omega, mul_up(w_hi[t], mul_up(sub_up(spread[t], 1.0), w[t])));
-  });
-  double sum = 0.0;
-  for (std::size_t t = 0; t < n; ++t) {
-    const double term = add_up(mul_up(eta[t], add_up(w[t], omega)), dv[t]);
-    sum = add_up(sum, mul_up(mul_up(w_hi[t], spread[t]), term));
-  }
-  return mul_up(exp_up(mul_up(2.0, big_h)), sum);
-}
-
-// Upper bound over every query with ||q|| <= Q, at any position (THEORY.md, Theorem S3).
-// Residual magnitudes are the nearest differences stepped up one ulp.
-struct S3Terms {
-  double dk_max = 0.0;    // max_t ||dk_t||, rounded up
-  double dv_max = 0.0;    // max_t ||dv_t||, rounded up
-  double radius_v = 0.0;  // max_t ||v_t - mean||, rounded up
-};
-
-// e^H (e^H - 1) 2 radius_v + dv_max with H = Q dk_max / sqrt(d), every step rounded up.
-double s3_from_terms(const S3Terms& terms, double query_norm, std::size_t d) {
-  const double c_hi = div_up(1.0, sqrt_down(static_cast<double>(d)));
-  const double big_h = mul_up(query_norm, mul_up(terms.dk_max, c_hi));
-  const double e_h = exp_up(big_h);
-  return add_up(mul_up(mul_up(e_h, sub_up(e_h, 1.0)), mul_up(2.0, terms.radius_v)), terms.dv_max);
-}
-
-// The mean row of rows [tokens, d]: sum_t x_t / tokens, each term divided first (nearest).
-std::vector<double> mean_row(const RowSource& rows) {
-  const std::size_t d = rows.dim();
-  std::vector<double> mean(d, 0.0);
-  const auto tokens = static_cast<double>(rows.rows());
-  each_row(rows, 0, rows.rows(), [&](std::size_t, const double* x) {
-    for (std::size_t i = 0; i < d; ++i) mean[i] += x[i] / tokens;
-  });
-  return mean;
-}
-
-S3Terms s3_terms(const HeadInputs& h, const QuantizedCache& qc) {
-  const std::size_t d = h.d;
-  const std::vector<double> mean = mean_row(h.values);
-  std::vector<double> diff(d);
-  double dk_max = 0.0, dv_max = 0.0, radius_v = 0.0;
-  each_row<4>({&qc.keys, &h.keys, &qc.values, &h.values}, 0, h.tokens,
-              [&](std::size_t, const std::array<const double*, 4>& row) {
-                for (std::size_t i = 0; i < d; ++i) diff[i] = row[0][i] - row[1][i];
-                dk_max = std::max(dk_max, norm_up(diff.data(), d, 1));
-                for (std::size_t i = 0; i < d; ++i) diff[i] = row[2][i] - row[3][i];
-                dv_max = std::max(dv_max, norm_up(diff.data(), d, 1));
-                for (std::size_t i = 0; i < d; ++i) diff[i] = row[3][i] - mean[i];
-                radius_v = std::max(radius_v, norm_up(diff.data(), d, 1));
-              });
-  return {dk_max, dv_max, radius_v};
-}
-
-std::vector<double> key_spreads(const HeadInputs& h) {
-  // rho_t = ||k_t - c|| / sqrt(d), rounded up, with c the mean key (any c is valid).
-  const std::size_t d = h.d;
-  const double c_hi = div_up(1.0, sqrt_down(static_cast<double>(d)));
-  const std::vector<double> mean = mean_row(h.keys);
-  std::vector<double> diff(d), rho(h.tokens);
-  each_row(h.keys, 0, h.tokens, [&](std::size_t t, const double* k) {
-    for (std::size_t i = 0; i < d; ++i) diff[i] = k[i] - mean[i];
-    rho[t] = mul_up(norm_up(diff.data(), d, 1), c_hi);
-  });
-  return rho;
 }
 
 double quantile(std::vector<double> x, double q) {

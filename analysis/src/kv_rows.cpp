@@ -44,28 +44,39 @@ StoredRows::StoredRows(const proofs::SafetensorsFile& file, const std::string& p
   }
 }
 
-void StoredRows::read_floats(std::size_t first, std::size_t count, float* out) const {
-  HNF_ASSERT(first <= rows_ && count <= rows_ - first, "StoredRows::read past the last row");
-  const std::size_t begin = first * dim_, n = count * dim_;
-  if (dtype_ == Dtype::kF32) {
-    std::memcpy(out, bytes_.data() + 4 * begin, 4 * n);
+namespace {
+
+// Decodes n elements of dtype from data into out (float or double: the widening is exact), with
+// one branch per call, not per element (load_float's switch was the hot spot).
+template <class T>
+void decode_elements(Dtype dtype, const std::byte* data, std::size_t n, T* out) {
+  if (dtype == Dtype::kF32) {
+    for (std::size_t i = 0; i < n; ++i) {
+      float f;
+      std::memcpy(&f, data + 4 * i, 4);
+      out[i] = f;
+    }
     return;
   }
-  // One branch per call, not per element (load_float's switch was the hot spot).
-  std::vector<std::uint16_t> bits(n);
-  std::memcpy(bits.data(), bytes_.data() + 2 * begin, 2 * n);
-  if (dtype_ == Dtype::kF16) {
-    const std::vector<float>& half = half_table();
-    for (std::size_t i = 0; i < n; ++i) out[i] = half[bits[i]];
-  } else {
-    for (std::size_t i = 0; i < n; ++i) out[i] = proofs::bf16_bits_to_float(bits[i]);
+  const bool half = dtype == Dtype::kF16;
+  const std::vector<float>& table = half_table();
+  for (std::size_t i = 0; i < n; ++i) {
+    std::uint16_t bits;
+    std::memcpy(&bits, data + 2 * i, 2);
+    out[i] = half ? table[bits] : proofs::bf16_bits_to_float(bits);
   }
 }
 
+}  // namespace
+
+void StoredRows::read_floats(std::size_t first, std::size_t count, float* out) const {
+  HNF_ASSERT(first <= rows_ && count <= rows_ - first, "StoredRows::read past the last row");
+  decode_elements(dtype_, bytes_.data() + first * dim_ * proofs::dtype_size(dtype_), count * dim_, out);
+}
+
 void StoredRows::read(std::size_t first, std::size_t count, double* out) const {
-  std::vector<float> floats(count * dim_);
-  read_floats(first, count, floats.data());
-  std::copy(floats.begin(), floats.end(), out);  // widening is exact
+  HNF_ASSERT(first <= rows_ && count <= rows_ - first, "StoredRows::read past the last row");
+  decode_elements(dtype_, bytes_.data() + first * dim_ * proofs::dtype_size(dtype_), count * dim_, out);
 }
 
 QuantizedRows::QuantizedRows(std::size_t rows, std::size_t dim, std::size_t block)
