@@ -8,12 +8,14 @@
 # Usage: bench_long_context.sh HNF_VERIFY WORK_DIR [TOKENS] [PATTERN...]
 #   env: LAYERS (2) HEADS (4) KV_HEADS (2) HEAD_DIM (64) DTYPE (F16) TRACE_QUERY_STRIDE (64:
 #   queries recorded every 64 positions, as a long-context trace would keep) EPS (0.05)
+#   SINKS (3: leading sink positions of the sinks pattern) SOUNDNESS (path of tests' hnf-soundness: after certify, the allocated map's S1, S2 and S3
+#   bounds of the newest two queries per head and the first are checked against MPFR)
 set -euo pipefail
 verify=$1 work=$2 tokens=${3:-131072}
 shift $(($# < 3 ? $# : 3))
 patterns=("${@:-gaussian}")
 layers=${LAYERS:-2} heads=${HEADS:-4} kv_heads=${KV_HEADS:-2} head_dim=${HEAD_DIM:-64} dtype=${DTYPE:-F16}
-stride=${TRACE_QUERY_STRIDE:-64} eps=${EPS:-0.05}
+stride=${TRACE_QUERY_STRIDE:-64} eps=${EPS:-0.05} soundness=${SOUNDNESS:-}
 mkdir -p "$work"
 trap 'rm -f "$work"/bench-*.safetensors' EXIT
 
@@ -27,7 +29,7 @@ measure() {
 
 synth() {  # synth OUT TOKENS PATTERN
   "$verify" synth-trace --out "$1" --layers "$layers" --heads "$heads" --kv-heads "$kv_heads" --tokens "$2" \
-    --head-dim "$head_dim" --dtype "$dtype" --query-stride "$stride" --pattern "$3" --sinks 3 >/dev/null 2>&1
+    --head-dim "$head_dim" --dtype "$dtype" --query-stride "$stride" --pattern "$3" --sinks "${SINKS:-3}" >/dev/null 2>&1
 }
 
 element=$([[ $dtype == F32 ]] && echo 4 || echo 2)
@@ -62,4 +64,9 @@ for pattern in "${patterns[@]}"; do
     ratio=$(awk -v r="$rss_bytes" -v f="$fixed" -v l="$layer_bytes" 'BEGIN {printf "%.2f", (r - f) / l}')
     echo "$pattern $command: $verdict, wall ${wall_s} s, peak RSS $rss_bytes bytes, (peak - fixed) / layer = $ratio"
   done
+  if [[ -n $soundness ]]; then
+    "$soundness" "$trace" --eps "$eps" --maps allocated --last-queries 2 --query-stride "$tokens" --neighbours 1 \
+      >"$work/soundness.out" 2>&1 || { cat "$work/soundness.out" >&2; echo "FAIL: MPFR check on $pattern" >&2; exit 1; }
+    echo "$pattern MPFR sample: $(grep -m1 '^total:' "$work/soundness.out")"
+  fi
 done
