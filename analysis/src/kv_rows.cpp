@@ -5,6 +5,8 @@
 #include <cstring>
 #include <string>
 
+#include <fmt/format.h>
+
 #include "hnf/proofs/error.h"
 #include "hnf/proofs/float16.h"
 
@@ -36,11 +38,17 @@ StoredRows::StoredRows(const proofs::SafetensorsFile& file, const std::string& p
   const auto begin = static_cast<std::uint64_t>((outer * tensor.shape[1] + first) * tensor.shape[2]);
   const auto bytes = file.bytes(tensor).subspan(begin * element, rows_ * dim_ * element);
   bytes_.assign(bytes.begin(), bytes.end());
+  // Every format of the vocabulary must be able to store every value (the integer formats' zero
+  // points and scales are fp16): checked here, before any quantizer runs inside a parallel loop.
+  constexpr float kHalfMax = 65504.0f;
   for (std::size_t i = 0; i < rows_ * dim_; ++i) {
-    if (std::isfinite(proofs::load_float(dtype_, bytes_.data(), i))) continue;
+    const float x = proofs::load_float(dtype_, bytes_.data(), i);
+    if (std::isfinite(x) && std::fabs(x) <= kHalfMax) continue;
     const auto flat = begin + i;
-    throw proofs::bad_input(path, "tensor " + tensor.name + " holds a non-finite value at element " +
-                                      std::to_string(flat) + " (row " + std::to_string(flat / dim_) + ")");
+    const std::string where = " at element " + std::to_string(flat) + " (row " + std::to_string(flat / dim_) + ")";
+    if (!std::isfinite(x)) throw proofs::bad_input(path, "tensor " + tensor.name + " holds a non-finite value" + where);
+    throw proofs::bad_input(path, "tensor " + tensor.name + " holds " + fmt::format("{}", x) + where +
+                                      ", beyond the fp16 range [-65504, 65504] that the cache formats store");
   }
 }
 

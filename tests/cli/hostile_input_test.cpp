@@ -10,6 +10,8 @@
 #include <algorithm>
 #include <cstdint>
 #include <filesystem>
+#include <cmath>
+#include <limits>
 #include <string>
 #include <vector>
 
@@ -142,7 +144,7 @@ TEST_CASE("safetensors: sizes that overflow, huge or negative dimensions, huge o
   }
 }
 
-TEST_CASE("trace: metadata integers beyond the file, non-finite rope_theta, zero heads") {
+TEST_CASE("trace: metadata integers beyond the file, non-finite rope_theta, values no format stores, zero heads") {
   TempDir dir;
   const auto path = dir / "t.safetensors";
   hnf::testing::SmallTrace spec;
@@ -162,6 +164,25 @@ TEST_CASE("trace: metadata integers beyond the file, non-finite rope_theta, zero
       spec.metadata_overrides["rope_theta"] = theta;
       hnf::testing::write_small_trace(path, spec);
       expect_refused(run("inspect " + quote(path)), path, "rope_theta is missing or not a positive number");
+    }
+  }
+  SUBCASE("keys or values beyond what the cache formats store (F32 1e6, -70000, infinity)") {
+    for (const char* tensor : {"layers.1.k", "layers.0.v"}) {
+      for (const float bad : {1e6f, -70000.0f, std::numeric_limits<float>::infinity()}) {
+        CAPTURE(tensor);
+        CAPTURE(bad);
+        spec.value = [&](const std::string& name, std::uint64_t index) {
+          return name == tensor && index == 5 ? bad : 0.25f * static_cast<float>(index % 7) - 0.5f;
+        };
+        hnf::testing::write_small_trace(path, spec);
+        const std::string problem = std::isfinite(bad) ? "beyond the fp16 range" : "non-finite value";
+        // Was a crash (exit 134): the quantizer threw inside an OpenMP loop.
+        expect_refused(run("analyze " + quote(path) + " --eps 0.05 --out " + quote(dir / "a.json")), path,
+                       "tensor " + std::string(tensor) + " holds", {dir / "a.json"});
+        // certify and check --recompute read the trace through the same analysis (StoredRows).
+        expect_refused(run("analyze " + quote(path) + " --bits 4 --out " + quote(dir / "b.json")), path, problem,
+                       {dir / "b.json"});
+      }
     }
   }
   SUBCASE("zero query heads") {
