@@ -23,25 +23,6 @@ namespace {
 using namespace detail;
 using proofs::Format;
 
-// Reads `count` rows of `tensor` [n0, n1, d] starting at row (outer, first) as floats; throws
-// bad input on NaN or Inf.
-void read_rows(const Trace& trace, const std::string& path, const proofs::TensorInfo& tensor, std::int64_t outer,
-               std::int64_t first, std::int64_t count, std::vector<float>& out) {
-  const auto bytes = trace.file().bytes(tensor);
-  const auto d = tensor.shape[2];
-  const auto begin = static_cast<std::uint64_t>((outer * tensor.shape[1] + first) * d);
-  const auto n = static_cast<std::uint64_t>(count * d);
-  out.resize(n);
-  for (std::uint64_t i = 0; i < n; ++i) {
-    out[i] = proofs::load_float(trace.dtype(), bytes.data(), begin + i);
-    if (!std::isfinite(out[i])) {
-      const auto flat = begin + i;
-      throw proofs::bad_input(path, "tensor " + tensor.name + " holds a non-finite value at element " +
-                                        std::to_string(flat) + " (row " + std::to_string(flat / d) + ")");
-    }
-  }
-}
-
 double norm_nearest(const double* x, std::size_t n) {
   double s = 0.0;
   for (std::size_t i = 0; i < n; ++i) s += x[i] * x[i];
@@ -100,7 +81,9 @@ HeadInputs load_head(const Trace& trace, const std::string& path, std::int64_t l
   std::vector<Row> rows;
   for (std::int64_t g = 0; g < group; ++g) {
     const std::int64_t head = kv_head * group + g;
-    read_rows(trace, path, *tl.q, head, 0, s.num_queries, q_all);
+    q_all.resize(static_cast<std::size_t>(s.num_queries) * h.d);
+    StoredRows(trace.file(), path, *tl.q, head, 0, s.num_queries, StoredRows::Values::kFinite)
+        .read_floats(0, static_cast<std::size_t>(s.num_queries), q_all.data());
     std::vector<double> row(h.d);
     for (std::size_t i = 0; i < static_cast<std::size_t>(s.num_queries); ++i) {
       std::copy_n(q_all.begin() + static_cast<std::ptrdiff_t>(i * h.d), h.d, row.begin());
@@ -885,13 +868,13 @@ void measure_holdout(const Trace& holdout, const std::string& holdout_path, cons
                      const QuantizedCache& qc, HeadAnalysis& ha) {
   const auto& hp = holdout.query_positions();
   const TraceLayer& hl = holdout.layers()[static_cast<std::size_t>(h.layer)];
-  std::vector<float> hq;
   for (std::size_t j = 0; j < ha.queries.size(); ++j) {
     const auto it = std::lower_bound(hp.begin(), hp.end(), h.positions[j]);
     if (it == hp.end() || *it != h.positions[j]) continue;
     ++ha.holdout_total;
-    read_rows(holdout, holdout_path, *hl.q, h.heads[j], it - hp.begin(), 1, hq);
-    std::vector<double> q(hq.begin(), hq.end());
+    std::vector<double> q(h.d);
+    StoredRows(holdout.file(), holdout_path, *hl.q, h.heads[j], it - hp.begin(), 1, StoredRows::Values::kFinite)
+        .read(0, 1, q.data());
     double dist = 0.0;
     for (std::size_t c = 0; c < h.d; ++c) dist += (q[c] - h.queries[j * h.d + c]) * (q[c] - h.queries[j * h.d + c]);
     if (std::sqrt(dist) > ha.s2_radius) continue;

@@ -30,7 +30,7 @@ const std::vector<float>& half_table() {
 }  // namespace
 
 StoredRows::StoredRows(const proofs::SafetensorsFile& file, const std::string& path, const proofs::TensorInfo& tensor,
-                       std::int64_t outer, std::int64_t first, std::int64_t count)
+                       std::int64_t outer, std::int64_t first, std::int64_t count, Values values)
     : dtype_(tensor.dtype), rows_(static_cast<std::size_t>(count)), dim_(static_cast<std::size_t>(tensor.shape[2])) {
   HNF_ASSERT(dtype_ == Dtype::kF32 || dtype_ == Dtype::kF16 || dtype_ == Dtype::kBF16,
              "trace tensors are F32, F16 or BF16 (Trace::open checks)");
@@ -38,17 +38,17 @@ StoredRows::StoredRows(const proofs::SafetensorsFile& file, const std::string& p
   const auto begin = static_cast<std::uint64_t>((outer * tensor.shape[1] + first) * tensor.shape[2]);
   const auto bytes = file.bytes(tensor).subspan(begin * element, rows_ * dim_ * element);
   bytes_.assign(bytes.begin(), bytes.end());
-  // Every format of the vocabulary must be able to store every value (the integer formats' zero
-  // points and scales are fp16): checked here, before any quantizer runs inside a parallel loop.
-  constexpr float kHalfMax = 65504.0f;
+  // Keys and values are checked here, before any quantizer runs inside a parallel loop (where an
+  // exception would end the process).
+  const bool storable = values == Values::kCacheStorable;
   for (std::size_t i = 0; i < rows_ * dim_; ++i) {
     const float x = proofs::load_float(dtype_, bytes_.data(), i);
-    if (std::isfinite(x) && std::fabs(x) <= kHalfMax) continue;
+    if (storable ? proofs::integer_storable(x) : std::isfinite(x)) continue;
     const auto flat = begin + i;
     const std::string where = " at element " + std::to_string(flat) + " (row " + std::to_string(flat / dim_) + ")";
     if (!std::isfinite(x)) throw proofs::bad_input(path, "tensor " + tensor.name + " holds a non-finite value" + where);
-    throw proofs::bad_input(path, "tensor " + tensor.name + " holds " + fmt::format("{}", x) + where +
-                                      ", beyond the fp16 range [-65504, 65504] that the cache formats store");
+    throw proofs::bad_input(path, "tensor " + tensor.name + " holds " + fmt::format("{}", x) + where + ", which " +
+                                      proofs::integer_value_problem(x) + ": no cache format stores it");
   }
 }
 

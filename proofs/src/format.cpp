@@ -48,16 +48,6 @@ std::string float_text(float value) {
 
 double half_value(std::uint16_t h) { return static_cast<double>(half_bits_to_float(h)); }
 
-// Whether the integer formats can store a value (the fast test of integer_value_problem).
-bool integer_storable(float value) { return std::isfinite(value) && std::fabs(value) <= kHalfMax; }
-
-// Why the integer formats cannot store a value, or an empty string when they can.
-std::string integer_value_problem(float value) {
-  if (!std::isfinite(value)) return "is not finite";
-  if (std::fabs(value) > kHalfMax) return "is outside the fp16 range [-65504, 65504]";
-  return {};
-}
-
 int checked_bits(int bits) {
   HNF_ASSERT(bits >= 1 && bits <= 8, "integer code bits must be in [1, 8]");
   return bits;
@@ -114,6 +104,14 @@ std::string value_position(std::size_t row, std::size_t column, float value) {
 }
 
 }  // namespace
+
+bool integer_storable(float value) { return std::isfinite(value) && std::fabs(value) <= kHalfMax; }
+
+std::string integer_value_problem(float value) {
+  if (!std::isfinite(value)) return "is not finite";
+  if (std::fabs(value) > kHalfMax) return "is outside the fp16 range [-65504, 65504]";
+  return {};
+}
 
 int code_bits(Encoding encoding) {
   switch (encoding) {

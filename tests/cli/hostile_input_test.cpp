@@ -175,7 +175,8 @@ TEST_CASE("trace: metadata integers beyond the file, non-finite rope_theta, valu
           return name == tensor && index == 5 ? bad : 0.25f * static_cast<float>(index % 7) - 0.5f;
         };
         hnf::testing::write_small_trace(path, spec);
-        const std::string problem = std::isfinite(bad) ? "beyond the fp16 range" : "non-finite value";
+        const std::string problem =
+            std::isfinite(bad) ? "is outside the fp16 range [-65504, 65504]: no cache format stores it" : "non-finite value";
         // Was a crash (exit 134): the quantizer threw inside an OpenMP loop.
         expect_refused(run("analyze " + quote(path) + " --eps 0.05 --out " + quote(dir / "a.json")), path,
                        "tensor " + std::string(tensor) + " holds", {dir / "a.json"});

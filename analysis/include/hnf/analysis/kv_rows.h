@@ -19,12 +19,16 @@ namespace hnf::analysis {
 // Exact rows as the trace stores them: [rows, dim] elements of an F32, F16 or BF16 tensor.
 class StoredRows final : public RowSource {
  public:
+  // What every value must be: finite (queries), or also storable by every cache format
+  // (proofs::integer_storable: keys and values, which the quantizers read inside parallel loops).
+  enum class Values : std::uint8_t { kFinite, kCacheStorable };
+
   StoredRows() = default;
   // Copies rows [first, first + count) of `tensor` [n0, n1, dim] at outer index `outer` out of
-  // `file`. Throws bad input naming `path`, the tensor and the element when a value is NaN or
-  // infinite.
+  // `file`. Throws bad input naming `path`, the tensor and the element when a value is not as
+  // `values` requires.
   StoredRows(const proofs::SafetensorsFile& file, const std::string& path, const proofs::TensorInfo& tensor,
-             std::int64_t outer, std::int64_t first, std::int64_t count);
+             std::int64_t outer, std::int64_t first, std::int64_t count, Values values = Values::kCacheStorable);
 
   [[nodiscard]] std::size_t rows() const noexcept override { return rows_; }
   [[nodiscard]] std::size_t dim() const noexcept override { return dim_; }

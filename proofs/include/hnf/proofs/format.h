@@ -89,6 +89,12 @@ static_assert(sizeof(GroupParams) == 4, "a group's metadata is two fp16 words (3
 // bits in [1, 8] (the vocabulary uses 8, 4, 3, 2) and a non-empty group, else an internal
 // error. Throws proofs::Error (bad input) when a value is NaN or inf ("... is not finite"),
 // when |value| > 65504 ("... is outside the fp16 range") or when z or s would not fit in fp16.
+// Whether the integer formats, and so every format of the vocabulary, can store a value: finite
+// and within [-65504, 65504] (zero point and scale are fp16). integer_value_problem says why not
+// ("is not finite", "is outside the fp16 range [-65504, 65504]"), or is empty when it can.
+[[nodiscard]] bool integer_storable(float value);
+[[nodiscard]] std::string integer_value_problem(float value);
+
 [[nodiscard]] GroupParams integer_group_params(std::span<const float> x, int bits);
 
 // c = clamp(round((double(x) - z) / s), 0, 2^b - 1), the subtraction and the division in
