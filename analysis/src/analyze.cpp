@@ -45,6 +45,16 @@ std::vector<std::size_t> select_queries(std::size_t recorded, std::int64_t last,
   return out;
 }
 
+// A policy's queries: every recorded position below `dense`, then every `stride`-th recorded query.
+std::vector<std::size_t> policy_queries(const std::vector<std::int64_t>& recorded, std::int64_t dense, std::int64_t stride) {
+  std::vector<std::size_t> out;
+  std::size_t since_dense = 0;
+  for (std::size_t i = 0; i < recorded.size(); ++i) {
+    if (recorded[i] < dense || since_dense++ % static_cast<std::size_t>(stride) == 0) out.push_back(i);
+  }
+  return out;
+}
+
 // Indices of the recorded queries at `positions` (strictly increasing, each recorded).
 std::vector<std::size_t> queries_at(const Trace& trace, const std::vector<std::int64_t>& positions, const std::string& path) {
   const auto& recorded = trace.query_positions();
@@ -286,6 +296,26 @@ void s1_bounds(const HeadInputs& h, const ExactAttention& ex, const QuantizedCac
     const auto enc = enclose_attention_output({h.queries.data() + j * h.d, h.d}, qc.keys, qc.key_norms, qc.values, n);
     upper[j] = difference_norm_up(enc, ex.enclosure[j]);
     if (lower) (*lower)[j] = difference_norm_down(enc, ex.enclosure[j]);
+  }
+}
+
+// S1 and the actual error's lower bound per analysed query under a policy: query j at position p
+// against the cache state after p + 1 appends (kv_rows.h AgedRows).
+void policy_s1_bounds(const HeadInputs& h, const ExactAttention& ex, const proofs::PrecisionPolicy& policy,
+                      std::vector<double>& upper, std::vector<double>& lower) {
+  const auto& e = policy.entries.at(static_cast<std::size_t>(h.layer * policy.kv_heads + h.kv_head));
+  const AgedRows keys(h.keys, policy, e.keys);
+  const AgedRows values(h.values, policy, e.values);
+  upper.assign(ex.J, 0.0);
+  lower.assign(ex.J, 0.0);
+  std::vector<double> norms;
+#pragma omp parallel for schedule(dynamic) firstprivate(norms)
+  for (std::size_t j = 0; j < ex.J; ++j) {
+    const auto n = static_cast<std::size_t>(h.positions[j]) + 1;
+    keys.norms_up(n, norms);
+    const auto enc = enclose_attention_output({h.queries.data() + j * h.d, h.d}, keys.at(n), norms, values.at(n), n);
+    upper[j] = difference_norm_up(enc, ex.enclosure[j]);
+    lower[j] = difference_norm_down(enc, ex.enclosure[j]);
   }
 }
 
@@ -745,8 +775,28 @@ int obstruction_bits(double kappa, double diameter, double eps) {
 
 namespace {
 
+// Checks a policy against the trace and makes its expansion at the trace's length the map.
+void adopt_policy(const TraceShape& s, const std::string& trace_path, AnalysisOptions& options) {
+  const proofs::PrecisionPolicy& p = *options.policy;
+  if (const std::string problem = proofs::policy_problem(p); !problem.empty()) throw proofs::bad_input("policy", problem);
+  if (p.layers != s.num_layers || p.kv_heads != s.num_kv_heads || p.heads != s.num_heads || p.head_dim != s.head_dim) {
+    throw proofs::bad_input(trace_path, "the policy's shape (layers, kv heads, heads, head_dim) is not the trace's");
+  }
+  if (options.dense_queries < 0 || options.beyond_stride < 1) {
+    throw proofs::bad_input("policy", "dense queries must be >= 0 and the stride beyond them >= 1");
+  }
+  options.block = p.page;
+  options.fixed_map = [map = proofs::expand_policy(p, s.num_tokens)](std::int64_t layer, std::int64_t kv_head, std::size_t,
+                                                                       std::vector<Format>& keys, std::vector<Format>& values) {
+    const auto& e = map.entries.at(static_cast<std::size_t>(layer * map.kv_heads + kv_head));
+    keys = e.key_formats;
+    values = e.value_formats;
+  };
+}
+
 void validate_options(const AnalysisOptions& options) {
-  if (options.eps.has_value() == options.bits.has_value() && !(options.fixed_map && !options.bits))
+  if (options.policy && options.bits) throw proofs::bad_input("analyze", "a policy is analysed at a budget (--eps), not a size");
+  if (options.eps.has_value() == options.bits.has_value() && !((options.fixed_map || options.policy) && !options.bits))
     throw proofs::bad_input("analyze", "give exactly one of --eps and --bits");
   if (options.eps && !(*options.eps > 0.0 && std::isfinite(*options.eps)))
     throw proofs::bad_input("--eps", "must be a positive finite number");
@@ -839,10 +889,16 @@ std::vector<std::size_t> choose_map(const HeadInputs& h, const ExactAttention& e
 
 // S1 (with the actual error's lower bound), S2 and S3 of the head's map, per analysed query.
 // totals [J]: the allocation model's value of the map per query.
+// With a policy, S1 is taken against each query's aged cache state, S2 and S3 against the map.
 void bound_map(const HeadInputs& h, const ExactAttention& ex, const std::vector<double>& totals,
-               const QuantizedCache& qc, double s2_quantile, HeadAnalysis& ha) {
+               const QuantizedCache& qc, const AnalysisOptions& options, HeadAnalysis& ha) {
+  const double s2_quantile = options.s2_quantile;
   std::vector<double> s1, actual;
-  s1_bounds(h, ex, qc, s1, &actual);
+  if (options.policy) {
+    policy_s1_bounds(h, ex, *options.policy, s1, actual);
+  } else {
+    s1_bounds(h, ex, qc, s1, &actual);
+  }
   ha.s2_radius = quantile(h.radius_samples, s2_quantile);
   const auto rho = key_spreads(h);
   const S3Terms s3t = s3_terms(h, qc);
@@ -915,9 +971,12 @@ AnalysisResult analyze_trace(const std::string& trace_path, AnalysisOptions opti
   if (!options.layer_eps.empty() && static_cast<std::int64_t>(options.layer_eps.size()) != s.num_layers)
     throw proofs::bad_input("--layer-eps", "gives " + std::to_string(options.layer_eps.size()) + " budgets for a trace of " +
                                                std::to_string(s.num_layers) + " layers");
-  const auto subset = options.query_positions.empty()
-                          ? select_queries(static_cast<std::size_t>(s.num_queries), options.last_queries, options.query_stride)
-                          : queries_at(trace, options.query_positions, trace_path);
+  if (options.policy) adopt_policy(s, trace_path, options);
+  const auto subset = !options.query_positions.empty()
+                          ? queries_at(trace, options.query_positions, trace_path)
+                      : options.policy
+                          ? policy_queries(trace.query_positions(), options.dense_queries, options.beyond_stride)
+                          : select_queries(static_cast<std::size_t>(s.num_queries), options.last_queries, options.query_stride);
   const auto block = static_cast<std::size_t>(options.block);
 
   AnalysisResult result;
@@ -965,7 +1024,7 @@ AnalysisResult analyze_trace(const std::string& trace_path, AnalysisOptions opti
       if (ha.map_source != "allocated") all_allocated = false;
       stage("bounds");
       const QuantizedCache qc = quantize_map(h, block, map);
-      bound_map(h, ex, totals, qc, options.s2_quantile, ha);
+      bound_map(h, ex, totals, qc, options, ha);
       for (const auto& q : ha.queries) achieved_eps = std::max(achieved_eps, q.s1);
       if (options.fixed_map && layer_eps) {
         for (const auto& q : ha.queries) {

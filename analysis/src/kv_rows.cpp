@@ -163,4 +163,97 @@ void QuantizedRows::read(std::size_t first, std::size_t count, double* out) cons
   }
 }
 
+AgedRows::AgedRows(const StoredRows& exact, const proofs::PrecisionPolicy& policy, const proofs::ClassFormats& formats)
+    : exact_(&exact), formats_(formats), rows_(exact.rows()), dim_(exact.dim()) {
+  rule_.page = policy.page;
+  rule_.sink_pages = policy.sink_pages;
+  rule_.recent_pages = policy.recent_pages;
+  const auto page = static_cast<std::size_t>(policy.page);
+  const proofs::Format& recent = proofs::class_format(formats, proofs::AgeClass::kRecent);
+  const proofs::Format& old = proofs::class_format(formats, proofs::AgeClass::kOld);
+  old_is_recent_ = recent == old;
+  HNF_ASSERT(old_is_recent_ || !proofs::is_integer_encoding(recent.encoding),
+             "a recent format that migrates is fp16 or bf16 (proofs::policy_problem)");
+  sink_ = QuantizedRows(rows_, dim_, page);
+  recent_ = QuantizedRows(rows_, dim_, page);
+  old_ = QuantizedRows(rows_, dim_, page);
+  for (auto& n : norms_) n.assign(rows_, 0.0);
+  std::vector<float> x(page * dim_);
+  std::vector<double> stored(page * dim_);
+  auto record_norms = [&](const RowSource& source, Version v, std::size_t first, std::size_t count) {
+    source.read(first, count, stored.data());
+    for (std::size_t r = 0; r < count; ++r) {
+      norms_[static_cast<std::size_t>(v)][first + r] = norm_up(stored.data() + r * dim_, dim_, 0);
+    }
+  };
+  for (std::size_t u = 0, first = 0; first < rows_; ++u, first += page) {
+    const std::size_t count = std::min(page, rows_ - first);
+    const std::span<float> unit_x(x.data(), count * dim_);
+    exact.read_floats(first, count, unit_x.data());
+    record_norms(exact, Version::kExact, first, count);
+    if (static_cast<std::int64_t>(u) < policy.sink_pages) {
+      sink_.assign(u, proofs::class_format(formats, proofs::AgeClass::kSink), unit_x);
+      record_norms(sink_, Version::kSink, first, count);
+      continue;
+    }
+    recent_.assign(u, recent, unit_x);
+    record_norms(recent_, Version::kRecent, first, count);
+    if (old_is_recent_) continue;
+    // Re-quantized from what the cache holds: the recent copy's fp16/bf16 values, which are
+    // floats, so the conversion below is exact.
+    recent_.read(first, count, stored.data());
+    for (std::size_t i = 0; i < count * dim_; ++i) unit_x[i] = static_cast<float>(stored[i]);
+    old_.assign(u, old, unit_x);
+    record_norms(old_, Version::kOld, first, count);
+  }
+}
+
+AgedRows::Version AgedRows::version(std::size_t page, std::size_t length) const noexcept {
+  const auto p = static_cast<std::size_t>(rule_.page);
+  const proofs::AgeClass age =
+      proofs::age_class(rule_, static_cast<std::int64_t>(page * p), static_cast<std::int64_t>(length));
+  if (proofs::class_format(formats_, age).axis == proofs::GroupAxis::kTokens && (page + 1) * p > length) {
+    return Version::kExact;  // a per-channel page waits for its last position in f32
+  }
+  switch (age) {
+    case proofs::AgeClass::kSink: return Version::kSink;
+    case proofs::AgeClass::kRecent: return Version::kRecent;
+    case proofs::AgeClass::kOld: break;
+  }
+  return old_is_recent_ ? Version::kRecent : Version::kOld;
+}
+
+const RowSource& AgedRows::source(Version v) const noexcept {
+  switch (v) {
+    case Version::kExact: return *exact_;
+    case Version::kSink: return sink_;
+    case Version::kRecent: return recent_;
+    case Version::kOld: break;
+  }
+  return old_;
+}
+
+void AgedRows::State::read(std::size_t first, std::size_t count, double* out) const {
+  HNF_ASSERT(first <= length_ && count <= length_ - first, "AgedRows::State::read past the state's length");
+  const auto p = static_cast<std::size_t>(rows_->rule_.page);
+  for (std::size_t t = first, end = first + count; t < end;) {
+    const std::size_t page = t / p;
+    const std::size_t stop = std::min(end, (page + 1) * p);
+    rows_->source(rows_->version(page, length_)).read(t, stop - t, out + (t - first) * rows_->dim_);
+    t = stop;
+  }
+}
+
+void AgedRows::norms_up(std::size_t length, std::vector<double>& out) const {
+  HNF_ASSERT(length <= rows_, "AgedRows::norms_up past the last row");
+  out.resize(length);
+  const auto p = static_cast<std::size_t>(rule_.page);
+  for (std::size_t first = 0; first < length; first += p) {
+    const std::size_t stop = std::min(length, first + p);
+    const auto& norms = norms_[static_cast<std::size_t>(version(first / p, length))];
+    std::copy(norms.begin() + static_cast<std::ptrdiff_t>(first), norms.begin() + static_cast<std::ptrdiff_t>(stop),
+              out.begin() + static_cast<std::ptrdiff_t>(first));
+  }
+}
+
 }  // namespace hnf::analysis

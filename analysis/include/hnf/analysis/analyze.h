@@ -13,6 +13,7 @@
 
 #include "hnf/analysis/trace.h"
 #include "hnf/proofs/format.h"
+#include "hnf/proofs/policy.h"
 
 namespace hnf::analysis {
 
@@ -55,6 +56,15 @@ struct AnalysisOptions {
   std::function<void(std::int64_t layer, std::int64_t kv_head, std::size_t units, std::vector<proofs::Format>& keys,
                      std::vector<proofs::Format>& values)>
       fixed_map;
+  // Instead of a map: certify this precision policy (proofs/policy.h). The map analysed for S2,
+  // S3 and necessity is the policy's expansion at the trace's length (block = the policy's page),
+  // and each query's S1 is taken against the cache state the policy gives at that query's step
+  // (the rows it sees at the ages they have then; THEORY.md section 14). Without
+  // query_positions the queries are every recorded position below `dense_queries` and every
+  // `beyond_stride`-th recorded query after it. eps then only sets the budget and p_min.
+  std::optional<proofs::PrecisionPolicy> policy;
+  std::int64_t dense_queries = 4096;
+  std::int64_t beyond_stride = 64;
   // Called with a stage name and the fraction done (0..1) of the (layer, kv head) pairs.
   std::function<void(std::string_view, double)> progress;
 };

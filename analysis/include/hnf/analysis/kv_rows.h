@@ -5,6 +5,7 @@
 // element for the integer formats), and give rows back as exact doubles through RowSource.
 #pragma once
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -12,6 +13,7 @@
 
 #include "hnf/analysis/attention_enclosure.h"
 #include "hnf/proofs/format.h"
+#include "hnf/proofs/policy.h"
 #include "hnf/proofs/safetensors.h"
 
 namespace hnf::analysis {
@@ -68,6 +70,48 @@ class QuantizedRows final : public RowSource {
   std::vector<std::uint8_t> low_;                      // [rows, dim] low byte of each code
   std::vector<std::vector<std::uint8_t>> high_;        // [units] high bytes (float formats), else empty
   std::vector<proofs::GroupParams> groups_;            // [units, group_capacity]
+};
+
+// The rows of one (layer, kv head, K or V) as a policy's cache holds them while it grows
+// (proofs/policy.h, THEORY.md section 14): after n appends, page g is stored in the format of its
+// age class then; a recent page that ages is re-quantized to the old format from its recent
+// (fp16/bf16) values; a page whose format groups per channel (intB-tP) and that is not full
+// yet is held exactly (the runtime stages it in f32). Keeps one compact copy per class format.
+class AgedRows {
+ public:
+  // exact [rows, dim]: the appended rows; formats: the policy's [sink, recent, old] for them.
+  // Throws as proofs::encode_block. `exact` must outlive this object.
+  AgedRows(const StoredRows& exact, const proofs::PrecisionPolicy& policy, const proofs::ClassFormats& formats);
+
+  // The cache state after `length` appends, rows [0, length): a RowSource over this object.
+  class State final : public RowSource {
+   public:
+    State(const AgedRows& rows, std::size_t length) : rows_(&rows), length_(length) {}
+    [[nodiscard]] std::size_t rows() const noexcept override { return length_; }
+    [[nodiscard]] std::size_t dim() const noexcept override { return rows_->dim_; }
+    void read(std::size_t first, std::size_t count, double* out) const override;
+
+   private:
+    const AgedRows* rows_;
+    std::size_t length_;
+  };
+  [[nodiscard]] State at(std::size_t length) const { return State(*this, length); }
+  // Upper bounds of the norms of rows [0, length) at that state: out [length].
+  void norms_up(std::size_t length, std::vector<double>& out) const;
+
+  // How page g is stored after `length` appends.
+  enum class Version : std::uint8_t { kExact, kSink, kRecent, kOld };
+  [[nodiscard]] Version version(std::size_t page, std::size_t length) const noexcept;
+
+ private:
+  [[nodiscard]] const RowSource& source(Version v) const noexcept;
+  const StoredRows* exact_;
+  proofs::PrecisionPolicy rule_;  // page and age rule only (entries empty)
+  proofs::ClassFormats formats_;
+  std::size_t rows_ = 0, dim_ = 0;
+  QuantizedRows sink_, recent_, old_;  // each assigned on the pages its class can hold
+  bool old_is_recent_ = false;         // recent == old: nothing migrates, old_ unused
+  std::array<std::vector<double>, 4> norms_;  // [Version][rows] upper bounds
 };
 
 }  // namespace hnf::analysis
