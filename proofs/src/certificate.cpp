@@ -65,6 +65,23 @@ Json map_to_json(const PrecisionMap& map) {
           {"tokens", map.tokens}, {"block", map.block}, {"entries", entries}};
 }
 
+Json class_formats_json(const ClassFormats& formats) {
+  Json out = Json::array();
+  for (const auto& f : formats) out.push_back(format_name(f));
+  return out;
+}
+
+Json policy_to_json(const PrecisionPolicy& p) {
+  Json entries = Json::array();
+  for (const auto& e : p.entries) {
+    entries.push_back({{"layer", e.layer}, {"kv_head", e.kv_head}, {"keys", class_formats_json(e.keys)},
+                       {"values", class_formats_json(e.values)}});
+  }
+  return {{"layers", p.layers},         {"kv_heads", p.kv_heads},         {"heads", p.heads},
+          {"head_dim", p.head_dim},     {"page", p.page},                 {"sink_pages", p.sink_pages},
+          {"recent_pages", p.recent_pages}, {"entries", entries}};
+}
+
 Json scope_to_json(const Scope& scope) {
   Json heads = Json::array();
   for (const auto& h : scope.heads) {
@@ -134,6 +151,10 @@ Json certificate_body(const Certificate& c) {
   // Optional (informational): written, and hashed, only when set, so certificates made before
   // the field existed keep their hash.
   if (!c.certify_command.empty()) body["certify_command"] = c.certify_command;
+  if (c.policy) {
+    body["policy"] = policy_to_json(*c.policy);
+    body["policy_sha256"] = c.policy_sha256;
+  }
   return body;
 }
 
@@ -286,6 +307,37 @@ PrecisionMap parse_map(const Json& j, const std::string& file) {
   return m;
 }
 
+ClassFormats parse_class_formats(ObjectReader& r, const std::string& name) {
+  const std::vector<Format> formats = parse_formats(r, name);
+  if (formats.size() != kAgeClasses) r.fail(name, "must name three formats (sink, recent, old)");
+  return {formats[0], formats[1], formats[2]};
+}
+
+PrecisionPolicy parse_policy(const Json& j, const std::string& file) {
+  ObjectReader r(j, "policy", file);
+  PrecisionPolicy p;
+  p.layers = r.integer("layers", 0, kMaxCount);
+  p.kv_heads = r.integer("kv_heads", 0, kMaxCount);
+  p.heads = r.integer("heads", 0, kMaxCount);
+  p.head_dim = r.integer("head_dim", 0, kMaxCount);
+  p.page = static_cast<int>(r.integer("page", 0, std::numeric_limits<int>::max()));
+  p.sink_pages = r.integer("sink_pages", 0, kMaxCount);
+  p.recent_pages = r.integer("recent_pages", 0, kMaxCount);
+  std::size_t index = 0;
+  for (const auto& e : r.array("entries")) {
+    ObjectReader er(e, "policy.entries[" + std::to_string(index++) + "]", file);
+    HeadPolicy h;
+    h.layer = er.integer("layer", 0, kMaxCount);
+    h.kv_head = er.integer("kv_head", 0, kMaxCount);
+    h.keys = parse_class_formats(er, "keys");
+    h.values = parse_class_formats(er, "values");
+    er.finish();
+    p.entries.push_back(std::move(h));
+  }
+  r.finish();
+  return p;
+}
+
 Scope parse_scope(const Json& j, const std::string& file) {
   ObjectReader r(j, "scope", file);
   Scope s;
@@ -418,9 +470,30 @@ class Checker {
     // Entries of the wrong length: nothing below may index them.
     if (report_.problems.size() != problems_before) return false;
     if (map_sha256(m) != c_.map_sha256) problem("map_sha256 does not match the map");
+    if (c_.policy) check_policy();
     const double bits = map_bits_per_element(m);
     if (!(std::abs(bits - c_.bits_per_element) <= 1e-9 * bits)) problem("bits_per_element does not match the map");
     return report_.problems.empty();
+  }
+
+  // A policy certificate: a well-formed policy of the map's shape, its hash, and the map its
+  // expansion at the trace's length (so every map-based check below is the policy's).
+  void check_policy() {
+    const PrecisionPolicy& p = *c_.policy;
+    if (const std::string why = policy_problem(p); !why.empty()) {
+      problem("policy: " + why);
+      return;
+    }
+    if (policy_sha256(p) != c_.policy_sha256) problem("policy_sha256 does not match the policy");
+    const PrecisionMap& m = c_.map;
+    if (p.layers != m.layers || p.kv_heads != m.kv_heads || p.heads != m.heads || p.head_dim != m.head_dim) {
+      problem("policy: its shape is not the map's");
+      return;
+    }
+    const PrecisionMap expanded = expand_policy(p, m.tokens);
+    if (expanded.block != m.block || map_sha256(expanded) != map_sha256(m)) {
+      problem("map is not the policy's expansion at " + std::to_string(m.tokens) + " tokens");
+    }
   }
 
   void check_header(const CheckOptions& options, std::string_view tool_version) {
@@ -931,6 +1004,11 @@ Certificate certificate_from_json(std::string_view text, const std::string& file
   std::size_t index = 0;
   for (const auto& o : r.array("obligations")) c.obligations.push_back(parse_obligation(o, index++, file));
   if (r.has("certify_command")) c.certify_command = r.string("certify_command");
+  if (r.has("policy")) {
+    if (c.version < kPolicyVersion) r.fail("policy", "is not part of version " + std::to_string(c.version));
+    c.policy = parse_policy(r.field("policy"), file);
+    c.policy_sha256 = r.string("policy_sha256", kMaxHashChars);
+  }
   const std::string stated_hash = r.string("certificate_sha256", kMaxHashChars);
   r.finish();
   if (stated_hash != certificate_sha256(c)) {
@@ -968,6 +1046,7 @@ CheckReport check_certificate_text(std::string_view text, const std::string& fil
     // The one place a CertifiedPrecisionMap is made (its constructor is private; this is its friend).
     CertifiedPrecisionMap m;
     m.map_ = c.map;
+    m.policy_ = c.policy;
     m.map_sha256_ = c.map_sha256;
     m.model_sha256_ = c.model_sha256;
     m.trace_sha256_ = c.trace_sha256;

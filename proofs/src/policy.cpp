@@ -4,6 +4,7 @@
 #include <optional>
 #include <sstream>
 
+#include "hnf/proofs/certificate.h"
 #include "hnf/proofs/error.h"
 #include "hnf/proofs/sha256.h"
 
@@ -34,6 +35,9 @@ std::string class_formats_problem(const ClassFormats& formats, const PrecisionPo
     const Format& f = formats[a];
     const std::string where = std::string(side) + " " + std::string(age_class_name(static_cast<AgeClass>(a)));
     if (!is_valid_format(f, static_cast<int>(p.head_dim))) return where + ": format not valid for head_dim";
+    if (f.axis == GroupAxis::kTokens && std::string_view(side) == "values") {
+      return where + ": " + format_name(f) + " groups values per channel; values are stored per token";
+    }
     if (f.axis == GroupAxis::kTokens && f.group_size != p.page) {
       return where + ": " + format_name(f) + " groups " + std::to_string(f.group_size) +
              " positions but a page is " + std::to_string(p.page);

@@ -378,3 +378,58 @@ TEST_CASE("certify and check reject bad input with exit 3, one line, and no file
   const auto missing = hnf_verify("check " + quote(dir / "nothing.json"));
   CHECK(missing.exit_code == 3);
 }
+
+TEST_CASE("a policy certificate: certified, re-derived from the trace, and refused when its policy is edited") {
+  TempDir dir;
+  const std::string policy = "page=16 sink=0 recent=1 k=fp16/fp16/int4-t16 v=fp16/fp16/int4-d64";
+  const auto run = hnf_verify("certify " + quote(kTinyTrace) + " --eps 0.5 --policy " + quote(policy) + " --out " +
+                              quote(dir / "cert.json"));
+  CAPTURE(run.out);
+  CAPTURE(run.err);
+  REQUIRE(run.exit_code == 0);
+  const std::string recompute = " --trace " + quote(kTinyTrace) + " --recompute";
+  CHECK(hnf_verify("check " + quote(dir / "cert.json") + recompute).exit_code == 0);
+  const auto honest = hnf::proofs::certificate_from_json(read_file(dir / "cert.json"), "cert.json");
+  REQUIRE(honest.policy.has_value());
+  CHECK(honest.version == 4);
+  CHECK(honest.policy_sha256 == hnf::proofs::policy_sha256(*honest.policy));
+  CHECK(honest.scope.query_positions.size() == 8);  // every recorded query of the tiny trace
+
+  auto check_edited = [&](const hnf::proofs::Certificate& c, const std::string& extra) {
+    write_file(dir / "edited.json", hnf::proofs::certificate_to_json(c));
+    return hnf_verify("check " + quote(dir / "edited.json") + extra);
+  };
+  // The policy edited, its hash not: caught by the hash.
+  auto edited = honest;
+  edited.policy->entries[0].values[2] = *hnf::proofs::parse_format("int2-d32");
+  auto r = check_edited(edited, "");
+  CHECK(r.exit_code == 3);
+  CHECK(contains(r.err, "policy_sha256 does not match the policy"));
+  // With its hash: the map is no longer its expansion.
+  edited.policy_sha256 = hnf::proofs::policy_sha256(*edited.policy);
+  r = check_edited(edited, "");
+  CHECK(r.exit_code == 3);
+  CHECK(contains(r.err, "map is not the policy's expansion"));
+  // Policy, map and every hash consistent: only the re-derivation sees that the bounds are another policy's.
+  edited.map = hnf::proofs::expand_policy(*edited.policy, edited.map.tokens);
+  edited.map_sha256 = hnf::proofs::map_sha256(edited.map);
+  edited.bits_per_element = hnf::proofs::map_bits_per_element(edited.map);
+  CHECK(check_edited(edited, "").exit_code == 0);
+  r = check_edited(edited, recompute);
+  CAPTURE(r.err);
+  CHECK(r.exit_code == 3);
+  CHECK(contains(r.err, "below the recomputed"));
+  // A policy that is not well formed (an integer recent format that would re-quantize its own codes).
+  edited = honest;
+  edited.policy->entries[1].keys[1] = *hnf::proofs::parse_format("int8-d64");
+  edited.policy_sha256 = hnf::proofs::policy_sha256(*edited.policy);
+  r = check_edited(edited, "");
+  CHECK(r.exit_code == 3);
+  CHECK(contains(r.err, "policy: entry layer 0 kv head 1: keys recent"));
+  // A policy in a version 3 certificate does not parse.
+  edited = honest;
+  edited.version = 3;
+  r = check_edited(edited, "");
+  CHECK(r.exit_code == 3);
+  CHECK(contains(r.err, "is not part of version 3"));
+}

@@ -10,7 +10,9 @@
 
 #include "checker_options.h"
 #include "commands.h"
+#include "hnf/analysis/trace.h"
 #include "hnf/proofs/certificate.h"
+#include "hnf/proofs/policy.h"
 #include "hnf/proofs/error.h"
 #include "hnf/proofs/write_file.h"
 #include "hnf/reports/text.h"
@@ -29,6 +31,7 @@ struct CertifyCommandOptions {
   std::vector<std::string> layer_eps;  // decimal, converted rounding down
   std::string eps_total;
   double bits = 0.0;
+  std::string policy;  // policy spec (proofs::parse_policy_spec)
   CertifyOptions certify;
 };
 
@@ -120,6 +123,10 @@ std::string certify_command_line(const CertifyCommandOptions& o, bool bits_given
     cmd += " --layer-eps " + shell_quote(joined);
   }
   if (bits_given) cmd += fmt::format(" --bits {}", o.bits);
+  if (!o.policy.empty()) {
+    cmd += " --policy " + shell_quote(o.policy) + fmt::format(" --dense-queries {} --beyond-stride {}",
+                                                              o.certify.analysis.dense_queries, o.certify.analysis.beyond_stride);
+  }
   if (!o.model_dir.empty()) cmd += " --model " + shell_quote(o.model_dir);
   if (!o.eps_total.empty()) cmd += " --eps-total " + shell_quote(o.eps_total);
   cmd += " --out " + shell_quote(o.out);
@@ -135,6 +142,12 @@ int run_certify(CertifyCommandOptions o, bool bits_given) {
   for (const auto& e : o.layer_eps) o.certify.layer_eps.push_back(proofs::decimal_to_double_down(e, "--layer-eps"));
   if (!o.eps_total.empty()) o.certify.eps_total = proofs::decimal_to_double_down(o.eps_total, "--eps-total");
   if (bits_given) o.certify.bits = o.bits;
+  if (!o.policy.empty()) {
+    if (bits_given) throw proofs::bad_input("--policy", "certifies the given policy at --eps; --bits does not apply");
+    const analysis::TraceShape s = analysis::Trace::open(o.trace).shape();
+    o.certify.analysis.policy =
+        proofs::parse_policy_spec(o.policy, s.num_layers, s.num_kv_heads, s.num_heads, s.head_dim, "--policy");
+  }
   if (!o.model_dir.empty()) o.certify.model_dir = o.model_dir;
   o.certify.keep_smt = !o.smt_dir.empty();
   if (!o.smt_dir.empty()) proofs::ensure_directory(o.smt_dir, "--smt-dir");
@@ -175,6 +188,14 @@ void register_certify(CLI::App& app, int* exit_code) {
       ->required();
   cmd->add_option("--layer-eps", o->layer_eps, "Per-layer budgets E0,E1,... (one per layer)")->delimiter(',');
   auto* bits = cmd->add_option("--bits", o->bits, "Allocate for this average bits per element instead of for --eps");
+  cmd->add_option("--policy", o->policy,
+                  "Certify this precision policy instead of allocating a map: 'page=16 sink=1 recent=1 "
+                  "k=fp16/fp16/int4-t16 v=fp16/fp16/int4-d64' (formats sink/recent/old; pages)");
+  cmd->add_option("--dense-queries", o->certify.analysis.dense_queries,
+                  "With --policy: S1 at every recorded position below N ...")
+      ->capture_default_str();
+  cmd->add_option("--beyond-stride", o->certify.analysis.beyond_stride, "... and every S-th recorded query after")
+      ->capture_default_str();
   cmd->add_option("--out", o->out, "Certificate file to write")->required();
   cmd->add_option("--smt-dir", o->smt_dir, "Also write each obligation as an SMT-LIB2 file here");
   cmd->add_option("--model", o->model_dir, "Model directory of the trace: adds the composition obligation");

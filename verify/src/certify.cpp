@@ -47,9 +47,16 @@ proofs::Scope scope_of(const analysis::AnalysisResult& a, bool composition) {
   s.query_positions = a.query_positions;
   for (const auto& h : a.heads) s.heads.push_back(analysis::head_scope(h));
   s.assumptions = {
-      "S1 (the sufficiency obligations) covers the recorded queries at s1_query_positions, every query head, with the "
-      "trace's keys and values; other queries are covered by S2 (within s2_radius of a recorded query) and S3 (query "
-      "norm at most s3_query_norm) only, whose bounds per head are listed in scope.heads",
+      a.options.policy
+          ? "S1 (the sufficiency obligations) covers the queries at s1_query_positions (every position below " +
+                std::to_string(a.options.dense_queries) + ", then every " + std::to_string(a.options.beyond_stride) +
+                "th recorded query), every query head, each against the cache state the policy gives at that query's "
+                "step: the trace's keys and values stored at the ages they have then (THEORY.md section 14). S2 and S3 in "
+                "scope.heads are for the policy's expansion at the trace's length (the final state). Other texts are "
+                "covered by the runtime guard, not by this certificate"
+          : "S1 (the sufficiency obligations) covers the recorded queries at s1_query_positions, every query head, with the "
+            "trace's keys and values; other queries are covered by S2 (within s2_radius of a recorded query) and S3 (query "
+            "norm at most s3_query_norm) only, whose bounds per head are listed in scope.heads",
       "Integer formats are stored by the reference quantizer of proofs/format.h (bit-exact), whose error radius the "
       "bounds use",
       "libm exp and log return one of the two doubles bracketing the exact value (THEORY.md section 11.1)",
@@ -202,6 +209,10 @@ CertifyResult certify(const std::string& trace_path, const CertifyOptions& optio
   c.trace_sha256 = proofs::sha256_file_hex(trace_path);
   c.map = analysis::precision_map(analyzed);
   c.map_sha256 = proofs::map_sha256(c.map);
+  if (a.policy) {
+    c.policy = a.policy;
+    c.policy_sha256 = proofs::policy_sha256(*a.policy);
+  }
   c.bits_per_element = proofs::map_bits_per_element(c.map);
   for (double e : budgets) c.layer_eps.push_back(exact_rational(e));
   c.eps = exact_rational(*std::max_element(budgets.begin(), budgets.end()));

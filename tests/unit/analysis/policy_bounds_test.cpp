@@ -182,7 +182,7 @@ TEST_CASE("analyze with a policy: a per-token format that never changes gives th
   }
 }
 
-TEST_CASE("analyze with a policy: dense queries, then a stride; a policy of another shape is refused") {
+TEST_CASE("analyze with a policy: dense queries, then a stride, and a policy of another shape is refused") {
   const std::string& path = policy_trace();
   analysis::AnalysisOptions o;
   o.eps = 100.0;

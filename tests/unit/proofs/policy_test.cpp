@@ -3,6 +3,7 @@
 #include <string>
 
 #include "hnf/proofs/error.h"
+#include "hnf/proofs/certificate.h"
 #include "hnf/proofs/policy.h"
 
 using namespace hnf::proofs;

@@ -13,7 +13,7 @@
 
 #include "hnf/analysis/trace.h"
 #include "hnf/proofs/format.h"
-#include "hnf/proofs/policy.h"
+#include "hnf/proofs/certificate.h"
 
 namespace hnf::analysis {
 

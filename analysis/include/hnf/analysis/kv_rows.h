@@ -13,7 +13,7 @@
 
 #include "hnf/analysis/attention_enclosure.h"
 #include "hnf/proofs/format.h"
-#include "hnf/proofs/policy.h"
+#include "hnf/proofs/certificate.h"
 #include "hnf/proofs/safetensors.h"
 
 namespace hnf::analysis {

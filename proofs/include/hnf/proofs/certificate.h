@@ -18,6 +18,7 @@
 
 #include "hnf/proofs/attestation.h"
 #include "hnf/proofs/format.h"
+#include "hnf/proofs/policy.h"
 
 namespace hnf::proofs {
 
@@ -26,7 +27,12 @@ namespace hnf::proofs {
 // row per (kv head, allocation unit), the unit's largest kappa D^2 (one per position made a
 // 1M-token certificate gigabytes). Versions 1 and 2 are still judged (obligation_standing reads
 // them with the same meaning; their necessity rows are per position).
-inline constexpr int kCertificateVersion = 3;
+// Version 4: a certificate may certify a precision policy (policy.h): it then carries the policy and
+// its hash, its map is the policy's expansion at the trace's length, and its S1 rows are taken
+// at each query's aged cache state.
+inline constexpr int kCertificateVersion = 4;
+// The first version that may carry a policy.
+inline constexpr int kPolicyVersion = 4;
 // The first version whose necessity rows are per allocation unit.
 inline constexpr int kPerUnitNecessityVersion = 3;
 inline constexpr int kOldestCertificateVersion = 1;
@@ -175,6 +181,10 @@ struct Certificate {
   std::vector<std::string> layer_eps;  // [layers]
   double bits_per_element = 0.0;       // informational: recomputed from the map by the checker
   PrecisionMap map;
+  // Version 4, optional: the certified precision policy. When present, map is
+  // expand_policy(*policy, map.tokens) and the sufficiency rows hold at the aged states.
+  std::optional<PrecisionPolicy> policy;
+  std::string policy_sha256;  // policy_sha256(*policy); empty without a policy
   Scope scope;
   std::vector<Obligation> obligations;
   // Informational, optional: the certify command line that made it, every option explicit
@@ -241,6 +251,8 @@ class CertifiedPrecisionMap {
   [[nodiscard]] const std::string& trace_sha256() const noexcept { return trace_sha256_; }
   [[nodiscard]] const std::string& eps() const noexcept { return eps_; }
   [[nodiscard]] const Scope& scope() const noexcept { return scope_; }
+  // The certified policy, when the certificate certifies one (the runtime then follows it).
+  [[nodiscard]] const std::optional<PrecisionPolicy>& policy() const noexcept { return policy_; }
   [[nodiscard]] bool model_verified() const noexcept { return model_verified_; }  // model file hash compared
   [[nodiscard]] bool trace_verified() const noexcept { return trace_verified_; }  // trace file hash compared
   [[nodiscard]] bool witnesses_recomputed() const noexcept { return witnesses_recomputed_; }
@@ -255,6 +267,7 @@ class CertifiedPrecisionMap {
   friend CheckReport check_certificate_text(std::string_view text, const std::string& file, const CheckOptions& options,
                                             std::string_view tool_version);
   PrecisionMap map_;
+  std::optional<PrecisionPolicy> policy_;
   std::string map_sha256_, model_sha256_, trace_sha256_, eps_;
   Scope scope_;
   bool model_verified_ = false, trace_verified_ = false, witnesses_recomputed_ = false, witnesses_attested_ = false;

@@ -23,10 +23,11 @@
 #include <string_view>
 #include <vector>
 
-#include "hnf/proofs/certificate.h"
 #include "hnf/proofs/format.h"
 
 namespace hnf::proofs {
+
+struct PrecisionMap;  // certificate.h, which includes this header
 
 enum class AgeClass : std::uint8_t { kSink = 0, kRecent = 1, kOld = 2 };
 inline constexpr std::size_t kAgeClasses = 3;
@@ -64,7 +65,7 @@ struct PrecisionPolicy {
 // Why the policy is not well formed, or empty: shape positive and heads a multiple of kv_heads;
 // page in {16, 32, 64}; sink_pages >= 0, recent_pages >= 1; one entry per (layer, kv head) in
 // layer-major order; every format valid for head_dim (format.h), a per-channel format (intB-tP)
-// only with P == page; a recent format fp16, bf16 or equal to the old format.
+// only for keys and with P == page; a recent format fp16, bf16 or equal to the old format.
 [[nodiscard]] std::string policy_problem(const PrecisionPolicy& policy);
 
 // SHA-256 of the canonical text ("hnf-policy 1", the shape and page rule, one line per entry
