@@ -248,6 +248,22 @@ double float_format_radius(Encoding encoding, std::uint16_t stored_bits) {
   assert_failed("float encoding", __FILE__, __LINE__, "float_format_radius of an integer encoding");
 }
 
+double float_radius_at_most(Encoding encoding, double magnitude) {
+  HNF_ASSERT(encoding == Encoding::kF16 || encoding == Encoding::kBF16, "float_radius_at_most of a float encoding");
+  HNF_ASSERT(magnitude >= 0.0, "a magnitude is not negative (nor NaN)");
+  // Biased exponent field of magnitude's binade, clamped to the finite normal range (subnormals
+  // share the radius of exponent field 1); float_format_radius is 2^(field - bias - mantissa - 1).
+  const bool f16 = encoding == Encoding::kF16;
+  const int bias = f16 ? 15 : 127, mantissa = f16 ? 10 : 7, largest_field = f16 ? 30 : 254;
+  int field = largest_field;
+  if (std::isfinite(magnitude)) {
+    int e2 = 0;
+    (void)std::frexp(magnitude, &e2);  // magnitude in [2^(e2-1), 2^e2); 0 gives e2 = 0
+    field = magnitude == 0.0 ? 1 : std::clamp(e2 - 1 + bias, 1, largest_field);
+  }
+  return std::ldexp(1.0, field - bias - mantissa - 1);
+}
+
 std::size_t block_group_count(const Format& f, std::size_t rows, std::size_t head_dim) {
   if (!is_integer_encoding(f.encoding)) return 0;
   const auto g = static_cast<std::size_t>(f.group_size);

@@ -564,3 +564,29 @@ TEST_CASE("bad input: NaN, inf and out-of-range values are rejected with a messa
     CHECK(e.kind() == ErrorKind::kInternal);
   }
 }
+
+TEST_CASE("float_radius_at_most bounds the radius of every fp16 and bf16 value up to the magnitude, and is tight") {
+  for (const Encoding e : {Encoding::kF16, Encoding::kBF16}) {
+    const bool f16 = e == Encoding::kF16;
+    std::size_t tight = 0;
+    for (std::uint32_t bits = 0; bits < 0x10000; ++bits) {
+      const auto b = static_cast<std::uint16_t>(bits);
+      const float y = f16 ? half_bits_to_float(b) : bf16_bits_to_float(b);
+      if (!std::isfinite(y)) continue;
+      const double r = float_format_radius(e, b);
+      const double m = std::fabs(static_cast<double>(y));
+      // At |y| itself, just above it, and far above it: never below y's radius.
+      REQUIRE(float_radius_at_most(e, m) >= r);
+      REQUIRE(float_radius_at_most(e, std::nextafter(m, 1e300)) >= r);
+      REQUIRE(float_radius_at_most(e, m * 3.0 + 1.0) >= r);
+      REQUIRE(float_radius_at_most(e, std::numeric_limits<double>::infinity()) >= r);
+      tight += float_radius_at_most(e, m) == r ? 1 : 0;
+    }
+    // Equal to y's own radius for every finite y (the bound loses nothing at |y|).
+    CHECK(tight == (f16 ? 2u * (0x7c00u) : 2u * (0x7f80u)));
+  }
+  // Inside one binade the bound is that binade's radius: fp16 values in [1, 2) have radius 2^-11.
+  CHECK(float_radius_at_most(Encoding::kF16, 1.5) == std::ldexp(1.0, -11));
+  CHECK(float_radius_at_most(Encoding::kF16, 0.0) == std::ldexp(1.0, -25));
+  CHECK(float_radius_at_most(Encoding::kF16, 1e9) == 16.0);  // beyond fp16: its largest binade's radius
+}

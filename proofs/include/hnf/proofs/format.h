@@ -123,6 +123,13 @@ static_assert(sizeof(GroupParams) == 4, "a group's metadata is two fp16 words (3
 // (overflow) and NaN are bad input; an integer encoding is an internal error.
 [[nodiscard]] double float_format_radius(Encoding encoding, std::uint16_t stored_bits);
 
+// An upper bound (exact: a power of two) of float_format_radius(encoding, y) over every finite
+// stored value y of a float encoding with |y| <= magnitude (magnitude >= 0, or +inf): the radius a
+// value had before it was re-quantized, when only a bound on its size is left. The radius grows
+// with |y| (one binade at a time), so the bound is the radius of magnitude's binade, clamped to
+// the format's finite binades.
+[[nodiscard]] double float_radius_at_most(Encoding encoding, double magnitude);
+
 // ---- Blocks ------------------------------------------------------------------------------
 
 // Reference quantizer of a whole block of a K or V matrix, used by the analysis and (later)
