@@ -3,6 +3,7 @@
 #include <cmath>
 #include <vector>
 
+#include "hnf/proofs/directed.h"
 #include "hnf/proofs/error.h"
 #include "hnf/proofs/float16.h"
 #include "hnf/runtime/block_format.h"
@@ -80,6 +81,19 @@ void read_row(const std::uint8_t* data, const PageFormat& f, int page_size, int 
   for (std::size_t c = 0; c < d; ++c) value_of(data + c * group_bytes, static_cast<std::size_t>(row), out + c, radius + c);
 }
 
+// A re-quantized integer side: x was first stored as a float y (fp16/bf16, radius r_f(y)), and
+// y as the integer value out (|y - out| <= radius). So |x - out| <= radius + r_f(y), and
+// |y| <= |out| + radius bounds r_f(y) (THEORY.md section 14.3).
+void add_origin_radius(const PageFormat& f, int head_dim, const double* out, double* radius) {
+  if (f.origin == kOriginAppended) return;
+  HNF_ASSERT(f.origin == kOriginFromF16 || f.origin == kOriginFromBF16, "a known page origin");
+  const auto from = f.origin == kOriginFromF16 ? proofs::Encoding::kF16 : proofs::Encoding::kBF16;
+  for (std::size_t c = 0; c < static_cast<std::size_t>(head_dim); ++c) {
+    const double size = proofs::add_up(std::fabs(out[c]), radius[c]);
+    radius[c] = proofs::add_up(radius[c], proofs::float_radius_at_most(from, size));
+  }
+}
+
 }  // namespace
 
 namespace {
@@ -94,11 +108,9 @@ void read_side(const StreamView& stream, std::int64_t t, Side side, double* out,
   const PageRef& p = stream.pages[page];
   const auto row = static_cast<int>(t % stream.page_size);
   HNF_ASSERT(row < p.rows, "position is in the stream");
-  if (side == Side::kKeys) {
-    read_row(p.keys, p.key_format, stream.page_size, stream.head_dim, row, out, radius);
-  } else {
-    read_row(p.values, p.value_format, stream.page_size, stream.head_dim, row, out, radius);
-  }
+  const PageFormat& f = side == Side::kKeys ? p.key_format : p.value_format;
+  read_row(side == Side::kKeys ? p.keys : p.values, f, stream.page_size, stream.head_dim, row, out, radius);
+  add_origin_radius(f, stream.head_dim, out, radius);
 }
 
 }  // namespace

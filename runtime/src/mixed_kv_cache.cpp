@@ -54,10 +54,20 @@ struct MixedKvCache::Stream {
   std::vector<std::unique_ptr<std::uint8_t[]>> slabs;
   std::size_t slab_bytes = 0;  // size of every slab
   std::size_t slab_used = 0;   // bytes used in slabs.back()
+  // Page sides given back when a page aged into another format (policy caches): reused by the
+  // next side of the same aligned size (a recent page's), so an aging cache does not grow slabs.
+  std::vector<std::pair<std::size_t, std::uint8_t*>> released;
 
   // Uninitialised bytes (never touched until written, so unwritten slack stays out of RSS).
   std::uint8_t* allocate(std::size_t bytes) {
     HNF_ASSERT(bytes <= slab_bytes, "a page side fits in a slab");
+    for (std::size_t i = 0; i < released.size(); ++i) {
+      if (released[i].first != align_up(bytes)) continue;
+      std::uint8_t* p = released[i].second;
+      released[i] = released.back();
+      released.pop_back();
+      return p;
+    }
     if (slabs.empty() || slab_used + bytes > slab_bytes) {
       slabs.emplace_back(new std::uint8_t[slab_bytes]);
       slab_used = 0;
@@ -65,6 +75,9 @@ struct MixedKvCache::Stream {
     std::uint8_t* p = slabs.back().get() + slab_used;
     slab_used += align_up(bytes);
     return p;
+  }
+  void release(const std::uint8_t* bytes, std::size_t size) {
+    released.emplace_back(align_up(size), const_cast<std::uint8_t*>(bytes));  // bytes this stream allocated
   }
 };
 
@@ -88,6 +101,10 @@ MixedKvCache::MixedKvCache(const proofs::CertifiedPrecisionMap& certified, const
                                             shape_text(shape.num_layers, shape.num_kv_heads, shape.num_heads, shape.head_dim));
   }
   page_size_ = map_.block;
+  if (certified.policy()) {
+    policy_ = certified.policy();
+    HNF_ASSERT(policy_->page == page_size_, "a checked policy certificate's map is its expansion (block = page)");
+  }
   monitor_ = options_.monitor ? options_.monitor : std::make_shared<DecodeMonitor>();
   if (!certified.witnesses_verified()) monitor_->unverified_witnesses = true;
   for (const auto& e : map_.entries) {
@@ -145,16 +162,39 @@ std::size_t unit_of(const proofs::HeadMap& e, std::int64_t position, int block) 
 }
 }  // namespace
 
+proofs::AgeClass MixedKvCache::age_at(std::int64_t layer, std::int64_t position) const {
+  return proofs::age_class(*policy_, position, std::max(layer_size(layer), position + 1));
+}
+
 proofs::Format MixedKvCache::key_format(std::int64_t layer, std::int64_t kv_head, std::int64_t position) const {
   HNF_ASSERT(layer >= 0 && layer < num_layers() && kv_head >= 0 && kv_head < num_kv_heads() && position >= 0, "index in range");
+  if (policy_) {
+    return proofs::class_format(policy_->entries[static_cast<std::size_t>(layer * num_kv_heads() + kv_head)].keys,
+                                age_at(layer, position));
+  }
   const auto& e = map_.entries[static_cast<std::size_t>(layer * num_kv_heads() + kv_head)];
   return e.key_formats[unit_of(e, position, page_size_)];
 }
 
 proofs::Format MixedKvCache::value_format(std::int64_t layer, std::int64_t kv_head, std::int64_t position) const {
   HNF_ASSERT(layer >= 0 && layer < num_layers() && kv_head >= 0 && kv_head < num_kv_heads() && position >= 0, "index in range");
+  if (policy_) {
+    return proofs::class_format(policy_->entries[static_cast<std::size_t>(layer * num_kv_heads() + kv_head)].values,
+                                age_at(layer, position));
+  }
   const auto& e = map_.entries[static_cast<std::size_t>(layer * num_kv_heads() + kv_head)];
   return e.value_formats[unit_of(e, position, page_size_)];
+}
+
+void MixedKvCache::age_pages(std::int64_t layer, std::int64_t kv_head, std::int64_t opened_page) {
+  const std::int64_t page = opened_page - policy_->recent_pages;  // leaves the recent window now
+  if (page < policy_->sink_pages || page < 0) return;
+  Stream& s = stream_at(layer, kv_head);
+  const auto& e = policy_->entries[static_cast<std::size_t>(layer * num_kv_heads() + kv_head)];
+  s.writer.migrate(s.pages[static_cast<std::size_t>(page)], page_format(proofs::class_format(e.keys, proofs::AgeClass::kOld)),
+                   page_format(proofs::class_format(e.values, proofs::AgeClass::kOld)),
+                   [&s](std::size_t bytes) { return s.allocate(bytes); },
+                   [&s](const std::uint8_t* bytes, std::size_t size) { s.release(bytes, size); });
 }
 
 StreamView MixedKvCache::stream(std::int64_t layer, std::int64_t kv_head) const {
@@ -175,6 +215,8 @@ void MixedKvCache::do_append(std::int64_t layer, const float* k, const float* v,
     for (std::int64_t i = 0; i < n; ++i) {
       const std::int64_t position = first + i;
       const std::size_t row = static_cast<std::size_t>(g) * rows + static_cast<std::size_t>(i);
+      // A policy cache: a new page pushes the oldest recent page out of the recent window.
+      if (policy_ && position % page_size_ == 0) age_pages(layer, g, position / page_size_);
       // The formats of the position's block; used only when the position opens a page.
       s.writer.append(s.pages, page_format(key_format(layer, g, position)), page_format(value_format(layer, g, position)),
                       k + row * d, v + row * d, allocate);

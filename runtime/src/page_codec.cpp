@@ -141,6 +141,49 @@ void PageWriter::append(std::vector<PageRef>& pages, const PageFormat& key_forma
   page.rows = row + 1;
 }
 
+namespace {
+bool same_format(const PageFormat& a, const PageFormat& b) {
+  return a.encoding == b.encoding && a.axis == b.axis && a.bits == b.bits && a.group == b.group;
+}
+}  // namespace
+
+void PageWriter::migrate(PageRef& page, const PageFormat& key_format, const PageFormat& value_format,
+                         const Allocate& allocate, const Release& release) {
+  const int P = page_size_;
+  const auto d = static_cast<std::size_t>(head_dim_);
+  HNF_ASSERT(page.rows == P, "only a full page ages");
+  std::vector<float> rows(static_cast<std::size_t>(P) * d);
+  auto migrate_side = [&](const std::uint8_t*& bytes, PageFormat& format, const PageFormat& to) {
+    if (same_format(format, to)) return;
+    HNF_ASSERT((format.encoding == kPageF16 || format.encoding == kPageBF16) && format.origin == kOriginAppended,
+               "a page migrates from the fp16 or bf16 values it was appended in");
+    HNF_ASSERT(to.encoding != kPageStagedF32 && (to.axis != kAxisTokens || to.group == P), "a storable target format");
+    const auto* stored = reinterpret_cast<const std::uint16_t*>(bytes);
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+      rows[i] = format.encoding == kPageF16 ? proofs::half_bits_to_float(stored[i]) : proofs::bf16_bits_to_float(stored[i]);
+    }
+    std::uint8_t* out = allocate(page_bytes(to, P, head_dim_));
+    if (to.axis == kAxisTokens) {
+      encode_token_groups(to, P, head_dim_, rows.data(), out);
+      codes_ += d * static_cast<std::size_t>(P) * to.bits / 8;
+      params_ += d * 4;
+    } else {
+      for (int r = 0; r < P; ++r) encode_row(to, P, head_dim_, r, rows.data() + static_cast<std::size_t>(r) * d, out);
+      const RowBytes rb = row_bytes(to, d);
+      codes_ += rb.codes * static_cast<std::size_t>(P);
+      params_ += rb.params * static_cast<std::size_t>(P);
+    }
+    codes_ -= 2 * d * static_cast<std::size_t>(P);  // the float side's codes (it has no parameters)
+    release(bytes, page_bytes(format, P, head_dim_));
+    const std::uint8_t origin = format.encoding == kPageF16 ? kOriginFromF16 : kOriginFromBF16;
+    bytes = out;
+    format = to;
+    format.origin = origin;
+  };
+  migrate_side(page.keys, page.key_format, key_format);
+  migrate_side(page.values, page.value_format, value_format);
+}
+
 OwnedStream::OwnedStream(const float* keys, const float* values, std::int64_t positions, int page_size, int head_dim,
                          const std::vector<PageFormat>& key_formats, const std::vector<PageFormat>& value_formats)
     : page_size_(page_size), head_dim_(head_dim), writer_(page_size, head_dim) {

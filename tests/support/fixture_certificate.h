@@ -20,12 +20,12 @@ inline const std::string kFixturePublicKey = fixture_path("fixture.pub");
 inline const std::string kReferenceModel = std::string(HNF_SOURCE_DIR) + "/models/hnf-llama-4m";
 
 // Checker options comparing the reference model and verifying the fixture's attestation.
-inline proofs::CheckOptions attested_fixture_options() {
+inline proofs::CheckOptions attested_fixture_options(const std::string& attestation = kFixtureAttestation) {
   proofs::CheckOptions options;
   options.model_dir = kReferenceModel;
-  std::ifstream in(kFixtureAttestation, std::ios::binary);
+  std::ifstream in(attestation, std::ios::binary);
   const std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  options.attestation = proofs::attestation_from_json(text, kFixtureAttestation);
+  options.attestation = proofs::attestation_from_json(text, attestation);
   options.trusted_key = proofs::read_public_key(kFixturePublicKey);
   return options;
 }

@@ -16,6 +16,7 @@
 #include "hnf/proofs/float16.h"
 #include "hnf/proofs/format.h"
 #include "hnf/proofs/policy.h"
+#include "policy_rows.h"
 #include "test_files.h"
 
 namespace analysis = hnf::analysis;
@@ -26,33 +27,6 @@ namespace {
 proofs::Format fmt(const char* name) { return *proofs::parse_format(name); }
 
 constexpr std::size_t kD = 64, kPage = 16;
-
-// The stored value of every element of row t after `length` appends, written from the policy's
-// rules directly: sink pages in the sink format; a per-channel page that is not full, exact; a
-// recent page in the recent format; an old page in the old format applied to the recent format's
-// values of the whole page. x [rows, d].
-std::vector<double> expected_row(const std::vector<float>& x, const proofs::PrecisionPolicy& p,
-                                 const proofs::ClassFormats& f, std::size_t t, std::size_t length) {
-  const std::size_t rows = x.size() / kD;
-  const std::size_t first = t / kPage * kPage, count = std::min(kPage, rows - first);
-  const proofs::AgeClass age = proofs::age_class(p, static_cast<std::int64_t>(t), static_cast<std::int64_t>(length));
-  const proofs::Format& format = proofs::class_format(f, age);
-  std::vector<float> page(x.begin() + static_cast<std::ptrdiff_t>(first * kD),
-                          x.begin() + static_cast<std::ptrdiff_t>((first + count) * kD));
-  std::vector<double> stored(count * kD), radius(count * kD);
-  if (format.axis == proofs::GroupAxis::kTokens && first + kPage > length) {
-    return {page.begin() + static_cast<std::ptrdiff_t>((t - first) * kD),
-            page.begin() + static_cast<std::ptrdiff_t>((t - first + 1) * kD)};
-  }
-  const proofs::Format& recent = proofs::class_format(f, proofs::AgeClass::kRecent);
-  if (age == proofs::AgeClass::kOld && !(recent == format)) {
-    proofs::quantize_block(recent, page, count, kD, stored, radius);
-    for (std::size_t i = 0; i < page.size(); ++i) page[i] = static_cast<float>(stored[i]);
-  }
-  proofs::quantize_block(format, page, count, kD, stored, radius);
-  return {stored.begin() + static_cast<std::ptrdiff_t>((t - first) * kD),
-          stored.begin() + static_cast<std::ptrdiff_t>((t - first + 1) * kD)};
-}
 
 const std::string& policy_trace() {
   static hnf::testing::TempDir dir;
@@ -93,7 +67,7 @@ TEST_CASE("AgedRows: every row at every length is the value the policy's rules s
         aged.at(length).read(0, length, got.data());
         aged.norms_up(length, norms);
         for (std::size_t t = 0; t < length; ++t) {
-          const auto want = expected_row(x, p, *formats, t, length);
+          const auto want = hnf::testing::expected_policy_row(x, kD, p, *formats, t, length);
           for (std::size_t c = 0; c < kD; ++c) REQUIRE(got[t * kD + c] == want[c]);
           double sq = 0.0;
           for (double v : want) sq += v * v;

@@ -28,11 +28,16 @@ namespace hnf::runtime {
 enum PageEncoding : std::uint8_t { kPageF16 = 0, kPageBF16 = 1, kPageInt8 = 2, kPageInt4 = 3, kPageInt3 = 4, kPageInt2 = 5, kPageStagedF32 = 6 };
 enum PageAxis : std::uint8_t { kAxisNone = 0, kAxisHeadDim = 1, kAxisTokens = 2 };
 
+// What a page side was quantized from: the appended rows, or (a policy's aged page, proofs/
+// policy.h) the fp16 or bf16 values the page held while recent. The radius of a re-quantized
+// element adds the float format's radius, bounded from the stored value (decode_reference.cpp).
+enum PageOrigin : std::uint8_t { kOriginAppended = 0, kOriginFromF16 = 1, kOriginFromBF16 = 2 };
+
 struct PageFormat {
   std::uint8_t encoding;  // PageEncoding
   std::uint8_t axis;      // PageAxis
   std::uint8_t bits;      // code bits: 16 (fp16, bf16), 32 (staging), 8, 4, 3, 2
-  std::uint8_t reserved;
+  std::uint8_t origin;     // PageOrigin: what the page side was quantized from
   std::uint16_t group;    // channels (kAxisHeadDim) or positions (kAxisTokens) per group; 0 otherwise
   std::uint16_t reserved2;
 };

@@ -18,6 +18,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include "hnf/proofs/certificate.h"
@@ -91,7 +92,9 @@ class MixedKvCache final : public KvCache {
                const MixedKvCacheOptions& options = {});
   ~MixedKvCache() override;
 
-  // Formats of position t of (layer, kv head) under the map and the newest-block policy.
+  // Formats of position t of (layer, kv head): under a certified policy, its age class's at the
+  // layer's current length (a position not yet stored: as it would be stored next); else under
+  // the map and the newest-block policy.
   [[nodiscard]] proofs::Format key_format(std::int64_t layer, std::int64_t kv_head, std::int64_t position) const;
   [[nodiscard]] proofs::Format value_format(std::int64_t layer, std::int64_t kv_head, std::int64_t position) const;
   // The pages of (layer, kv head) as the kernels read them; valid until the next append.
@@ -119,10 +122,14 @@ class MixedKvCache final : public KvCache {
   void do_attend(std::int64_t layer, const float* q, std::int64_t n, std::int64_t first, float* out) const override;
   [[nodiscard]] std::size_t staged_bytes() const;  // f32 rows of staged pages, in use
   void observe(std::int64_t layer, const float* q, std::int64_t n, std::int64_t first, const float* out) const;
+  [[nodiscard]] proofs::AgeClass age_at(std::int64_t layer, std::int64_t position) const;
+  // Re-quantizes the page that leaves the recent window when page `opened_page` opens.
+  void age_pages(std::int64_t layer, std::int64_t kv_head, std::int64_t opened_page);
   [[nodiscard]] Stream& stream_at(std::int64_t layer, std::int64_t kv_head);
   [[nodiscard]] const Stream& stream_at(std::int64_t layer, std::int64_t kv_head) const;
 
   proofs::PrecisionMap map_;
+  std::optional<proofs::PrecisionPolicy> policy_;  // set when the certificate certifies a policy
   std::string map_sha256_;
   std::int32_t page_size_ = 16;
   MixedKvCacheOptions options_;

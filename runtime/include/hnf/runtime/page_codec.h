@@ -40,6 +40,15 @@ class PageWriter {
   void append(std::vector<PageRef>& pages, const PageFormat& key_format, const PageFormat& value_format,
               const float* key, const float* value, const Allocate& allocate);
 
+  // Re-quantizes a full page as it ages under a precision policy (proofs/policy.h): each side whose
+  // format differs from the one given is decoded from its fp16 or bf16 values (the only formats
+  // a policy lets migrate; anything else is an internal error) and stored in the new format
+  // (origin kOriginFromF16/BF16), in bytes from `allocate`; the old side's bytes go to `release`.
+  // Bit-exact with quantizing those float values with proofs::quantize_block.
+  using Release = std::function<void(const std::uint8_t* bytes, std::size_t size)>;
+  void migrate(PageRef& page, const PageFormat& key_format, const PageFormat& value_format, const Allocate& allocate,
+               const Release& release);
+
   // Bytes of codes and of group parameters (fp16 scales and zero points) in the pages written
   // (an intB-tP key page counts once quantized; its staged rows are not counted here).
   [[nodiscard]] std::size_t code_bytes() const noexcept { return codes_; }
