@@ -1051,6 +1051,7 @@ CheckReport check_certificate_text(std::string_view text, const std::string& fil
     m.model_sha256_ = c.model_sha256;
     m.trace_sha256_ = c.trace_sha256;
     m.eps_ = c.eps;
+    m.layer_eps_ = c.layer_eps;
     m.scope_ = c.scope;
     m.model_verified_ = report.model_compared;
     m.trace_verified_ = report.trace_compared;

@@ -51,6 +51,17 @@ double kl_divergence(std::span<const double> ref_logp, std::span<const double> c
   return kl;
 }
 
+// One window through the model: one prefill, or (decode) one forward per token. input [len],
+// logits [len, vocab].
+void run_window(const LlamaModel& model, std::span<const std::int32_t> input, KvCache& cache, float* logits,
+                bool decode, std::size_t vocab) {
+  if (!decode) {
+    model.forward(input, cache, logits);
+    return;
+  }
+  for (std::size_t i = 0; i < input.size(); ++i) model.forward(input.subspan(i, 1), cache, logits + i * vocab);
+}
+
 }  // namespace
 
 CacheComparison compare_caches(const LlamaModel& model, std::span<const std::int32_t> tokens, std::int32_t bos_id,
@@ -90,7 +101,7 @@ CacheComparison compare_caches(const LlamaModel& model, std::span<const std::int
     logits.resize(static_cast<std::size_t>(len) * vocab);
     {
       auto cache = reference(model.cache_shape(), len);
-      model.forward(input, *cache, logits.data());
+      run_window(model, input, *cache, logits.data(), options.decode, vocab);
     }
     ref_logp.resize(rows * vocab);
     ref_argmax.resize(rows);
@@ -107,7 +118,7 @@ CacheComparison compare_caches(const LlamaModel& model, std::span<const std::int
       const auto start = std::chrono::steady_clock::now();
       {
         auto cache = candidates[c](model.cache_shape(), len);
-        model.forward(input, *cache, logits.data());
+        run_window(model, input, *cache, logits.data(), options.decode, vocab);
       }
       for (std::size_t r = 0; r < rows; ++r) {
         const auto j = static_cast<std::size_t>(first_scored) + r;
@@ -145,7 +156,10 @@ EvalResult evaluate_perplexity(const LlamaModel& model, std::span<const std::int
   if (candidate) candidates.push_back(candidate);
   auto comparison = compare_caches(model, tokens, bos_id, options, dense, candidates, on_window);
   EvalResult result = comparison.reference;
-  if (candidate) result.candidate = comparison.candidates.front();
+  if (candidate) {
+    result.candidate = comparison.candidates.front();
+    result.candidate_seconds = comparison.seconds.front();
+  }
   return result;
 }
 

@@ -1,6 +1,7 @@
 #include "hnf/runtime/mixed_kv_cache.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <string>
@@ -118,6 +119,9 @@ MixedKvCache::MixedKvCache(const proofs::CertifiedPrecisionMap& certified, const
       }
     }
   }
+  for (const auto& e : certified.layer_eps()) {
+    layer_eps_down_.push_back(std::nextafter(proofs::rational_to_double(e), 0.0));  // rounded down
+  }
   for (const auto& h : certified.scope().heads) {
     s2_radius_.push_back(std::nextafter(proofs::rational_to_double(h.s2_radius), 0.0));  // rounded down
   }
@@ -225,6 +229,13 @@ void MixedKvCache::do_append(std::int64_t layer, const float* k, const float* v,
 }
 
 void MixedKvCache::do_attend(std::int64_t layer, const float* q, std::int64_t n, std::int64_t first, float* out) const {
+  const auto start = std::chrono::steady_clock::now();
+  attend_rows(layer, q, n, first, out);
+  monitor_->attend_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  observe(layer, q, n, first, out);
+}
+
+void MixedKvCache::attend_rows(std::int64_t layer, const float* q, std::int64_t n, std::int64_t first, float* out) const {
   const auto d = static_cast<std::size_t>(head_dim());
   const auto heads = static_cast<std::size_t>(num_heads());
   const auto group = static_cast<int>(num_heads() / num_kv_heads());
@@ -261,19 +272,49 @@ void MixedKvCache::do_attend(std::int64_t layer, const float* q, std::int64_t n,
       }
     }
   }
-  observe(layer, q, n, first, out);
+}
+
+void MixedKvCache::bound_rows(std::int64_t layer, const float* q, std::int64_t n, std::int64_t first, const float* out) const {
+  const auto start = std::chrono::steady_clock::now();
+  const auto d = static_cast<std::size_t>(head_dim());
+  const std::int64_t group = num_heads() / num_kv_heads();
+  last_bounds_.resize(static_cast<std::size_t>(num_heads() * n));
+  const std::int64_t rows = num_heads() * n;
+#pragma omp parallel for schedule(dynamic) if (rows > 1)
+  for (std::int64_t r = 0; r < rows; ++r) {
+    const std::int64_t h = r / n, i = r % n;
+    last_bounds_[static_cast<std::size_t>(r)] =
+        decode_error_bound(stream(layer, h / group), first + i + 1, q + static_cast<std::size_t>(r) * d, out + static_cast<std::size_t>(r) * d);
+  }
+  GuardStatus status;
+  status.rows = rows;
+  for (const double b : last_bounds_) {
+    status.within += b <= layer_eps_down_[static_cast<std::size_t>(layer)] ? 1 : 0;
+    status.max_bound = std::max(status.max_bound, b);
+  }
+  last_guard_ = status;
+  monitor_->guard_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
 }
 
 void MixedKvCache::observe(std::int64_t layer, const float* q, std::int64_t n, std::int64_t first, const float* out) const {
   const auto d = static_cast<std::size_t>(head_dim());
   const std::int64_t group = num_heads() / num_kv_heads();
   monitor_->queries += num_heads() * n;
+  const bool bounded = options_.monitor_bounds || options_.guard != GuardMode::kOff;
+  if (bounded) {
+    bound_rows(layer, q, n, first, out);
+    if (options_.guard != GuardMode::kOff) {
+      monitor_->guard_rows += last_guard_.rows;
+      monitor_->guard_within += last_guard_.within;
+      monitor_->guard_steps += 1;
+      monitor_->guard_steps_held += last_guard_.held() ? 1 : 0;
+    }
+  }
   for (std::int64_t h = 0; h < num_heads(); ++h) {
     for (std::int64_t i = 0; i < n; ++i) {
       const float* q_row = q + static_cast<std::size_t>(h * n + i) * d;
-      const float* out_row = out + static_cast<std::size_t>(h * n + i) * d;
       if (options_.monitor_bounds) {
-        const double b = decode_error_bound(stream(layer, h / group), first + i + 1, q_row, out_row);
+        const double b = last_bounds_[static_cast<std::size_t>(h * n + i)];
         ++monitor_->bounded;
         monitor_->max_bound = std::max(monitor_->max_bound, b);
         monitor_->sum_bound += b;
@@ -299,6 +340,14 @@ void MixedKvCache::observe(std::int64_t layer, const float* q, std::int64_t n, s
       if (!(distance_up <= s2_radius_[static_cast<std::size_t>(layer * num_kv_heads() + h / group)])) ++monitor_->outside_s2;
     }
   }
+}
+
+GuardStatus MixedKvCache::attend_guarded(std::int64_t layer, const float* q, std::int64_t n, float* out,
+                                         double* bounds) const {
+  HNF_ASSERT(options_.guard != GuardMode::kOff, "attend_guarded needs a cache built with a guard");
+  attend(layer, q, n, out);
+  if (bounds) std::copy(last_bounds_.begin(), last_bounds_.end(), bounds);
+  return last_guard_;
 }
 
 void MixedKvCache::attend_with_bounds(std::int64_t layer, const float* q, std::int64_t n, float* out,

@@ -426,6 +426,14 @@ TEST_CASE("a policy certificate: certified, re-derived from the trace, and refus
   r = check_edited(edited, "");
   CHECK(r.exit_code == 3);
   CHECK(contains(r.err, "policy: entry layer 0 kv head 1: keys recent"));
+  // Guard figures cannot be supplied by a certificate: the runtime computes them (a field for them,
+  // even with the hash recomputed, is refused).
+  Json with_guard = Json::parse(read_file(dir / "cert.json"));
+  with_guard["guard"] = {{"within_eps", 1000000}, {"rows", 1000000}};
+  write_file(dir / "edited.json", hnf::proofs::reseal_certificate_json(with_guard.dump(), "edited.json"));
+  r = hnf_verify("check " + quote(dir / "edited.json"));
+  CHECK(r.exit_code == 3);
+  CHECK(contains(r.err, "guard"));
   // A policy in a version 3 certificate does not parse.
   edited = honest;
   edited.version = 3;

@@ -10,6 +10,7 @@
 #include "hnf/proofs/sha256.h"
 #include "hnf/runtime/dense_kv_cache.h"
 #include "hnf/runtime/model_dir.h"
+#include "fixture_certificate.h"
 #include "run_cli.h"
 #include "test_files.h"
 #include "tiny_llama.h"
@@ -285,4 +286,45 @@ TEST_CASE("eval --cache refuses certificates that do not belong to the model or 
     CHECK(run.exit_code == 3);
     CHECK(contains(run.err, "--trace: needs --cache"));
   }
+}
+
+TEST_CASE("eval --cache with a policy certificate: token-by-token decode and the guard, measured against a shadow exact copy") {
+  const std::string policy_cert = hnf::testing::fixture_path("hnf-llama-4m-128-policy.cert.json");
+  const std::string attested = " --attestation " + quote(hnf::testing::fixture_path("hnf-llama-4m-128-policy.attestation.json")) +
+                               " --public-key " + quote(hnf::testing::kFixturePublicKey);
+  const Run run = hnf_verify("eval --json --ctx 100 --stride 50 --max-tokens 150 --model " + quote(kModel) + " --text " +
+                             quote(kPassage) + " --cache " + quote(policy_cert) + attested);
+  REQUIRE_MESSAGE(run.exit_code == 0, run.err);
+  CHECK(contains(run.err, "certifies a precision policy: token-by-token decode, guard on"));
+  const auto j = nlohmann::json::parse(run.out);
+  CHECK(j["decode"] == "token by token");
+  const auto& g = j.at("cache").at("guard");
+  CHECK(g["kind"] == "deterministic");
+  CHECK(g["delta"].get<double>() == 0.0);
+  // Every attention row of every decode step: windows of 99, 99 and 50 tokens, 4 layers x 4 heads.
+  const std::int64_t rows = g["rows"].get<std::int64_t>();
+  CHECK(rows == j["cache"]["attention_rows"].get<std::int64_t>());
+  CHECK(rows == (99 + 99 + 50) * 16);
+  CHECK(g["steps"].get<std::int64_t>() == (99 + 99 + 50) * 4);
+  const std::int64_t within = g["within_eps"].get<std::int64_t>();
+  CHECK(within >= 0);
+  CHECK(within <= rows);
+  std::int64_t per_layer = 0, per_layer_within = 0;
+  for (const auto& l : g["per_layer"]) {
+    per_layer += l["rows"].get<std::int64_t>();
+    per_layer_within += l["within_eps"].get<std::int64_t>();
+  }
+  CHECK(per_layer == rows);
+  CHECK(per_layer_within == within);  // the monitor's count and the samples' count agree
+  // A sound bound is never below the actual error; rows reading only fp16/bf16 pages are apart.
+  const auto& r = g["bound_over_actual"];
+  CHECK(r["rows"].get<std::int64_t>() > 100);
+  CHECK(r["min"].get<double>() >= 1.0);
+  CHECK(r["median"].get<double>() >= r["min"].get<double>());
+  CHECK(r["p99"].get<double>() <= r["max"].get<double>());
+  CHECK(g["float_only_rows"].get<std::int64_t>() == 0);  // the fixture's sink keys are int8: every row reads an integer page
+  CHECK(g["actual_max"].get<double>() > 0.0);
+  CHECK(g["bound_max"].get<double>() >= g["actual_max"].get<double>());
+  CHECK(g["deterministic"]["within_eps"] == g["within_eps"]);
+  CHECK(g["overhead_fraction"].get<double>() > 0.0);
 }

@@ -20,6 +20,7 @@
 #include "hnf/runtime/evaluate.h"
 #include "hnf/runtime/mixed_kv_cache.h"
 #include "hnf/runtime/model_dir.h"
+#include "hnf/runtime/shadow_cache.h"
 #include "progress.h"
 
 namespace hnf::verify::cli {
@@ -35,6 +36,8 @@ struct EvalCommandOptions {
   std::string cache;  // certificate of the map to evaluate (empty: full precision only)
   std::string trace;  // the certificate's trace: enables the S2 check
   bool bounds = false;
+  bool guard = false;   // --guard (always on for a policy certificate)
+  bool decode = false;  // --decode (always on for a policy certificate)
   std::string backend = "cpu";
   CheckerArgs witnesses;  // --recompute, --attestation, --public-key, --unattested (model and trace: above)
 };
@@ -116,6 +119,94 @@ nlohmann::json cache_json(const EvalCommandOptions& o, const proofs::CertifiedPr
   return j;
 }
 
+// Rows whose actual error is at most this fraction of their layer's epsilon are left out of the
+// bound / actual figures (the ratio of a bound to a rounding-level error says nothing).
+constexpr double kGuardFloorFraction = 1e-3;
+
+double quantile_of(std::vector<double>& x, double q) {
+  if (x.empty()) return 0.0;
+  std::sort(x.begin(), x.end());
+  return x[std::min(x.size() - 1, static_cast<std::size_t>(q * static_cast<double>(x.size())))];
+}
+
+// The guard's figures (docs/runtime.md): counts from the runtime's monitor, bound / actual from the
+// shadow exact copy's samples.
+nlohmann::json guard_json(const proofs::CertifiedPrecisionMap& map, const runtime::GuardRecord& record,
+                          const runtime::DecodeMonitor& m, double candidate_seconds) {
+  std::vector<double> eps;
+  for (const auto& e : map.layer_eps()) eps.push_back(proofs::rational_to_double(e));
+  std::vector<double> ratios;
+  std::int64_t float_only = 0, below_floor = 0;
+  double actual_max = 0.0, bound_max = 0.0;
+  std::vector<std::int64_t> layer_rows(eps.size()), layer_within(eps.size());
+  for (const auto& s : record.samples) {
+    const double layer_eps = eps.at(static_cast<std::size_t>(s.layer));
+    actual_max = std::max(actual_max, s.actual);
+    bound_max = std::max(bound_max, s.bound);
+    ++layer_rows[static_cast<std::size_t>(s.layer)];
+    layer_within[static_cast<std::size_t>(s.layer)] += s.bound <= std::nextafter(layer_eps, 0.0) ? 1 : 0;
+    if (s.float_only) {
+      ++float_only;
+    } else if (s.actual <= kGuardFloorFraction * layer_eps) {
+      ++below_floor;
+    } else {
+      ratios.push_back(s.bound / s.actual);
+    }
+  }
+  const std::size_t rated = ratios.size();
+  const nlohmann::json ratio{{"rows", rated},
+                             {"median", quantile_of(ratios, 0.5)},
+                             {"p90", quantile_of(ratios, 0.9)},
+                             {"p99", quantile_of(ratios, 0.99)},
+                             {"max", ratios.empty() ? 0.0 : ratios.back()},
+                             {"min", ratios.empty() ? 0.0 : ratios.front()}};
+  nlohmann::json layers = nlohmann::json::array();
+  for (std::size_t l = 0; l < eps.size(); ++l) {
+    layers.push_back({{"layer", l}, {"eps", eps[l]}, {"rows", layer_rows[l]}, {"within_eps", layer_within[l]}});
+  }
+  const double rows = static_cast<double>(std::max<std::int64_t>(1, m.guard_rows));
+  const double decode_seconds = candidate_seconds - m.guard_seconds - record.shadow_seconds;
+  const nlohmann::json deterministic{{"within_eps", m.guard_within},
+                                     {"within_fraction", static_cast<double>(m.guard_within) / rows},
+                                     {"bound_over_actual", ratio}};
+  return {{"kind", "deterministic"},
+          {"delta", 0.0},
+          {"union_delta", 0.0},
+          {"rows", m.guard_rows},
+          {"within_eps", m.guard_within},
+          {"within_fraction", static_cast<double>(m.guard_within) / rows},
+          {"steps", m.guard_steps},
+          {"steps_held", m.guard_steps_held},
+          {"float_only_rows", float_only},
+          {"floor_fraction_of_eps", kGuardFloorFraction},
+          {"below_floor_rows", below_floor},
+          {"bound_over_actual", ratio},
+          {"actual_max", actual_max},
+          {"bound_max", bound_max},
+          {"per_layer", layers},
+          {"guard_seconds", m.guard_seconds},
+          {"attention_seconds", m.attend_seconds},
+          {"decode_seconds", decode_seconds},
+          {"overhead_fraction", decode_seconds > 0.0 ? m.guard_seconds / decode_seconds : 0.0},
+          {"deterministic", deterministic}};
+}
+
+std::string guard_text(const nlohmann::json& g) {
+  const auto& r = g.at("bound_over_actual");
+  std::string out = fmt::format(
+      "  guard             {} of {} rows within eps ({:.2f} %), deterministic (holds for every residual within the stored radii)\n",
+      g.at("within_eps").get<std::int64_t>(), g.at("rows").get<std::int64_t>(), 100.0 * g.at("within_fraction").get<double>());
+  out += fmt::format("  bound / actual    median {:.3g}, p90 {:.3g}, p99 {:.3g}, max {:.3g} over {} rows (actual error above {} x eps; "
+                     "{} rows reading only fp16/bf16 rows and {} below the floor left out)\n",
+                     r.at("median").get<double>(), r.at("p90").get<double>(), r.at("p99").get<double>(),
+                     r.at("max").get<double>(), r.at("rows").get<std::size_t>(), g.at("floor_fraction_of_eps").get<double>(),
+                     g.at("float_only_rows").get<std::int64_t>(), g.at("below_floor_rows").get<std::int64_t>());
+  out += fmt::format("  guard overhead    {:.1f} % of decode time (guard {:.2f} s, decode {:.2f} s; the shadow copy is eval's own cost)\n",
+                     100.0 * g.at("overhead_fraction").get<double>(), g.at("guard_seconds").get<double>(),
+                     g.at("decode_seconds").get<double>());
+  return out;
+}
+
 std::string cache_text(const EvalCommandOptions& o, const proofs::CertifiedPrecisionMap& map,
                        const runtime::CandidateComparison& c, const runtime::DecodeMonitor& m) {
   std::string out = fmt::format("cache               {} (map {}, {} backend)\n", o.cache, map.map_sha256().substr(0, 12), o.backend);
@@ -151,18 +242,29 @@ int run_eval(const EvalCommandOptions& o) {
   runtime::CacheFactory factory;
   std::optional<proofs::CertifiedPrecisionMap> map;
   auto monitor = std::make_shared<runtime::DecodeMonitor>();
+  auto guard_record = std::make_shared<runtime::GuardRecord>();
   std::shared_ptr<const runtime::S2Reference> s2;
+  runtime::EvalOptions eval = o.eval;
+  bool guard = o.guard;
   if (!o.cache.empty()) {
     map = certified_map(o);
+    if (map->policy()) {
+      // What a policy certifies is the cache state of each step: decode token by token, and guard it.
+      eval.decode = guard = true;
+      std::fprintf(stderr, "eval: %s certifies a precision policy: token-by-token decode, guard on\n", o.cache.c_str());
+    }
+    eval.decode = eval.decode || o.decode;
     if (!o.trace.empty()) s2 = std::make_shared<const runtime::S2Reference>(s2_reference(o.trace, map->scope()));
     runtime::MixedKvCacheOptions cache_options;
     cache_options.backend = o.backend == "reference" ? runtime::DecodeBackend::kReference : runtime::DecodeBackend::kCpu;
     cache_options.monitor_bounds = o.bounds;
     cache_options.monitor = monitor;
     cache_options.allow_unverified_witnesses = o.witnesses.unattested;
-    factory = [&map, cache_options, s2](const runtime::KvCacheShape& shape, std::int64_t capacity) {
+    if (guard) cache_options.guard = runtime::GuardMode::kMonitor;
+    factory = [&map, cache_options, s2, guard, guard_record](const runtime::KvCacheShape& shape, std::int64_t capacity) {
       auto cache = std::make_unique<runtime::MixedKvCache>(*map, shape, capacity, cache_options);
       if (s2) cache->set_s2_reference(*s2);
+      if (guard) return std::unique_ptr<runtime::KvCache>(std::make_unique<runtime::ShadowedCache>(std::move(cache), guard_record));
       return std::unique_ptr<runtime::KvCache>(std::move(cache));
     };
     // Bad input (a map for another shape) fails here, before the first window runs.
@@ -172,7 +274,7 @@ int run_eval(const EvalCommandOptions& o) {
 
   Progress progress("eval " + o.text, 0);
   const auto result = runtime::evaluate_perplexity(
-      dir.model, ids, dir.tokenizer.bos_id(), o.eval, factory, [&](std::int64_t done, std::int64_t total) {
+      dir.model, ids, dir.tokenizer.bos_id(), eval, factory, [&](std::int64_t done, std::int64_t total) {
         progress.update(static_cast<std::uint64_t>(done), static_cast<std::uint64_t>(total));
       });
   const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -190,7 +292,11 @@ int run_eval(const EvalCommandOptions& o) {
                      {"bits_per_byte", bits_per_byte},
                      {"unigram_perplexity", result.unigram_perplexity},
                      {"seconds", seconds}};
-    if (result.candidate) j["cache"] = cache_json(o, *map, *result.candidate, *monitor);
+    j["decode"] = eval.decode ? "token by token" : "prefill";
+    if (result.candidate) {
+      j["cache"] = cache_json(o, *map, *result.candidate, *monitor);
+      if (guard) j["cache"]["guard"] = guard_json(*map, *guard_record, *monitor, result.candidate_seconds);
+    }
     const std::string json = j.dump(2) + "\n";
     if (!o.json_out.empty()) proofs::write_text_atomically(o.json_out, json);
     if (o.json) {
@@ -205,7 +311,9 @@ int run_eval(const EvalCommandOptions& o) {
   out += fmt::format("bits per byte       {:.4f}\n", bits_per_byte);
   out += fmt::format("unigram perplexity  {:.3f} (add-one, fitted on this text; {:.2f}x the model's)\n",
                      result.unigram_perplexity, result.unigram_perplexity / result.perplexity);
+  out += fmt::format("decode              {}\n", eval.decode ? "token by token" : "one prefill per window");
   if (result.candidate) out += cache_text(o, *map, *result.candidate, *monitor);
+  if (result.candidate && guard) out += guard_text(guard_json(*map, *guard_record, *monitor, result.candidate_seconds));
   out += fmt::format("time                {:.1f} s ({:.0f} tokens/s)\n", seconds, static_cast<double>(result.tokens) / seconds);
   std::fputs(out.c_str(), stdout);
   return 0;
@@ -233,12 +341,17 @@ void register_eval(CLI::App& app, int* exit_code) {
                 "With --cache and --trace: re-derive the certificate's witnesses from the trace (an analysis) first");
   add_witness_options(cmd, options->witnesses, /*opt_out=*/true);
   cmd->add_flag("--bounds", options->bounds, "With --cache: an a-posteriori error bound for every attention row (slower)");
+  cmd->add_flag("--guard", options->guard,
+                "With --cache: the runtime guard on every attention row (deterministic bound against epsilon), measured "
+                "against a shadow exact copy of the cache's keys and values (always on for a policy certificate)");
+  cmd->add_flag("--decode", options->decode,
+                "Token-by-token decode instead of one prefill per window (always on for a policy certificate)");
   cmd->add_option("--backend", options->backend, "With --cache: decode backend")
       ->check(CLI::IsMember({"cpu", "reference"}))
       ->capture_default_str();
   cmd->callback([options, exit_code] {
-    if (options->cache.empty() && (!options->trace.empty() || options->bounds)) {
-      throw proofs::bad_input(options->trace.empty() ? "--bounds" : "--trace", "needs --cache");
+    if (options->cache.empty() && (!options->trace.empty() || options->bounds || options->guard)) {
+      throw proofs::bad_input(!options->trace.empty() ? "--trace" : options->bounds ? "--bounds" : "--guard", "needs --cache");
     }
     if (options->cache.empty() && (options->witnesses.recompute || options->witnesses.unattested ||
                                    !options->witnesses.attestations.empty())) {

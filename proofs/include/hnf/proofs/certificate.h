@@ -250,6 +250,8 @@ class CertifiedPrecisionMap {
   [[nodiscard]] const std::string& model_sha256() const noexcept { return model_sha256_; }
   [[nodiscard]] const std::string& trace_sha256() const noexcept { return trace_sha256_; }
   [[nodiscard]] const std::string& eps() const noexcept { return eps_; }
+  // The per-layer budgets, exact rationals [layers] (what the runtime guard compares with).
+  [[nodiscard]] const std::vector<std::string>& layer_eps() const noexcept { return layer_eps_; }
   [[nodiscard]] const Scope& scope() const noexcept { return scope_; }
   // The certified policy, when the certificate certifies one (the runtime then follows it).
   [[nodiscard]] const std::optional<PrecisionPolicy>& policy() const noexcept { return policy_; }
@@ -269,6 +271,7 @@ class CertifiedPrecisionMap {
   PrecisionMap map_;
   std::optional<PrecisionPolicy> policy_;
   std::string map_sha256_, model_sha256_, trace_sha256_, eps_;
+  std::vector<std::string> layer_eps_;
   Scope scope_;
   bool model_verified_ = false, trace_verified_ = false, witnesses_recomputed_ = false, witnesses_attested_ = false;
 };

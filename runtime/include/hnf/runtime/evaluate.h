@@ -22,6 +22,10 @@ using CacheFactory = std::function<std::unique_ptr<KvCache>(const KvCacheShape& 
 struct EvalOptions {
   std::int64_t context = 1024;  // tokens the model sees per window, BOS included
   std::int64_t stride = 512;    // new tokens scored per window after the first
+  // Token-by-token decode: each window's tokens go through the model one at a time, so every
+  // query sees the cache state of its own step (a policy cache's ages and migrations). Off: one
+  // prefill per window (the same result for caches whose stored rows do not depend on later ones).
+  bool decode = false;
 };
 
 struct CandidateComparison {
@@ -37,6 +41,7 @@ struct EvalResult {
   double perplexity = 0.0;          // exp(nll / tokens)
   double unigram_perplexity = 0.0;  // add-one unigram fitted on these same tokens (a strong unigram)
   std::optional<CandidateComparison> candidate;
+  double candidate_seconds = 0.0;  // wall time of the candidate's windows (its forwards and comparisons)
 };
 
 // Window k covers the targets tokens[begin, end) with begin = k * stride and

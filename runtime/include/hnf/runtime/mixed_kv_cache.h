@@ -62,9 +62,32 @@ struct DecodeMonitor {
   bool unverified_witnesses = false;
   // Added by each cache when it is destroyed: its stored bytes (codes, group parameters,
   // staged rows) and K/V elements, so a shared monitor measures bits per element over all.
+  // The guard (options.guard): rows bounded and within epsilon, steps (attend calls) and steps
+  // whose every row held; time in the attention itself and in the guard's bounds.
+  std::int64_t guard_rows = 0;
+  std::int64_t guard_within = 0;
+  std::int64_t guard_steps = 0;
+  std::int64_t guard_steps_held = 0;
+  double attend_seconds = 0.0;
+  double guard_seconds = 0.0;
   std::int64_t caches_closed = 0;
   double stored_bytes = 0.0;
   double stored_elements = 0.0;
+};
+
+// The guard (THEORY.md section 14.4): every attended row's deterministic error bound
+// (decode_bound.h: against the appended keys and values, from what the cache keeps) compared
+// with the certificate's epsilon of its layer. kMonitor counts rows within and outside in
+// monitor(); kEnforce also makes attend_guarded's status the caller's to act on (a row outside
+// epsilon: the guarantee did not hold for this step).
+enum class GuardMode { kOff, kMonitor, kEnforce };
+
+// The guard's verdict on one attend() call (one decode step of one layer).
+struct GuardStatus {
+  std::int64_t rows = 0;    // attention rows bounded
+  std::int64_t within = 0;  // rows whose bound is <= the layer's epsilon
+  double max_bound = 0.0;
+  [[nodiscard]] bool held() const noexcept { return within == rows; }
 };
 
 struct MixedKvCacheOptions {
@@ -75,6 +98,7 @@ struct MixedKvCacheOptions {
   // Where monitor() records; several caches may share one (e.g. one per evaluation window).
   // A new one per cache when null.
   std::shared_ptr<DecodeMonitor> monitor;
+  GuardMode guard = GuardMode::kOff;
   // The named opt-out: build the cache although the certificate's witnesses were neither
   // re-derived from its trace nor attested (CertifiedPrecisionMap::witnesses_verified() false).
   // Recorded in monitor().unverified_witnesses.
@@ -111,6 +135,13 @@ class MixedKvCache final : public KvCache {
   // norm of (out row - the exact attention of the appended keys and values) (decode_bound.h).
   void attend_with_bounds(std::int64_t layer, const float* q, std::int64_t n, float* out, double* bounds) const;
 
+  // attend() and the guard's status of that step (options.guard must not be kOff); bounds, when
+  // not null, receives every row's bound [heads, n].
+  GuardStatus attend_guarded(std::int64_t layer, const float* q, std::int64_t n, float* out,
+                             double* bounds = nullptr) const;
+  // The certificate's epsilon of a layer, rounded down (a bound <= it is within the exact budget).
+  [[nodiscard]] double layer_eps_down(std::int64_t layer) const { return layer_eps_down_.at(static_cast<std::size_t>(layer)); }
+
   // Enables the S2 check: queries at recorded positions are compared with the recorded ones.
   // Throws bad input when the reference's shape does not match the cache.
   void set_s2_reference(S2Reference reference);
@@ -121,6 +152,9 @@ class MixedKvCache final : public KvCache {
   void do_append(std::int64_t layer, const float* k, const float* v, std::int64_t n, std::int64_t first) override;
   void do_attend(std::int64_t layer, const float* q, std::int64_t n, std::int64_t first, float* out) const override;
   [[nodiscard]] std::size_t staged_bytes() const;  // f32 rows of staged pages, in use
+  void attend_rows(std::int64_t layer, const float* q, std::int64_t n, std::int64_t first, float* out) const;
+  // Every row's decode bound into last_bounds_ and the guard's status into last_guard_.
+  void bound_rows(std::int64_t layer, const float* q, std::int64_t n, std::int64_t first, const float* out) const;
   void observe(std::int64_t layer, const float* q, std::int64_t n, std::int64_t first, const float* out) const;
   [[nodiscard]] proofs::AgeClass age_at(std::int64_t layer, std::int64_t position) const;
   // Re-quantizes the page that leaves the recent window when page `opened_page` opens.
@@ -134,6 +168,9 @@ class MixedKvCache final : public KvCache {
   std::int32_t page_size_ = 16;
   MixedKvCacheOptions options_;
   std::vector<double> s2_radius_;  // [layers * kv_heads], rounded down
+  std::vector<double> layer_eps_down_;  // [layers], rounded down
+  mutable GuardStatus last_guard_;      // the guard's verdict on the latest attend()
+  mutable std::vector<double> last_bounds_;  // [heads, n] of the latest attend(), when bounded
   S2Reference s2_;
   std::vector<std::unique_ptr<Stream>> streams_;  // [layers * kv_heads]
   std::shared_ptr<DecodeMonitor> monitor_;  // never null; written by the const attend()
