@@ -9,6 +9,7 @@
 #include "hnf/proofs/error.h"
 #include "hnf/runtime/decode_bound.h"
 #include "hnf/runtime/page_codec.h"
+#include "hnf/runtime/policy_pages.h"
 
 namespace hnf::runtime {
 
@@ -190,16 +191,6 @@ proofs::Format MixedKvCache::value_format(std::int64_t layer, std::int64_t kv_he
   return e.value_formats[unit_of(e, position, page_size_)];
 }
 
-void MixedKvCache::age_pages(std::int64_t layer, std::int64_t kv_head, std::int64_t opened_page) {
-  const std::int64_t page = opened_page - policy_->recent_pages;  // leaves the recent window now
-  if (page < policy_->sink_pages || page < 0) return;
-  Stream& s = stream_at(layer, kv_head);
-  const auto& e = policy_->entries[static_cast<std::size_t>(layer * num_kv_heads() + kv_head)];
-  s.writer.migrate(s.pages[static_cast<std::size_t>(page)], page_format(proofs::class_format(e.keys, proofs::AgeClass::kOld)),
-                   page_format(proofs::class_format(e.values, proofs::AgeClass::kOld)),
-                   [&s](std::size_t bytes) { return s.allocate(bytes); },
-                   [&s](const std::uint8_t* bytes, std::size_t size) { s.release(bytes, size); });
-}
 
 StreamView MixedKvCache::stream(std::int64_t layer, std::int64_t kv_head) const {
   const Stream& s = stream_at(layer, kv_head);
@@ -219,8 +210,13 @@ void MixedKvCache::do_append(std::int64_t layer, const float* k, const float* v,
     for (std::int64_t i = 0; i < n; ++i) {
       const std::int64_t position = first + i;
       const std::size_t row = static_cast<std::size_t>(g) * rows + static_cast<std::size_t>(i);
-      // A policy cache: a new page pushes the oldest recent page out of the recent window.
-      if (policy_ && position % page_size_ == 0) age_pages(layer, g, position / page_size_);
+      if (policy_) {
+        append_policy_position(s.writer, s.pages, *policy_,
+                               policy_->entries[static_cast<std::size_t>(layer * num_kv_heads() + g)], position,
+                               k + row * d, v + row * d, allocate,
+                               [&s](const std::uint8_t* bytes, std::size_t size) { s.release(bytes, size); });
+        continue;
+      }
       // The formats of the position's block; used only when the position opens a page.
       s.writer.append(s.pages, page_format(key_format(layer, g, position)), page_format(value_format(layer, g, position)),
                       k + row * d, v + row * d, allocate);

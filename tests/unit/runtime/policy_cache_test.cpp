@@ -17,6 +17,7 @@
 #include "hnf/proofs/policy.h"
 #include "hnf/runtime/decode_attention.h"
 #include "hnf/runtime/mixed_kv_cache.h"
+#include "hnf/runtime/policy_pages.h"
 #include "policy_rows.h"
 
 using hnf::runtime::KvCacheShape;
@@ -171,4 +172,36 @@ TEST_CASE("policy cache: the decode bound holds against MPFR at every step, on r
     }
   }
   CHECK(checked == 2u * 4u * 16u);  // steps 0, 9, ..., 99 and 95..98
+}
+
+TEST_CASE("policy cache: an OwnedPolicyStream stores what the cache stores") {
+  const hnf::proofs::PrecisionPolicy& policy = *certified_policy().policy();
+  const auto& head = policy.entries[5];
+  hnf::runtime::OwnedPolicyStream stream(policy, head, static_cast<int>(kD));
+  std::mt19937 rng(2);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> keys, values;
+  std::size_t compared = 0;
+  for (std::size_t t = 0; t < 90; ++t) {
+    for (std::size_t c = 0; c < kD; ++c) {
+      keys.push_back(normal(rng) * (c == 9 ? 5.0f : 1.0f));
+      values.push_back(normal(rng));
+    }
+    stream.append(keys.data() + t * kD, values.data() + t * kD);
+    const std::size_t length = t + 1;
+    if (length % 7 != 0 && length != 90) continue;
+    std::vector<double> key(kD), value(kD), kr(kD), vr(kD);
+    for (std::size_t u = 0; u < length; ++u) {
+      hnf::runtime::read_position(stream.view(), static_cast<std::int64_t>(u), key.data(), value.data(), kr.data(), vr.data());
+      const auto want_k = hnf::testing::expected_policy_row(keys, kD, policy, head.keys, u, length);
+      const auto want_v = hnf::testing::expected_policy_row(values, kD, policy, head.values, u, length);
+      for (std::size_t c = 0; c < kD; ++c) {
+        REQUIRE(key[c] == want_k[c]);
+        REQUIRE(value[c] == want_v[c]);
+      }
+      ++compared;
+    }
+  }
+  CHECK(stream.size() == 90);
+  CHECK(compared > 500);
 }

@@ -157,8 +157,6 @@ class MixedKvCache final : public KvCache {
   void bound_rows(std::int64_t layer, const float* q, std::int64_t n, std::int64_t first, const float* out) const;
   void observe(std::int64_t layer, const float* q, std::int64_t n, std::int64_t first, const float* out) const;
   [[nodiscard]] proofs::AgeClass age_at(std::int64_t layer, std::int64_t position) const;
-  // Re-quantizes the page that leaves the recent window when page `opened_page` opens.
-  void age_pages(std::int64_t layer, std::int64_t kv_head, std::int64_t opened_page);
   [[nodiscard]] Stream& stream_at(std::int64_t layer, std::int64_t kv_head);
   [[nodiscard]] const Stream& stream_at(std::int64_t layer, std::int64_t kv_head) const;
 
