@@ -45,16 +45,6 @@ std::vector<std::size_t> select_queries(std::size_t recorded, std::int64_t last,
   return out;
 }
 
-// A policy's queries: every recorded position below `dense`, then every `stride`-th recorded query.
-std::vector<std::size_t> policy_queries(const std::vector<std::int64_t>& recorded, std::int64_t dense, std::int64_t stride) {
-  std::vector<std::size_t> out;
-  std::size_t since_dense = 0;
-  for (std::size_t i = 0; i < recorded.size(); ++i) {
-    if (recorded[i] < dense || since_dense++ % static_cast<std::size_t>(stride) == 0) out.push_back(i);
-  }
-  return out;
-}
-
 // Indices of the recorded queries at `positions` (strictly increasing, each recorded).
 std::vector<std::size_t> queries_at(const Trace& trace, const std::vector<std::int64_t>& positions, const std::string& path) {
   const auto& recorded = trace.query_positions();
@@ -766,6 +756,17 @@ std::vector<std::size_t> fixed_choices(const HeadModel& model, std::int64_t laye
 
 }  // namespace
 
+std::vector<std::size_t> policy_query_indices(const std::vector<std::int64_t>& recorded, std::int64_t dense,
+                                               std::int64_t stride) {
+  HNF_ASSERT(stride >= 1, "a stride is at least 1");
+  std::vector<std::size_t> out;
+  std::size_t since_dense = 0;
+  for (std::size_t i = 0; i < recorded.size(); ++i) {
+    if (recorded[i] < dense || since_dense++ % static_cast<std::size_t>(stride) == 0) out.push_back(i);
+  }
+  return out;
+}
+
 int obstruction_bits(double kappa, double diameter, double eps) {
   HNF_ASSERT(eps > 0.0, "obstruction_bits needs a positive epsilon");
   if (!(kappa > 0.0) || !(diameter > 0.0)) return 0;
@@ -975,7 +976,7 @@ AnalysisResult analyze_trace(const std::string& trace_path, AnalysisOptions opti
   const auto subset = !options.query_positions.empty()
                           ? queries_at(trace, options.query_positions, trace_path)
                       : options.policy
-                          ? policy_queries(trace.query_positions(), options.dense_queries, options.beyond_stride)
+                          ? policy_query_indices(trace.query_positions(), options.dense_queries, options.beyond_stride)
                           : select_queries(static_cast<std::size_t>(s.num_queries), options.last_queries, options.query_stride);
   const auto block = static_cast<std::size_t>(options.block);
 

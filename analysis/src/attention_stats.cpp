@@ -32,9 +32,12 @@ std::vector<LayerAttentionStats> attention_stats(const Trace& trace, std::int64_
     const TraceLayer& layer = trace.layers()[static_cast<std::size_t>(l)];
     const auto q = load_rows(trace, *layer.q);  // [heads, queries, head_dim]
     const auto k = load_rows(trace, *layer.k);  // [kv_heads, tokens, head_dim]
+    const auto v = load_rows(trace, *layer.v);  // [kv_heads, tokens, head_dim]
     LayerAttentionStats stats{.layer = l};
+    std::vector<double> norms, o(d);
     for (std::int64_t h = 0; h < s.num_heads; ++h) {
       const float* keys = k.data() + static_cast<std::size_t>(h / group) * tokens * d;
+      const float* values = v.data() + static_cast<std::size_t>(h / group) * tokens * d;
       for (std::int64_t i = 0; i < s.num_queries; ++i) {
         const float* query = q.data() + (static_cast<std::size_t>(h * s.num_queries + i)) * d;
         const auto position = static_cast<std::size_t>(trace.query_positions()[static_cast<std::size_t>(i)]);
@@ -54,6 +57,13 @@ std::vector<LayerAttentionStats> attention_stats(const Trace& trace, std::int64_
           if (t >= first_recent) recent_total += scores[t];
           largest = std::max(largest, scores[t]);
         }
+        std::fill(o.begin(), o.end(), 0.0);
+        for (std::size_t t = 0; t <= position; ++t) {
+          for (std::size_t c = 0; c < d; ++c) o[c] += scores[t] * values[t * d + c];
+        }
+        double squared = 0.0;
+        for (const double x : o) squared += (x / total) * (x / total);
+        norms.push_back(std::sqrt(squared));
         stats.first_token_mass += scores[0] / total;
         stats.recent_mass += recent_total / total;
         stats.max_weight += largest / total;
@@ -64,6 +74,11 @@ std::vector<LayerAttentionStats> attention_stats(const Trace& trace, std::int64_
     stats.first_token_mass /= n;
     stats.recent_mass /= n;
     stats.max_weight /= n;
+    std::sort(norms.begin(), norms.end());
+    const auto at = [&](double fraction) { return norms.empty() ? 0.0 : norms[std::min(norms.size() - 1, static_cast<std::size_t>(fraction * static_cast<double>(norms.size())))]; };
+    stats.output_norm_p10 = at(0.1);
+    stats.output_norm_median = at(0.5);
+    stats.output_norm_p90 = at(0.9);
     out.push_back(stats);
   }
   return out;

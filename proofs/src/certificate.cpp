@@ -155,6 +155,17 @@ Json certificate_body(const Certificate& c) {
     body["policy"] = policy_to_json(*c.policy);
     body["policy_sha256"] = c.policy_sha256;
   }
+  if (c.prediction) {
+    const GuardPrediction& g = *c.prediction;
+    body["prediction"] = {{"rule", g.rule},
+                          {"eps_rel", g.eps_rel},
+                          {"output_norm_median", g.output_norm_median},
+                          {"calibration_rows", g.calibration_rows},
+                          {"calibration_within", g.calibration_within},
+                          {"heldout_rows", g.heldout_rows},
+                          {"heldout_within", g.heldout_within},
+                          {"median_actual", g.median_actual}};
+  }
   return body;
 }
 
@@ -336,6 +347,25 @@ PrecisionPolicy parse_policy(const Json& j, const std::string& file) {
   }
   r.finish();
   return p;
+}
+
+GuardPrediction parse_prediction(const Json& j, const std::string& file) {
+  ObjectReader r(j, "prediction", file);
+  GuardPrediction g;
+  g.rule = r.string("rule");
+  g.eps_rel = r.number("eps_rel", 0.0, 1e300);
+  for (const auto& v : r.array("output_norm_median")) {
+    const auto value = json_number(v, 0.0, 1e300);
+    if (!value) r.fail("output_norm_median", "has an element that is not a nonnegative number");
+    g.output_norm_median.push_back(*value);
+  }
+  g.calibration_rows = r.integer("calibration_rows", 0, kMaxCount);
+  g.calibration_within = r.integer("calibration_within", 0, g.calibration_rows);
+  g.heldout_rows = r.integer("heldout_rows", 0, kMaxCount);
+  g.heldout_within = r.integer("heldout_within", 0, g.heldout_rows);
+  g.median_actual = r.number("median_actual", 0.0, 1e300);
+  r.finish();
+  return g;
 }
 
 Scope parse_scope(const Json& j, const std::string& file) {
@@ -1008,6 +1038,10 @@ Certificate certificate_from_json(std::string_view text, const std::string& file
     if (c.version < kPolicyVersion) r.fail("policy", "is not part of version " + std::to_string(c.version));
     c.policy = parse_policy(r.field("policy"), file);
     c.policy_sha256 = r.string("policy_sha256", kMaxHashChars);
+  }
+  if (r.has("prediction")) {
+    if (c.version < kPolicyVersion) r.fail("prediction", "is not part of version " + std::to_string(c.version));
+    c.prediction = parse_prediction(r.field("prediction"), file);
   }
   const std::string stated_hash = r.string("certificate_sha256", kMaxHashChars);
   r.finish();

@@ -5,6 +5,7 @@
 #include <cmath>
 
 #include "hnf/proofs/error.h"
+#include "hnf/runtime/guard_calibration.h"
 
 namespace hnf::runtime {
 
@@ -28,54 +29,25 @@ void ShadowedCache::do_append(std::int64_t layer, const float* k, const float* v
   }
 }
 
-bool ShadowedCache::float_only(std::int64_t layer, std::int64_t kv_head, std::int64_t positions) const {
-  const StreamView view = cache_->stream(layer, kv_head);
-  const std::int64_t pages = (positions + view.page_size - 1) / view.page_size;
-  for (std::int64_t p = 0; p < pages; ++p) {
-    for (const PageFormat& f : {view.pages[p].key_format, view.pages[p].value_format}) {
-      if (f.encoding != kPageF16 && f.encoding != kPageBF16 && f.encoding != kPageStagedF32) return false;
-    }
-  }
-  return true;
-}
-
 void ShadowedCache::do_attend(std::int64_t layer, const float* q, std::int64_t n, std::int64_t first, float* out) const {
   std::vector<double> bounds(static_cast<std::size_t>(num_heads() * n));
   (void)cache_->attend_guarded(layer, q, n, out, bounds.data());
   const auto start = std::chrono::steady_clock::now();
   const auto d = static_cast<std::size_t>(head_dim());
   const std::int64_t group = num_heads() / num_kv_heads();
-  const double scale = 1.0 / std::sqrt(static_cast<double>(d));
-  std::vector<double> scores, o(d);
+  std::vector<double> o(d);
   for (std::int64_t h = 0; h < num_heads(); ++h) {
     const auto s = static_cast<std::size_t>(layer * num_kv_heads() + h / group);
     for (std::int64_t i = 0; i < n; ++i) {
       const auto row = static_cast<std::size_t>(h * n + i);
-      const float* q_row = q + row * d;
-      const auto positions = static_cast<std::size_t>(first + i + 1);
-      // The exact attention over the appended rows, in double.
-      scores.resize(positions);
-      double m = -INFINITY;
-      for (std::size_t t = 0; t < positions; ++t) {
-        double dot = 0.0;
-        for (std::size_t c = 0; c < d; ++c) dot += static_cast<double>(q_row[c]) * keys_[s][t * d + c];
-        scores[t] = dot * scale;
-        m = std::max(m, scores[t]);
-      }
-      double z = 0.0;
-      std::fill(o.begin(), o.end(), 0.0);
-      for (std::size_t t = 0; t < positions; ++t) {
-        const double e = std::exp(scores[t] - m);
-        z += e;
-        for (std::size_t c = 0; c < d; ++c) o[c] += e * values_[s][t * d + c];
-      }
+      exact_attention(q + row * d, keys_[s].data(), values_[s].data(), first + i + 1, head_dim(), o.data());
       double squared = 0.0;
       for (std::size_t c = 0; c < d; ++c) {
-        const double diff = static_cast<double>(out[row * d + c]) - o[c] / z;
+        const double diff = static_cast<double>(out[row * d + c]) - o[c];
         squared += diff * diff;
       }
       record_->samples.push_back({.layer = static_cast<std::int32_t>(layer),
-                                  .float_only = float_only(layer, h / group, first + i + 1),
+                                  .float_only = reads_only_float_pages(cache_->stream(layer, h / group), first + i + 1),
                                   .bound = bounds[row],
                                   .actual = std::sqrt(squared)});
     }

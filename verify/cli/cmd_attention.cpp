@@ -30,16 +30,19 @@ int run_attention(const AttentionOptions& o) {
     nlohmann::json j{{"file", o.file}, {"recent", o.recent}, {"layers", nlohmann::json::array()}};
     for (const auto& l : stats) {
       j["layers"].push_back({{"layer", l.layer}, {"first_token_mass", l.first_token_mass},
-                             {"recent_mass", l.recent_mass}, {"max_weight", l.max_weight}, {"queries", l.queries}});
+                             {"recent_mass", l.recent_mass}, {"max_weight", l.max_weight}, {"queries", l.queries},
+                             {"output_norm", {{"p10", l.output_norm_p10}, {"median", l.output_norm_median}, {"p90", l.output_norm_p90}}}});
     }
     std::fputs((j.dump(2) + "\n").c_str(), stdout);
     return 0;
   }
   std::string out = fmt::format("{}: mean attention mass over {} (head, query) pairs per layer\n", o.file,
                                 stats.empty() ? 0 : stats.front().queries);
-  out += fmt::format("{:>5}  {:>14}  {:>16}  {:>14}\n", "layer", "first token", fmt::format("last {} tokens", o.recent), "largest weight");
+  out += fmt::format("{:>5}  {:>14}  {:>16}  {:>14}  {:>24}\n", "layer", "first token", fmt::format("last {} tokens", o.recent),
+                     "largest weight", "||o|| p10 / median / p90");
   for (const auto& l : stats) {
-    out += fmt::format("{:>5}  {:>14.4f}  {:>16.4f}  {:>14.4f}\n", l.layer, l.first_token_mass, l.recent_mass, l.max_weight);
+    out += fmt::format("{:>5}  {:>14.4f}  {:>16.4f}  {:>14.4f}  {:>24}\n", l.layer, l.first_token_mass, l.recent_mass, l.max_weight,
+                       fmt::format("{:.3g} / {:.3g} / {:.3g}", l.output_norm_p10, l.output_norm_median, l.output_norm_p90));
   }
   std::fputs(out.c_str(), stdout);
   return 0;

@@ -5,12 +5,18 @@
 #include <cstdio>
 #include <filesystem>
 #include <memory>
+#include <optional>
+#include <sstream>
 
 #include <fmt/format.h>
 
 #include "checker_options.h"
 #include "commands.h"
+#include "guard_prediction.h"
+#include "hnf/analysis/attention_stats.h"
+#include "hnf/analysis/policy_allocation.h"
 #include "hnf/analysis/trace.h"
+#include "hnf/proofs/directed.h"
 #include "hnf/proofs/certificate.h"
 #include "hnf/proofs/policy.h"
 #include "hnf/proofs/error.h"
@@ -31,8 +37,12 @@ struct CertifyCommandOptions {
   std::vector<std::string> layer_eps;  // decimal, converted rounding down
   std::string eps_total;
   double bits = 0.0;
-  std::string policy;  // policy spec (proofs::parse_policy_spec)
+  std::string policy;  // policy spec (proofs::parse_policy_spec), or "auto [page=P sink=S recent=W]"
+  std::string eps_rel;  // decimal: each layer's budget is this times its median ||o||
   CertifyOptions certify;
+  // Set by run_certify: how the budgets were chosen, for the summary.
+  std::string budget_rule;
+  std::optional<analysis::PolicyAllocation> allocation;
 };
 
 // A display value >= x (4 significant digits), for upper bounds printed in the summary.
@@ -45,6 +55,11 @@ std::string display_up(double x) {
 std::string budget_line(const CertifyCommandOptions& o, const proofs::Certificate& c) {
   const std::string scope = fmt::format("S1 scope: {} recorded query positions x {} query heads",
                                         c.scope.query_positions.size(), c.map.heads);
+  if (!o.budget_rule.empty()) {
+    std::string per_layer;
+    for (const auto& e : c.layer_eps) per_layer += (per_layer.empty() ? "" : ", ") + display_up(proofs::rational_to_double(e));
+    return fmt::format("epsilon      per layer {} ({}); {}", per_layer, o.budget_rule, scope);
+  }
   if (o.layer_eps.empty()) {
     return fmt::format("epsilon      {} per query (as the largest double not above it, {:.17g}); {}", o.eps,
                        proofs::rational_to_double(c.eps), scope);
@@ -93,6 +108,21 @@ void print_summary(const CertifyCommandOptions& o, const CertifyResult& r, doubl
   std::printf("%s\n", budget_line(o, c).c_str());
   std::printf("map          %.4f bits (%.4f bytes) per K/V element, metadata included: %.2fx smaller than fp16\n",
               c.bits_per_element, c.bits_per_element / 8.0, 16.0 / c.bits_per_element);
+  if (o.allocation) {
+    std::printf("policy       %s, chosen among %zu candidates (allocated and every uniform point) at %.4g bits "
+                "(objective %.4g, %.1f s)\n",
+                o.allocation->chosen.c_str(), o.allocation->candidates.size(), o.allocation->bits, o.allocation->objective,
+                o.allocation->seconds);
+  }
+  if (c.prediction) {
+    const auto& p = *c.prediction;
+    const auto percent = [](std::int64_t a, std::int64_t b) { return b > 0 ? 100.0 * static_cast<double>(a) / static_cast<double>(b) : 0.0; };
+    std::printf("guard        forecast (deterministic bound): %.2f %% of %lld calibration rows within epsilon, %.2f %% of %lld "
+                "held-out rows (the expectation on unseen text); epsilon / median actual error %.3g\n",
+                percent(p.calibration_within, p.calibration_rows), static_cast<long long>(p.calibration_rows),
+                percent(p.heldout_within, p.heldout_rows), static_cast<long long>(p.heldout_rows),
+                p.median_actual > 0.0 ? proofs::rational_to_double(c.eps) / p.median_actual : 0.0);
+  }
   std::printf("%s\n", obligation_line(c).c_str());
   for (const auto& ob : c.obligations) {
     if (ob.kind == proofs::ObligationKind::kComposition) print_composition(o, ob);
@@ -116,7 +146,9 @@ void write_outputs(const CertifyCommandOptions& o, const std::string& certificat
 // included), recorded in the certificate for the audit report.
 std::string certify_command_line(const CertifyCommandOptions& o, bool bits_given) {
   using reports::shell_quote;
-  std::string cmd = "hnf-verify certify " + shell_quote(o.trace) + " --eps " + shell_quote(o.eps);
+  std::string cmd = "hnf-verify certify " + shell_quote(o.trace);
+  if (!o.eps.empty()) cmd += " --eps " + shell_quote(o.eps);
+  if (!o.eps_rel.empty()) cmd += " --eps-rel " + shell_quote(o.eps_rel);
   if (!o.layer_eps.empty()) {
     std::string joined;
     for (const auto& e : o.layer_eps) joined += (joined.empty() ? "" : ",") + e;
@@ -137,17 +169,97 @@ std::string certify_command_line(const CertifyCommandOptions& o, bool bits_given
   return cmd;
 }
 
-int run_certify(CertifyCommandOptions o, bool bits_given) {
-  o.certify.eps = proofs::decimal_to_double_down(o.eps, "--eps");
-  for (const auto& e : o.layer_eps) o.certify.layer_eps.push_back(proofs::decimal_to_double_down(e, "--layer-eps"));
-  if (!o.eps_total.empty()) o.certify.eps_total = proofs::decimal_to_double_down(o.eps_total, "--eps-total");
-  if (bits_given) o.certify.bits = o.bits;
-  if (!o.policy.empty()) {
-    if (bits_given) throw proofs::bad_input("--policy", "certifies the given policy at --eps; --bits does not apply");
-    const analysis::TraceShape s = analysis::Trace::open(o.trace).shape();
-    o.certify.analysis.policy =
-        proofs::parse_policy_spec(o.policy, s.num_layers, s.num_kv_heads, s.num_heads, s.head_dim, "--policy");
+// "auto [page=P] [sink=S] [recent=W]": the allocation options of a policy chosen for --bits.
+analysis::PolicyAllocationOptions auto_policy_options(const std::string& spec, double bits) {
+  analysis::PolicyAllocationOptions a;
+  a.bits = bits;
+  std::istringstream in(spec.substr(4));
+  std::string item;
+  while (in >> item) {
+    const auto eq = item.find('=');
+    const std::string key = item.substr(0, eq);
+    std::int64_t value = -1;
+    if (eq != std::string::npos) {
+      try {
+        std::size_t used = 0;
+        value = std::stoll(item.substr(eq + 1), &used);
+        if (used != item.size() - eq - 1) value = -1;
+      } catch (const std::exception&) {
+        value = -1;
+      }
+    }
+    if (value < 0 || (key != "page" && key != "sink" && key != "recent")) {
+      throw proofs::bad_input("--policy", "'" + item + "': auto takes page=P, sink=S and recent=W (counts)");
+    }
+    if (key == "page") a.page = static_cast<int>(std::min<std::int64_t>(value, 1 << 20));
+    if (key == "sink") a.sink_pages = value;
+    if (key == "recent") a.recent_pages = value;
   }
+  if (a.page != 16 && a.page != 32 && a.page != 64) throw proofs::bad_input("--policy", "page must be 16, 32 or 64");
+  if (a.recent_pages < 1) throw proofs::bad_input("--policy", "recent must be at least 1 page");
+  return a;
+}
+
+// Budgets and, for a policy, the guard's forecast. Exactly one of --eps, --eps-rel, or (with a
+// policy) --bits alone: then epsilon_l = r * median ||o||_l with r the smallest ratio at which
+// 99.9 % of the calibration rows are guarded (CLARIFICATIONS "eps for the targets").
+void choose_budgets(CertifyCommandOptions& o, bool bits_given) {
+  const analysis::TraceShape s = analysis::Trace::open(o.trace).shape();
+  const bool auto_policy = o.policy.rfind("auto", 0) == 0;
+  if (!o.eps.empty() + !o.eps_rel.empty() != 1 && !(auto_policy && bits_given && o.eps.empty() && o.eps_rel.empty())) {
+    throw proofs::bad_input("--eps", "give exactly one of --eps and --eps-rel (or, with --policy auto, --bits alone)");
+  }
+  if (!o.layer_eps.empty() && o.eps.empty()) throw proofs::bad_input("--layer-eps", "goes with --eps");
+  if (!o.eps.empty()) o.certify.eps = proofs::decimal_to_double_down(o.eps, "--eps");
+  for (const auto& e : o.layer_eps) o.certify.layer_eps.push_back(proofs::decimal_to_double_down(e, "--layer-eps"));
+  const double eps_rel = o.eps_rel.empty() ? 0.0 : proofs::decimal_to_double_down(o.eps_rel, "--eps-rel");
+  if (!o.eps_rel.empty() && !(eps_rel > 0.0)) throw proofs::bad_input("--eps-rel", "must be a positive number");
+  if (!o.policy.empty()) {
+    if (auto_policy) {
+      if (!bits_given) throw proofs::bad_input("--policy", "auto chooses a policy for --bits; give --bits");
+      o.allocation = analysis::allocate_policy(o.trace, auto_policy_options(o.policy, o.bits));
+      o.certify.analysis.policy = o.allocation->policy;
+    } else {
+      if (bits_given) throw proofs::bad_input("--policy", "certifies the given policy; --bits goes with --policy auto");
+      o.certify.analysis.policy =
+          proofs::parse_policy_spec(o.policy, s.num_layers, s.num_kv_heads, s.num_heads, s.head_dim, "--policy");
+    }
+    const CalibratedGuard guard = calibrate_policy_guard(o.trace, *o.certify.analysis.policy,
+                                                         o.certify.analysis.dense_queries, o.certify.analysis.beyond_stride);
+    std::vector<double> layer_eps;
+    std::string rule;
+    double r = eps_rel;
+    if (!o.eps.empty()) {
+      layer_eps = o.certify.layer_eps.empty() ? std::vector<double>(guard.layers.size(), o.certify.eps) : o.certify.layer_eps;
+      rule = "given";
+    } else {
+      if (o.eps_rel.empty()) r = smallest_guarded_eps_rel(guard, 0.999);
+      for (const double m : guard.output_norm_median) layer_eps.push_back(proofs::mul_down(r, m));
+      rule = o.eps_rel.empty() ? fmt::format("r x median ||o|| of the layer, r = {:.4g} the smallest ratio with 99.9 % "
+                                             "of the calibration split's rows guarded", r)
+                               : fmt::format("--eps-rel {} x median ||o|| of the layer", o.eps_rel);
+      o.budget_rule = rule;
+      o.certify.layer_eps = layer_eps;
+      o.certify.eps = *std::max_element(layer_eps.begin(), layer_eps.end());
+    }
+    o.certify.prediction = predict_guard(guard, layer_eps, rule, r);
+    return;
+  }
+  if (bits_given) o.certify.bits = o.bits;
+  if (!o.eps_rel.empty()) {
+    std::vector<double> layer_eps;
+    for (const auto& l : analysis::attention_stats(analysis::Trace::open(o.trace), 1)) {
+      layer_eps.push_back(proofs::mul_down(eps_rel, l.output_norm_median));
+    }
+    o.budget_rule = fmt::format("--eps-rel {} x median ||o|| of the layer", o.eps_rel);
+    o.certify.layer_eps = layer_eps;
+    o.certify.eps = *std::max_element(layer_eps.begin(), layer_eps.end());
+  }
+}
+
+int run_certify(CertifyCommandOptions o, bool bits_given) {
+  if (!o.eps_total.empty()) o.certify.eps_total = proofs::decimal_to_double_down(o.eps_total, "--eps-total");
+  choose_budgets(o, bits_given);
   if (!o.model_dir.empty()) o.certify.model_dir = o.model_dir;
   o.certify.keep_smt = !o.smt_dir.empty();
   if (!o.smt_dir.empty()) proofs::ensure_directory(o.smt_dir, "--smt-dir");
@@ -184,13 +296,17 @@ void register_certify(CLI::App& app, int* exit_code) {
   cmd->add_option("trace", o->trace, "Trace file (hnf-trace safetensors)")->required();
   cmd->add_option("--eps", o->eps,
                   "Budget for ||o_hat - o||_2 of every (layer, head, recorded query); a decimal, used as the largest "
-                  "double not above it")
-      ->required();
+                  "double not above it");
+  cmd->add_option("--eps-rel", o->eps_rel,
+                  "Instead of --eps: each layer's budget is this fraction of its median ||o|| on the trace (recorded as "
+                  "the per-layer absolute budgets it implies)");
   cmd->add_option("--layer-eps", o->layer_eps, "Per-layer budgets E0,E1,... (one per layer)")->delimiter(',');
   auto* bits = cmd->add_option("--bits", o->bits, "Allocate for this average bits per element instead of for --eps");
   cmd->add_option("--policy", o->policy,
                   "Certify this precision policy instead of allocating a map: 'page=16 sink=1 recent=1 "
-                  "k=fp16/fp16/int4-t16 v=fp16/fp16/int4-d64' (formats sink/recent/old; pages)");
+                  "k=fp16/fp16/int4-t16 v=fp16/fp16/int4-d64' (formats sink/recent/old; pages), or 'auto [page=16 "
+                  "sink=1 recent=1]' with --bits: choose the old pages' formats for that size (without --eps, epsilon "
+                  "is the smallest at which 99.9 % of the calibration rows are guarded)");
   cmd->add_option("--dense-queries", o->certify.analysis.dense_queries,
                   "With --policy: S1 at every recorded position below N ...")
       ->capture_default_str();

@@ -212,6 +212,7 @@ CertifyResult certify(const std::string& trace_path, const CertifyOptions& optio
   if (a.policy) {
     c.policy = a.policy;
     c.policy_sha256 = proofs::policy_sha256(*a.policy);
+    c.prediction = options.prediction;
   }
   c.bits_per_element = proofs::map_bits_per_element(c.map);
   for (double e : budgets) c.layer_eps.push_back(exact_rational(e));

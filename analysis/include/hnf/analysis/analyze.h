@@ -137,6 +137,11 @@ struct AnalysisResult {
 // Throws proofs::Error(kBadInput) for invalid options or a trace with NaN/Inf, naming the problem.
 [[nodiscard]] AnalysisResult analyze_trace(const std::string& trace_path, AnalysisOptions options);
 
+// A policy's analysed queries (AnalysisOptions::policy): indices into `recorded` (sorted positions)
+// of every position below `dense` and every `stride`-th recorded query after them.
+[[nodiscard]] std::vector<std::size_t> policy_query_indices(const std::vector<std::int64_t>& recorded, std::int64_t dense,
+                                                            std::int64_t stride);
+
 // Obstruction bound of Theorem 5.7 (THEORY.md): the smallest p with kappa (D 2^-p)^2 / 8 <= eps,
 // i.e. ceil(log2(kappa D^2 / (8 eps)) / 2), at least 0.
 [[nodiscard]] int obstruction_bits(double kappa, double diameter, double eps);

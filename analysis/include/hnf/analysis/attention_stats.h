@@ -16,6 +16,11 @@ struct LayerAttentionStats {
   double recent_mass = 0.0;        // mean of the total weight on the `recent` newest positions (query's own included)
   double max_weight = 0.0;         // mean of the largest single weight
   std::int64_t queries = 0;        // (head, query) pairs averaged over
+  // Percentiles of the attention output's norm ||o||_2 over those pairs: the layer's scale, which
+  // a relative budget (certify --eps-rel) multiplies.
+  double output_norm_p10 = 0.0;
+  double output_norm_median = 0.0;
+  double output_norm_p90 = 0.0;
 };
 
 // One entry per layer. `recent` >= 1. Queries at position p attend to positions 0..p.

@@ -167,6 +167,22 @@ struct Scope {
   std::vector<std::string> assumptions;       // what the certificate does not prove
 };
 
+// Version 4, optional: certify's forecast of the runtime guard on its calibration trace (the guard
+// of THEORY.md section 14.4 run on the policy's cache, every analysed query at its step). Parsed
+// and hashed, not checked: a forecast the checker cannot re-derive (proofs/ has no runtime), which
+// `eval` then measures. Rows are (query head, position) pairs; a held-out split (queries in odd
+// 64-position blocks) was not used to choose epsilon.
+struct GuardPrediction {
+  std::string rule;                        // how epsilon was chosen
+  double eps_rel = 0.0;                    // epsilon / the layer's median ||o|| (0: epsilon was given)
+  std::vector<double> output_norm_median;  // [layers] median ||o|| of the calibration's queries
+  std::int64_t calibration_rows = 0;       // rows epsilon was chosen on
+  std::int64_t calibration_within = 0;     // of those, guard bound <= epsilon
+  std::int64_t heldout_rows = 0;
+  std::int64_t heldout_within = 0;         // the fraction expected on unseen text
+  double median_actual = 0.0;              // median actual error of the calibration rows that read an integer page
+};
+
 struct Certificate {
   int version = kCertificateVersion;
   std::string tool_version;  // "hnf-verify 0.5.0"
@@ -185,6 +201,7 @@ struct Certificate {
   // expand_policy(*policy, map.tokens) and the sufficiency rows hold at the aged states.
   std::optional<PrecisionPolicy> policy;
   std::string policy_sha256;  // policy_sha256(*policy); empty without a policy
+  std::optional<GuardPrediction> prediction;  // version 4, optional
   Scope scope;
   std::vector<Obligation> obligations;
   // Informational, optional: the certify command line that made it, every option explicit

@@ -37,8 +37,6 @@ class ShadowedCache final : public KvCache {
  private:
   void do_append(std::int64_t layer, const float* k, const float* v, std::int64_t n, std::int64_t first) override;
   void do_attend(std::int64_t layer, const float* q, std::int64_t n, std::int64_t first, float* out) const override;
-  // Whether every page holding positions [0, positions) of (layer, kv head) is a float page.
-  [[nodiscard]] bool float_only(std::int64_t layer, std::int64_t kv_head, std::int64_t positions) const;
 
   std::unique_ptr<MixedKvCache> cache_;
   std::shared_ptr<GuardRecord> record_;

@@ -32,6 +32,8 @@ struct CertifyOptions {
   std::optional<std::filesystem::path> model_dir;
   // End-to-end budget of the composition obligation; default: the composed bound, rounded up.
   std::optional<double> eps_total;
+  // Certify's forecast of the runtime guard (a policy certificate), written into the certificate.
+  std::optional<proofs::GuardPrediction> prediction;
   unsigned timeout_ms = 10000;  // per solver query
   bool keep_smt = false;        // return each obligation's SMT-LIB2 script (CertifyResult::smt_scripts)
   std::string tool_version;     // "hnf-verify X.Y.Z"

@@ -1,0 +1,36 @@
+// certify's forecast of the runtime guard (proofs::GuardPrediction): the policy's cache run over
+// the calibration trace, every analysed query at its step, the guard's bound per row next to its
+// actual error (runtime/guard_calibration.h); epsilon chosen on one split of the rows, the guarded
+// fraction of the other split stated as the expectation on unseen text.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "hnf/proofs/certificate.h"
+#include "hnf/proofs/policy.h"
+#include "hnf/runtime/guard_calibration.h"
+
+namespace hnf::verify::cli {
+
+struct CalibratedGuard {
+  std::vector<std::vector<runtime::GuardRow>> layers;  // [layers][rows]
+  std::vector<double> output_norm_median;               // [layers] over the rows' ||o||
+};
+
+// The guard on every query the policy's S1 covers (analysis::policy_query_indices).
+[[nodiscard]] CalibratedGuard calibrate_policy_guard(const std::string& trace_path, const proofs::PrecisionPolicy& policy,
+                                                     std::int64_t dense_queries, std::int64_t beyond_stride);
+
+// Whether a row is in the split epsilon is chosen on (queries in even 64-position blocks).
+[[nodiscard]] inline bool in_fit_split(const runtime::GuardRow& row) { return (row.position / 64) % 2 == 0; }
+
+// The smallest r with at least `fraction` of the fit split's rows guarded at epsilon_l = r * m_l.
+[[nodiscard]] double smallest_guarded_eps_rel(const CalibratedGuard& guard, double fraction);
+
+// The forecast at these per-layer budgets.
+[[nodiscard]] proofs::GuardPrediction predict_guard(const CalibratedGuard& guard, const std::vector<double>& layer_eps,
+                                                    const std::string& rule, double eps_rel);
+
+}  // namespace hnf::verify::cli
