@@ -294,8 +294,8 @@ void s1_bounds(const HeadInputs& h, const ExactAttention& ex, const QuantizedCac
 void policy_s1_bounds(const HeadInputs& h, const ExactAttention& ex, const proofs::PrecisionPolicy& policy,
                       std::vector<double>& upper, std::vector<double>& lower) {
   const auto& e = policy.entries.at(static_cast<std::size_t>(h.layer * policy.kv_heads + h.kv_head));
-  const AgedRows keys(h.keys, policy, e.keys);
-  const AgedRows values(h.values, policy, e.values);
+  const AgedRows keys(h.keys, policy, e.keys, h.layer, h.kv_head, false);
+  const AgedRows values(h.values, policy, e.values, h.layer, h.kv_head, true);
   upper.assign(ex.J, 0.0);
   lower.assign(ex.J, 0.0);
   std::vector<double> norms;

@@ -104,14 +104,15 @@ bool QuantizedRows::holds(std::size_t unit, const proofs::Format& f) const noexc
   return assigned_[unit] != 0 && formats_[unit] == f;
 }
 
-void QuantizedRows::assign(std::size_t unit, const proofs::Format& f, std::span<const float> x) {
+void QuantizedRows::assign(std::size_t unit, const proofs::Format& f, std::span<const float> x,
+                           const proofs::BlockDither* dither) {
   const std::size_t first = unit * block_;
   const std::size_t count = std::min(block_, rows_ - first);
   HNF_ASSERT(x.size() == count * dim_, "assign: x must hold the unit's rows");
   const std::size_t group_count = proofs::block_group_count(f, count, dim_);
   HNF_ASSERT(group_count <= group_capacity_, "a unit's groups fit the capacity of a full block");
   std::vector<std::uint16_t> codes(count * dim_);
-  proofs::encode_block(f, x, count, dim_, codes, std::span(groups_).subspan(unit * group_capacity_, group_count));
+  proofs::encode_block(f, x, count, dim_, codes, std::span(groups_).subspan(unit * group_capacity_, group_count), dither);
   std::uint8_t* low = low_.data() + first * dim_;
   for (std::size_t i = 0; i < codes.size(); ++i) low[i] = static_cast<std::uint8_t>(codes[i] & 0xffu);
   if (proofs::is_integer_encoding(f.encoding)) {
@@ -163,7 +164,8 @@ void QuantizedRows::read(std::size_t first, std::size_t count, double* out) cons
   }
 }
 
-AgedRows::AgedRows(const StoredRows& exact, const proofs::PrecisionPolicy& policy, const proofs::ClassFormats& formats)
+AgedRows::AgedRows(const StoredRows& exact, const proofs::PrecisionPolicy& policy, const proofs::ClassFormats& formats,
+                   std::int64_t layer, std::int64_t kv_head, bool values)
     : exact_(&exact), formats_(formats), rows_(exact.rows()), dim_(exact.dim()) {
   rule_.page = policy.page;
   rule_.sink_pages = policy.sink_pages;
@@ -186,24 +188,31 @@ AgedRows::AgedRows(const StoredRows& exact, const proofs::PrecisionPolicy& polic
       norms_[static_cast<std::size_t>(v)][first + r] = norm_up(stored.data() + r * dim_, dim_, 0);
     }
   };
+  const bool stochastic = policy.rounding == proofs::Rounding::kStochastic;
+  auto dither = [&](proofs::AgeClass age, std::size_t first) {
+    return proofs::BlockDither{proofs::dither_key(policy, policy.calibration_seed, layer, kv_head, values, age),
+                               static_cast<std::int64_t>(first)};
+  };
   for (std::size_t u = 0, first = 0; first < rows_; ++u, first += page) {
     const std::size_t count = std::min(page, rows_ - first);
+    const auto sink_draws = dither(proofs::AgeClass::kSink, first), recent_draws = dither(proofs::AgeClass::kRecent, first),
+               old_draws = dither(proofs::AgeClass::kOld, first);
     const std::span<float> unit_x(x.data(), count * dim_);
     exact.read_floats(first, count, unit_x.data());
     record_norms(exact, Version::kExact, first, count);
     if (static_cast<std::int64_t>(u) < policy.sink_pages) {
-      sink_.assign(u, proofs::class_format(formats, proofs::AgeClass::kSink), unit_x);
+      sink_.assign(u, proofs::class_format(formats, proofs::AgeClass::kSink), unit_x, stochastic ? &sink_draws : nullptr);
       record_norms(sink_, Version::kSink, first, count);
       continue;
     }
-    recent_.assign(u, recent, unit_x);
+    recent_.assign(u, recent, unit_x, stochastic ? &recent_draws : nullptr);
     record_norms(recent_, Version::kRecent, first, count);
     if (old_is_recent_) continue;
     // Re-quantized from what the cache holds: the recent copy's fp16/bf16 values, which are
     // floats, so the conversion below is exact.
     recent_.read(first, count, stored.data());
     for (std::size_t i = 0; i < count * dim_; ++i) unit_x[i] = static_cast<float>(stored[i]);
-    old_.assign(u, old, unit_x);
+    old_.assign(u, old, unit_x, stochastic ? &old_draws : nullptr);
     record_norms(old_, Version::kOld, first, count);
   }
 }

@@ -77,9 +77,15 @@ Json policy_to_json(const PrecisionPolicy& p) {
     entries.push_back({{"layer", e.layer}, {"kv_head", e.kv_head}, {"keys", class_formats_json(e.keys)},
                        {"values", class_formats_json(e.values)}});
   }
-  return {{"layers", p.layers},         {"kv_heads", p.kv_heads},         {"heads", p.heads},
-          {"head_dim", p.head_dim},     {"page", p.page},                 {"sink_pages", p.sink_pages},
-          {"recent_pages", p.recent_pages}, {"entries", entries}};
+  Json j = {{"layers", p.layers},         {"kv_heads", p.kv_heads},         {"heads", p.heads},
+            {"head_dim", p.head_dim},     {"page", p.page},                 {"sink_pages", p.sink_pages},
+            {"recent_pages", p.recent_pages}, {"entries", entries}};
+  // Written only for stochastic rounding (the default, nearest, leaves the policy as it was).
+  if (p.rounding == Rounding::kStochastic) {
+    j["rounding"] = "stochastic";
+    j["calibration_seed"] = p.calibration_seed;
+  }
+  return j;
 }
 
 Json scope_to_json(const Scope& scope) {
@@ -344,6 +350,11 @@ PrecisionPolicy parse_policy(const Json& j, const std::string& file) {
     h.values = parse_class_formats(er, "values");
     er.finish();
     p.entries.push_back(std::move(h));
+  }
+  if (r.has("rounding")) {
+    if (r.string("rounding") != "stochastic") r.fail("rounding", "is not stochastic (nearest is written by leaving it out)");
+    p.rounding = Rounding::kStochastic;
+    p.calibration_seed = static_cast<std::uint64_t>(r.integer("calibration_seed", 0, static_cast<std::int64_t>(kSeedLimit) - 1));
   }
   r.finish();
   return p;

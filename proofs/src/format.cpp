@@ -197,6 +197,42 @@ inline std::uint8_t code_for(float x, double z, double s, double m) {
 
 }  // namespace
 
+namespace {
+std::uint64_t splitmix64(std::uint64_t z) noexcept {
+  z += 0x9e3779b97f4a7c15ULL;
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+}  // namespace
+
+double dither_uniform(const DitherKey& key, std::int64_t position, std::int64_t channel) noexcept {
+  std::uint64_t h = splitmix64(key.seed);
+  h = splitmix64(h ^ (static_cast<std::uint64_t>(key.stream) << 16 | static_cast<std::uint64_t>(key.side) << 8 | key.age));
+  h = splitmix64(h ^ static_cast<std::uint64_t>(position));
+  h = splitmix64(h ^ static_cast<std::uint64_t>(channel));
+  return static_cast<double>(h >> 32) * 0x1p-32;  // k / 2^32, exact
+}
+
+std::uint8_t stochastic_integer_code(float x, GroupParams p, int bits, double u) {
+  check_params(p);
+  HNF_ASSERT(u >= 0.0 && u < 1.0, "a dither draw is in [0, 1)");
+  if (p.scale_f16 == 0) return 0;
+  const double m = max_code(bits);
+  const double q = (static_cast<double>(x) - half_value(p.zero_f16)) / half_value(p.scale_f16);
+  if (!(q > 0.0)) return 0;  // floor(0 + u) = 0 (q' >= 0 for the group's values); NaN gives 0
+  const double c = std::floor(q + u);
+  return static_cast<std::uint8_t>(std::min(c, m));
+}
+
+// |x - (z + s*c)| = s*|q - c| with q the exact quotient: c is floor(q' + u) rounded, so
+// c in {floor(q'), floor(q') + 1} (or m after clamping, with q <= m), and |q' - q| < 2^-44
+// (integer_radius's argument): |q - c| < 1 + 2^-44. Exact product as for integer_radius.
+double stochastic_integer_radius(GroupParams p) {
+  check_params(p);
+  return half_value(p.scale_f16) * (1.0 + 0x1p-40);
+}
+
 std::uint8_t integer_code(float x, GroupParams p, int bits) {
   check_params(p);
   const double m = max_code(bits);
@@ -274,21 +310,28 @@ std::size_t block_group_count(const Format& f, std::size_t rows, std::size_t hea
 
 namespace {
 
-// The codes of a group already checked: count values of x, stride apart (integer_code's arithmetic).
+// The codes of a group already checked: count values of x, stride apart (integer_code's arithmetic,
+// or stochastic_integer_code's with the draw u(k) of element k).
+template <class Draw>
 void encode_group(std::span<const float> x, std::size_t stride, std::size_t count, GroupParams p, int bits,
-                  std::uint16_t* codes) {
+                  std::uint16_t* codes, const Draw* draw) {
   check_params(p);
   const double z = half_value(p.zero_f16);
   const double s = half_value(p.scale_f16);
   const double m = max_code(bits);
-  for (std::size_t k = 0; k < count; ++k)
-    codes[k * stride] = p.scale_f16 == 0 ? std::uint16_t{0} : code_for(x[k * stride], z, s, m);
+  for (std::size_t k = 0; k < count; ++k) {
+    if (draw) {
+      codes[k * stride] = stochastic_integer_code(x[k * stride], p, bits, (*draw)(k));
+    } else {
+      codes[k * stride] = p.scale_f16 == 0 ? std::uint16_t{0} : code_for(x[k * stride], z, s, m);
+    }
+  }
 }
 
 }  // namespace
 
 void encode_block(const Format& f, std::span<const float> x, std::size_t rows, std::size_t head_dim,
-                  std::span<std::uint16_t> codes, std::span<GroupParams> groups) {
+                  std::span<std::uint16_t> codes, std::span<GroupParams> groups, const BlockDither* dither) {
   const std::string name = format_name(f);
   HNF_ASSERT(head_dim == 0 || rows <= std::numeric_limits<std::size_t>::max() / head_dim,
              "rows * head_dim overflows");
@@ -326,7 +369,12 @@ void encode_block(const Format& f, std::span<const float> x, std::size_t rows, s
     for (std::size_t start = 0; start < n; start += g) {  // g divides head_dim
       const GroupParams p = group_params(x.subspan(start, g), bits, name);
       groups[start / g] = p;
-      encode_group(x.subspan(start, g), 1, g, p, bits, codes.data() + start);
+      const auto row = static_cast<std::int64_t>(start / head_dim);
+      const auto column0 = static_cast<std::int64_t>(start % head_dim);
+      const auto draw = [&](std::size_t k) {
+        return dither_uniform(dither->key, dither->first_position + row, column0 + static_cast<std::int64_t>(k));
+      };
+      encode_group(x.subspan(start, g), 1, g, p, bits, codes.data() + start, dither ? &draw : nullptr);
     }
     return;
   }
@@ -340,7 +388,11 @@ void encode_block(const Format& f, std::span<const float> x, std::size_t rows, s
       const GroupParams p = group_params(group, bits, name);
       groups[row0 / g * head_dim + column] = p;
       const std::size_t first = row0 * head_dim + column;
-      encode_group(x.subspan(first), head_dim, row1 - row0, p, bits, codes.data() + first);
+      const auto draw = [&](std::size_t k) {
+        return dither_uniform(dither->key, dither->first_position + static_cast<std::int64_t>(row0 + k),
+                              static_cast<std::int64_t>(column));
+      };
+      encode_group(x.subspan(first), head_dim, row1 - row0, p, bits, codes.data() + first, dither ? &draw : nullptr);
     }
   }
 }

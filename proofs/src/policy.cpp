@@ -53,12 +53,21 @@ std::string class_formats_problem(const ClassFormats& formats, const PrecisionPo
 
 }  // namespace
 
+DitherKey dither_key(const PrecisionPolicy& policy, std::uint64_t seed, std::int64_t layer, std::int64_t kv_head, bool values,
+                     AgeClass age) noexcept {
+  return {.seed = seed, .stream = static_cast<std::uint32_t>(layer * policy.kv_heads + kv_head),
+          .side = static_cast<std::uint8_t>(values ? 1 : 0), .age = static_cast<std::uint8_t>(age)};
+}
+
 std::string policy_problem(const PrecisionPolicy& p) {
   if (p.layers <= 0 || p.kv_heads <= 0 || p.heads <= 0 || p.head_dim <= 0) return "shape must be positive";
   if (p.heads % p.kv_heads != 0) return "heads must be a multiple of kv_heads";
   if (p.page != 16 && p.page != 32 && p.page != 64) return "page must be 16, 32 or 64 positions";
   if (p.sink_pages < 0 || p.sink_pages > (std::int64_t{1} << 40)) return "sink_pages out of range";
   if (p.recent_pages < 1 || p.recent_pages > (std::int64_t{1} << 40)) return "recent_pages must be at least 1";
+  if (p.rounding != Rounding::kNearest && p.rounding != Rounding::kStochastic) return "unknown rounding";
+  if (p.calibration_seed >= kSeedLimit) return "calibration_seed must be below 2^53";
+  if (p.rounding == Rounding::kNearest && p.calibration_seed != 0) return "a calibration seed goes with stochastic rounding";
   if (p.entries.size() != static_cast<std::size_t>(p.layers * p.kv_heads)) {
     return "expected one entry per (layer, kv head)";
   }
@@ -80,6 +89,8 @@ std::string policy_sha256(const PrecisionPolicy& p) {
   text << "hnf-policy 1\nlayers " << p.layers << " kv_heads " << p.kv_heads << " heads " << p.heads << " head_dim "
        << p.head_dim << " page " << p.page << " sink_pages " << p.sink_pages << " recent_pages " << p.recent_pages
        << "\n";
+  // Only stochastic rounding adds a line: hashes of nearest-rounding policies are unchanged.
+  if (p.rounding == Rounding::kStochastic) text << "rounding stochastic calibration_seed " << p.calibration_seed << "\n";
   for (const auto& e : p.entries) {
     text << e.layer << " " << e.kv_head << " K";
     for (const auto& f : e.keys) text << " " << format_name(f);
@@ -156,7 +167,8 @@ ClassFormats parse_class_formats(std::string_view text, std::string_view key, co
 
 PrecisionPolicy parse_policy_spec(std::string_view spec, std::int64_t layers, std::int64_t kv_heads, std::int64_t heads,
                                   std::int64_t head_dim, const std::string& what) {
-  std::int64_t page = 16, sink = 1, recent = 1;
+  std::int64_t page = 16, sink = 1, recent = 1, seed = -1;
+  Rounding rounding = Rounding::kNearest;
   std::optional<ClassFormats> keys, values;
   std::size_t begin = 0;
   while (begin < spec.size()) {
@@ -170,13 +182,22 @@ PrecisionPolicy parse_policy_spec(std::string_view spec, std::int64_t layers, st
     if (key == "page") page = parse_count(value, key, what);
     else if (key == "sink") sink = parse_count(value, key, what);
     else if (key == "recent") recent = parse_count(value, key, what);
+    else if (key == "seed") seed = parse_count(value, key, what);
+    else if (key == "rounding") {
+      if (value == "nearest") rounding = Rounding::kNearest;
+      else if (value == "stochastic") rounding = Rounding::kStochastic;
+      else throw bad_input(what, "rounding is nearest or stochastic, not '" + std::string(value) + "'");
+    }
     else if (key == "k") keys = parse_class_formats(value, key, what);
     else if (key == "v") values = parse_class_formats(value, key, what);
-    else throw bad_input(what, "unknown key '" + std::string(key) + "' (page, sink, recent, k, v)");
+    else throw bad_input(what, "unknown key '" + std::string(key) + "' (page, sink, recent, k, v, rounding, seed)");
   }
   if (!keys || !values) throw bad_input(what, "a policy names k= and v= formats");
   if (page != 16 && page != 32 && page != 64) throw bad_input(what, "page must be 16, 32 or 64");
+  if (seed >= 0 && rounding != Rounding::kStochastic) throw bad_input(what, "seed goes with rounding=stochastic");
   PrecisionPolicy p = uniform_policy(layers, kv_heads, heads, head_dim, static_cast<int>(page), sink, recent, *keys, *values);
+  p.rounding = rounding;
+  if (rounding == Rounding::kStochastic) p.calibration_seed = seed >= 0 ? static_cast<std::uint64_t>(seed) : 1;
   if (const std::string problem = policy_problem(p); !problem.empty()) throw bad_input(what, problem);
   return p;
 }

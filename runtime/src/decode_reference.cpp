@@ -67,7 +67,7 @@ void read_row(const std::uint8_t* data, const PageFormat& f, int page_size, int 
     std::copy_n(group, 2, reinterpret_cast<std::uint8_t*>(&p.scale_f16));
     std::copy_n(group + 2, 2, reinterpret_cast<std::uint8_t*>(&p.zero_f16));
     *value = proofs::dequantize_code(unpack_code(group + 4, f.bits, i), p);
-    *r = proofs::integer_radius(p);
+    *r = f.rounding == 1 ? proofs::stochastic_integer_radius(p) : proofs::integer_radius(p);
   };
   if (f.axis == kAxisHeadDim) {
     const std::size_t groups = d / f.group;

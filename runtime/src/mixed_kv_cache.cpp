@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <random>
 #include <string>
 
 #include "hnf/proofs/error.h"
@@ -43,6 +44,12 @@ void check_storable(const float* x, std::size_t count, const char* what, std::in
                                             std::to_string(i % d) + " is " + std::to_string(x[i]) +
                                             ": not a finite value within the fp16 range the formats store");
   }
+}
+
+// 64 bits from the operating system's entropy source (the dither seed of a stochastic cache).
+std::uint64_t os_seed() {
+  std::random_device device;
+  return static_cast<std::uint64_t>(device()) << 32 | static_cast<std::uint64_t>(device());
 }
 
 }  // namespace
@@ -130,6 +137,10 @@ MixedKvCache::MixedKvCache(const proofs::CertifiedPrecisionMap& certified, const
   const std::size_t widest_page = 2 * 2 * static_cast<std::size_t>(page_size_) * d + 2 * kPageAlign;
   for (std::int64_t i = 0; i < shape.num_layers * shape.num_kv_heads; ++i) {
     streams_.push_back(std::make_unique<Stream>(page_size_, static_cast<int>(shape.head_dim), kPagesPerSlab * widest_page));
+  }
+  if (policy_ && policy_->rounding == proofs::Rounding::kStochastic) {
+    const std::uint64_t seed = options.dither_seed ? *options.dither_seed : os_seed();
+    for (std::size_t i = 0; i < streams_.size(); ++i) streams_[i]->writer.set_dither(seed, static_cast<std::uint32_t>(i));
   }
 }
 

@@ -8,6 +8,7 @@
 #include "hnf/proofs/error.h"
 #include "hnf/proofs/float16.h"
 #include "hnf/proofs/format.h"
+#include "hnf/proofs/policy.h"
 #include "hnf/runtime/block_format.h"
 #include "hnf/runtime/decode_attention.h"
 
@@ -31,7 +32,8 @@ void round_float_row(const PageFormat& f, const float* x, int head_dim, std::uin
 
 }  // namespace
 
-void encode_row(const PageFormat& f, int page_size, int head_dim, int row, const float* x, std::uint8_t* page) {
+void encode_row(const PageFormat& f, int page_size, int head_dim, int row, const float* x, std::uint8_t* page,
+                const proofs::BlockDither* dither) {
   HNF_ASSERT(row >= 0 && row < page_size, "row is in the page");
   const auto d = static_cast<std::size_t>(head_dim);
   if (f.encoding == kPageStagedF32) {
@@ -51,9 +53,15 @@ void encode_row(const PageFormat& f, int page_size, int head_dim, int row, const
   const std::size_t group_bytes = integer_group_bytes(f.bits, f.group);
   // Quantize every group first so that bad input leaves the page unchanged.
   std::vector<std::uint8_t> encoded(groups * group_bytes);
+  HNF_ASSERT((dither != nullptr) == (f.rounding == 1), "a stochastic page side is written with its draws");
+  std::vector<double> draws(dither ? d : 0);
+  for (std::size_t c = 0; c < draws.size(); ++c) {
+    draws[c] = proofs::dither_uniform(dither->key, dither->first_position + row, static_cast<std::int64_t>(c));
+  }
   with_integer_block(format, [&]<int Bits, int Count>() {
     for (std::size_t j = 0; j < groups; ++j) {
-      const auto block = quantize_group<Bits, Count>(std::span<const float, Count>(x + j * Count, Count));
+      const auto block = quantize_group<Bits, Count>(std::span<const float, Count>(x + j * Count, Count),
+                                                     dither ? draws.data() + j * Count : nullptr);
       static_assert(sizeof(block) == integer_group_bytes(Bits, Count));
       std::memcpy(encoded.data() + j * group_bytes, &block, sizeof(block));
     }
@@ -61,17 +69,23 @@ void encode_row(const PageFormat& f, int page_size, int head_dim, int row, const
   std::memcpy(page + static_cast<std::size_t>(row) * groups * group_bytes, encoded.data(), encoded.size());
 }
 
-void encode_token_groups(const PageFormat& f, int page_size, int head_dim, const float* staged, std::uint8_t* page) {
+void encode_token_groups(const PageFormat& f, int page_size, int head_dim, const float* staged, std::uint8_t* page,
+                         const proofs::BlockDither* dither) {
   HNF_ASSERT(f.axis == kAxisTokens && f.group == page_size, "an intB-tP page holds one group of page_size positions");
   const auto d = static_cast<std::size_t>(head_dim);
   const proofs::Format format = vocabulary_format(f);
   const std::size_t group_bytes = integer_group_bytes(f.bits, f.group);
   std::vector<std::uint8_t> encoded(d * group_bytes);
+  HNF_ASSERT((dither != nullptr) == (f.rounding == 1), "a stochastic page side is written with its draws");
   with_integer_block(format, [&]<int Bits, int Count>() {
     float channel[Count];
+    double draws[Count];
     for (std::size_t c = 0; c < d; ++c) {
       for (int t = 0; t < Count; ++t) channel[t] = staged[static_cast<std::size_t>(t) * d + c];
-      const auto block = quantize_group<Bits, Count>(std::span<const float, Count>(channel, Count));
+      for (int t = 0; t < Count && dither; ++t) {
+        draws[t] = proofs::dither_uniform(dither->key, dither->first_position + t, static_cast<std::int64_t>(c));
+      }
+      const auto block = quantize_group<Bits, Count>(std::span<const float, Count>(channel, Count), dither ? draws : nullptr);
       static_assert(sizeof(block) == integer_group_bytes(Bits, Count));
       std::memcpy(encoded.data() + c * group_bytes, &block, sizeof(block));
     }
@@ -99,17 +113,33 @@ std::size_t PageWriter::staging_bytes() const noexcept {
   return staging_ ? static_cast<std::size_t>(page_size_) * static_cast<std::size_t>(head_dim_) * sizeof(float) : 0;
 }
 
-void PageWriter::append(std::vector<PageRef>& pages, const PageFormat& key_format, const PageFormat& value_format,
-                        const float* key, const float* value, const Allocate& allocate) {
+const proofs::BlockDither* PageWriter::dither_for(proofs::BlockDither& out, bool values, std::uint8_t age,
+                                                  std::int64_t first_position) const noexcept {
+  if (!dither_) return nullptr;
+  out = {.key = {.seed = seed_, .stream = stream_, .side = static_cast<std::uint8_t>(values ? 1 : 0), .age = age},
+         .first_position = first_position};
+  return &out;
+}
+
+PageFormat PageWriter::stored_format(PageFormat f) const noexcept {
+  if (dither_ && f.encoding != kPageF16 && f.encoding != kPageBF16 && f.encoding != kPageStagedF32) f.rounding = 1;
+  return f;
+}
+
+void PageWriter::append(std::vector<PageRef>& pages, const PageFormat& key_format_in, const PageFormat& value_format_in,
+                        const float* key, const float* value, const Allocate& allocate, std::uint8_t age) {
   const int P = page_size_;
   const auto d = static_cast<std::size_t>(head_dim_);
+  const PageFormat key_format = stored_format(key_format_in), value_format = stored_format(value_format_in);
   if (pages.empty() || pages.back().rows == P) {  // open a page in the formats of its block
     PageRef page{nullptr, nullptr, key_format, value_format, 0, 0};
+    page.age = age;  // the draws this page's sides were (or will be) quantized with
     if (key_format.axis == kAxisTokens) {
       if (!staging_) staging_.reset(new float[static_cast<std::size_t>(P) * d]);
       page.keys = reinterpret_cast<const std::uint8_t*>(staging_.get());
       page.key_format = staged_page_format();
       staged_key_format_ = key_format;
+      staged_age_ = age;
     } else {
       page.keys = allocate(page_bytes(key_format, P, head_dim_));
     }
@@ -118,12 +148,17 @@ void PageWriter::append(std::vector<PageRef>& pages, const PageFormat& key_forma
   }
   PageRef& page = pages.back();
   const int row = page.rows;
+  const auto first_position = static_cast<std::int64_t>(pages.size() - 1) * P;
+  const auto page_age = static_cast<std::uint8_t>(page.age);
+  proofs::BlockDither draws{};
   const auto writable = [](const std::uint8_t* p) { return const_cast<std::uint8_t*>(p); };  // bytes we allocated
-  encode_row(page.key_format, P, head_dim_, row, key, writable(page.keys));
+  encode_row(page.key_format, P, head_dim_, row, key, writable(page.keys),
+             page.key_format.rounding == 1 ? dither_for(draws, false, page_age, first_position) : nullptr);
   if (page.key_format.encoding == kPageStagedF32) {
     if (row == P - 1) {  // the per-channel groups are complete: quantize them into the page's own bytes
       std::uint8_t* bytes = allocate(page_bytes(staged_key_format_, P, head_dim_));
-      encode_token_groups(staged_key_format_, P, head_dim_, staging_.get(), bytes);
+      encode_token_groups(staged_key_format_, P, head_dim_, staging_.get(), bytes,
+                          staged_key_format_.rounding == 1 ? dither_for(draws, false, staged_age_, first_position) : nullptr);
       page.keys = bytes;
       page.key_format = staged_key_format_;
       codes_ += d * static_cast<std::size_t>(P) * staged_key_format_.bits / 8;
@@ -134,7 +169,8 @@ void PageWriter::append(std::vector<PageRef>& pages, const PageFormat& key_forma
     codes_ += kb.codes;
     params_ += kb.params;
   }
-  encode_row(page.value_format, P, head_dim_, row, value, writable(page.values));
+  encode_row(page.value_format, P, head_dim_, row, value, writable(page.values),
+             page.value_format.rounding == 1 ? dither_for(draws, true, page_age, first_position) : nullptr);
   const RowBytes vb = row_bytes(page.value_format, d);
   codes_ += vb.codes;
   params_ += vb.params;
@@ -147,13 +183,17 @@ bool same_format(const PageFormat& a, const PageFormat& b) {
 }
 }  // namespace
 
-void PageWriter::migrate(PageRef& page, const PageFormat& key_format, const PageFormat& value_format,
-                         const Allocate& allocate, const Release& release) {
+void PageWriter::migrate(PageRef& page, std::int64_t first_position, const PageFormat& key_format_in,
+                         const PageFormat& value_format_in, const Allocate& allocate, const Release& release) {
+  const PageFormat key_format = stored_format(key_format_in), value_format = stored_format(value_format_in);
   const int P = page_size_;
   const auto d = static_cast<std::size_t>(head_dim_);
   HNF_ASSERT(page.rows == P, "only a full page ages");
   std::vector<float> rows(static_cast<std::size_t>(P) * d);
-  auto migrate_side = [&](const std::uint8_t*& bytes, PageFormat& format, const PageFormat& to) {
+  proofs::BlockDither draws{};
+  auto migrate_side = [&](const std::uint8_t*& bytes, PageFormat& format, const PageFormat& to, bool values) {
+    const proofs::BlockDither* dither =
+        to.rounding == 1 ? dither_for(draws, values, static_cast<std::uint8_t>(proofs::AgeClass::kOld), first_position) : nullptr;
     if (same_format(format, to)) return;
     HNF_ASSERT((format.encoding == kPageF16 || format.encoding == kPageBF16) && format.origin == kOriginAppended,
                "a page migrates from the fp16 or bf16 values it was appended in");
@@ -164,11 +204,11 @@ void PageWriter::migrate(PageRef& page, const PageFormat& key_format, const Page
     }
     std::uint8_t* out = allocate(page_bytes(to, P, head_dim_));
     if (to.axis == kAxisTokens) {
-      encode_token_groups(to, P, head_dim_, rows.data(), out);
+      encode_token_groups(to, P, head_dim_, rows.data(), out, dither);
       codes_ += d * static_cast<std::size_t>(P) * to.bits / 8;
       params_ += d * 4;
     } else {
-      for (int r = 0; r < P; ++r) encode_row(to, P, head_dim_, r, rows.data() + static_cast<std::size_t>(r) * d, out);
+      for (int r = 0; r < P; ++r) encode_row(to, P, head_dim_, r, rows.data() + static_cast<std::size_t>(r) * d, out, dither);
       const RowBytes rb = row_bytes(to, d);
       codes_ += rb.codes * static_cast<std::size_t>(P);
       params_ += rb.params * static_cast<std::size_t>(P);
@@ -180,8 +220,8 @@ void PageWriter::migrate(PageRef& page, const PageFormat& key_format, const Page
     format = to;
     format.origin = origin;
   };
-  migrate_side(page.keys, page.key_format, key_format);
-  migrate_side(page.values, page.value_format, value_format);
+  migrate_side(page.keys, page.key_format, key_format, false);
+  migrate_side(page.values, page.value_format, value_format, true);
 }
 
 OwnedStream::OwnedStream(const float* keys, const float* values, std::int64_t positions, int page_size, int head_dim,

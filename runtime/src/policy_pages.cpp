@@ -14,7 +14,8 @@ void append_policy_position(PageWriter& writer, std::vector<PageRef>& pages, con
     // A new page opens: the oldest recent page leaves the recent window (THEORY.md 14.1).
     const std::int64_t leaving = position / policy.page - policy.recent_pages;
     if (leaving >= policy.sink_pages && leaving >= 0) {
-      writer.migrate(pages[static_cast<std::size_t>(leaving)], page_format(proofs::class_format(head.keys, proofs::AgeClass::kOld)),
+      writer.migrate(pages[static_cast<std::size_t>(leaving)], leaving * policy.page,
+                     page_format(proofs::class_format(head.keys, proofs::AgeClass::kOld)),
                      page_format(proofs::class_format(head.values, proofs::AgeClass::kOld)), allocate, release);
     }
   }
@@ -22,12 +23,16 @@ void append_policy_position(PageWriter& writer, std::vector<PageRef>& pages, con
   // it is a sink page or a recent one.
   const proofs::AgeClass age = proofs::age_class(policy, position, position + 1);
   writer.append(pages, page_format(proofs::class_format(head.keys, age)), page_format(proofs::class_format(head.values, age)),
-                key, value, allocate);
+                key, value, allocate, static_cast<std::uint8_t>(age));
 }
 
-OwnedPolicyStream::OwnedPolicyStream(const proofs::PrecisionPolicy& policy, const proofs::HeadPolicy& head, int head_dim)
+OwnedPolicyStream::OwnedPolicyStream(const proofs::PrecisionPolicy& policy, const proofs::HeadPolicy& head, int head_dim,
+                                     std::uint64_t seed)
     : head_(head), head_dim_(head_dim), writer_(policy.page, head_dim) {
   HNF_ASSERT(policy.head_dim == head_dim, "the stream's head_dim is the policy's");
+  if (policy.rounding == proofs::Rounding::kStochastic) {
+    writer_.set_dither(seed, static_cast<std::uint32_t>(head.layer * policy.kv_heads + head.kv_head));
+  }
   rule_.page = policy.page;
   rule_.sink_pages = policy.sink_pages;
   rule_.recent_pages = policy.recent_pages;

@@ -171,3 +171,31 @@ TEST_CASE("analyze with a policy: dense queries, then a stride, and a policy of 
   o.policy->head_dim = 128;
   CHECK_THROWS_WITH_AS(analysis::analyze_trace(path, o), doctest::Contains("policy"), hnf::proofs::Error);
 }
+
+TEST_CASE("AgedRows: a stochastic policy's rows use its calibration seed's draws, page by page and age by age") {
+  const auto trace = analysis::Trace::open(policy_trace());
+  const analysis::StoredRows values(trace.file(), policy_trace(), *trace.layers()[1].v, 1, 0, 117);
+  std::vector<float> x(117 * kD);
+  values.read_floats(0, 117, x.data());
+  proofs::PrecisionPolicy p = test_policy(1, 2);
+  p.rounding = proofs::Rounding::kStochastic;
+  p.calibration_seed = 12345;
+  const proofs::ClassFormats formats{fmt("int4-d32"), fmt("fp16"), fmt("int3-d64")};
+  const analysis::AgedRows aged(values, p, formats, 1, 1, true);
+  proofs::PrecisionPolicy nearest = p;
+  nearest.rounding = proofs::Rounding::kNearest;
+  nearest.calibration_seed = 0;
+  const analysis::AgedRows rounded(values, nearest, formats, 1, 1, true);
+  std::size_t differ = 0;
+  for (std::size_t length : {17, 48, 49, 80, 117}) {
+    std::vector<double> got(length * kD), near(length * kD);
+    aged.at(length).read(0, length, got.data());
+    rounded.at(length).read(0, length, near.data());
+    for (std::size_t t = 0; t < length; ++t) {
+      const auto want = hnf::testing::expected_policy_row(x, kD, p, formats, t, length, nullptr, 1, 1, true, 12345);
+      for (std::size_t c = 0; c < kD; ++c) REQUIRE(got[t * kD + c] == want[c]);
+      for (std::size_t c = 0; c < kD; ++c) differ += got[t * kD + c] != near[t * kD + c] ? 1 : 0;
+    }
+  }
+  CHECK(differ > 1000);  // the draws do change codes (about half of them, against round to nearest)
+}

@@ -590,3 +590,49 @@ TEST_CASE("float_radius_at_most bounds the radius of every fp16 and bf16 value u
   CHECK(float_radius_at_most(Encoding::kF16, 0.0) == std::ldexp(1.0, -25));
   CHECK(float_radius_at_most(Encoding::kF16, 1e9) == 16.0);  // beyond fp16: its largest binade's radius
 }
+
+TEST_CASE("stochastic rounding: codes are the two neighbours, the mean is the value, draws are reproducible") {
+  const DitherKey key{.seed = 7, .stream = 3, .side = 1, .age = 2};
+  CHECK(dither_uniform(key, 10, 5) == dither_uniform(key, 10, 5));
+  CHECK(dither_uniform(key, 10, 5) != dither_uniform(key, 10, 6));
+  CHECK(dither_uniform(key, 10, 5) != dither_uniform({.seed = 8, .stream = 3, .side = 1, .age = 2}, 10, 5));
+  CHECK(dither_uniform(key, 10, 5) != dither_uniform({.seed = 7, .stream = 3, .side = 1, .age = 1}, 10, 5));
+  double mean_u = 0.0;
+  for (int i = 0; i < 100000; ++i) {
+    const double u = dither_uniform(key, i, 0);
+    REQUIRE(u >= 0.0);
+    REQUIRE(u < 1.0);
+    mean_u += u;
+  }
+  CHECK(mean_u / 100000.0 == doctest::Approx(0.5).epsilon(0.01));
+
+  std::mt19937_64 rng(3);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  for (const int bits : {2, 3, 4, 8}) {
+    std::vector<float> group(64);
+    for (float& v : group) v = normal(rng);
+    const GroupParams p = integer_group_params(group, bits);
+    const double z = static_cast<double>(half_bits_to_float(p.zero_f16)), s = static_cast<double>(half_bits_to_float(p.scale_f16));
+    for (const float x : {group[0], group[7], group[33]}) {
+      const double q = (static_cast<double>(x) - z) / s;
+      double mean = 0.0;
+      const int draws = 200000;
+      for (int i = 0; i < draws; ++i) {
+        const std::uint8_t c = stochastic_integer_code(x, p, bits, dither_uniform(key, i, bits));
+        REQUIRE((c == static_cast<int>(std::floor(q)) || c == static_cast<int>(std::floor(q)) + 1));
+        const double stored = dequantize_code(c, p);
+        REQUIRE(std::fabs(stored - x) <= stochastic_integer_radius(p));
+        mean += stored;
+      }
+      mean /= draws;
+      // Unbiased: the mean of the stored value is x, within 5 standard errors (std <= s/2).
+      CHECK(std::fabs(mean - x) <= 5.0 * 0.5 * s / std::sqrt(static_cast<double>(draws)) + s * kStochasticBiasFraction);
+    }
+    // Round to nearest would have a bias: with stochastic rounding, a value 0.3 of a step above a
+    // level is stored one step up about 30 % of the time.
+    const float x = static_cast<float>(z + s * 1.3);
+    int up = 0;
+    for (int i = 0; i < 100000; ++i) up += stochastic_integer_code(x, p, bits, dither_uniform(key, i, 99)) == 2 ? 1 : 0;
+    CHECK(up / 100000.0 == doctest::Approx((static_cast<double>(x) - z) / s - 1.0).epsilon(0.05));
+  }
+}

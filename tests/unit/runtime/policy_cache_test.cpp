@@ -205,3 +205,40 @@ TEST_CASE("policy cache: an OwnedPolicyStream stores what the cache stores") {
   CHECK(stream.size() == 90);
   CHECK(compared > 500);
 }
+
+TEST_CASE("policy cache: a stochastic policy's stream draws with its seed, as the analysis does") {
+  hnf::proofs::PrecisionPolicy policy = *certified_policy().policy();
+  policy.rounding = hnf::proofs::Rounding::kStochastic;
+  policy.calibration_seed = 1;
+  const auto& head = policy.entries[3];  // layer 1, kv head 1
+  hnf::runtime::OwnedPolicyStream stream(policy, head, static_cast<int>(kD), 4242);
+  std::mt19937 rng(6);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  std::vector<float> keys, values;
+  std::size_t compared = 0;
+  for (std::size_t t = 0; t < 70; ++t) {
+    for (std::size_t c = 0; c < kD; ++c) {
+      keys.push_back(normal(rng));
+      values.push_back(normal(rng) * 2.0f);
+    }
+    stream.append(keys.data() + t * kD, values.data() + t * kD);
+    const std::size_t length = t + 1;
+    if (length % 5 != 0) continue;
+    std::vector<double> key(kD), value(kD), kr(kD), vr(kD), want_kr, want_vr;
+    for (std::size_t u = 0; u < length; ++u) {
+      hnf::runtime::read_position(stream.view(), static_cast<std::int64_t>(u), key.data(), value.data(), kr.data(), vr.data());
+      const auto want_k = hnf::testing::expected_policy_row(keys, kD, policy, head.keys, u, length, &want_kr, 1, 1, false, 4242);
+      const auto want_v = hnf::testing::expected_policy_row(values, kD, policy, head.values, u, length, &want_vr, 1, 1, true, 4242);
+      for (std::size_t c = 0; c < kD; ++c) {
+        REQUIRE(key[c] == want_k[c]);
+        REQUIRE(value[c] == want_v[c]);
+        REQUIRE(kr[c] >= want_kr[c]);  // the stochastic radius s(1 + 2^-40) (plus an aged row's fp16 part)
+        REQUIRE(vr[c] >= want_vr[c]);
+        REQUIRE(kr[c] >= std::fabs(keys[u * kD + c] - key[c]));
+        REQUIRE(vr[c] >= std::fabs(values[u * kD + c] - value[c]));
+      }
+      ++compared;
+    }
+  }
+  CHECK(compared > 400);
+}

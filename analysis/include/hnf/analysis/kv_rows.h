@@ -58,9 +58,10 @@ class QuantizedRows final : public RowSource {
   [[nodiscard]] std::size_t block() const noexcept { return block_; }
   // Whether unit u holds the rows quantized in f (false before its first assign).
   [[nodiscard]] bool holds(std::size_t unit, const proofs::Format& f) const noexcept;
-  // Quantizes unit u in format f: x [rows of the unit, dim] are the unit's exact floats.
+  // Quantizes unit u in format f: x [rows of the unit, dim] are the unit's exact floats; with
+  // `dither`, integer codes are stochastically rounded (its first_position is the unit's first row).
   // Throws as proofs::encode_block. Different units may be assigned concurrently.
-  void assign(std::size_t unit, const proofs::Format& f, std::span<const float> x);
+  void assign(std::size_t unit, const proofs::Format& f, std::span<const float> x, const proofs::BlockDither* dither = nullptr);
   void read(std::size_t first, std::size_t count, double* out) const override;
 
  private:
@@ -79,9 +80,11 @@ class QuantizedRows final : public RowSource {
 // yet is held exactly (the runtime stages it in f32). Keeps one compact copy per class format.
 class AgedRows {
  public:
-  // exact [rows, dim]: the appended rows; formats: the policy's [sink, recent, old] for them.
-  // Throws as proofs::encode_block. `exact` must outlive this object.
-  AgedRows(const StoredRows& exact, const proofs::PrecisionPolicy& policy, const proofs::ClassFormats& formats);
+  // exact [rows, dim]: the appended rows of (layer, kv head, keys or values); formats: the
+  // policy's [sink, recent, old] for them. A stochastic policy's codes use its calibration seed's
+  // draws (proofs::dither_key). Throws as proofs::encode_block. `exact` must outlive this object.
+  AgedRows(const StoredRows& exact, const proofs::PrecisionPolicy& policy, const proofs::ClassFormats& formats,
+           std::int64_t layer = 0, std::int64_t kv_head = 0, bool values = false);
 
   // The cache state after `length` appends, rows [0, length): a RowSource over this object.
   class State final : public RowSource {

@@ -112,6 +112,38 @@ static_assert(sizeof(GroupParams) == 4, "a group's metadata is two fp16 words (3
 // is in fact exact: an 11-bit by 41-bit significand product, far from underflow).
 [[nodiscard]] double integer_radius(GroupParams p);
 
+// ---- Stochastic rounding (dithered storage: THEORY.md section 15) ------------------------
+//
+// A cache may store its integer codes by stochastic rounding: c = clamp(floor(q' + u), 0, 2^b - 1)
+// with q' = fl(fl(x - z)/s) as above and u a fresh uniform draw on [0, 1) per element. Then
+// s*c - (x - z) lies in an interval of length s (two values), has mean within s*2^-30 of 0, and
+// the draws of different elements are independent: what the probabilistic guard needs. The group
+// parameters are those of integer_group_params (they depend on x only, never on u).
+
+// Which draws an element uses: the cache's seed, its stream (layer * kv_heads + kv_head), its side
+// (0 keys, 1 values) and the age class whose quantization it is (0 sink, 1 recent, 2 old: a row
+// re-quantized as it ages draws afresh).
+struct DitherKey {
+  std::uint64_t seed = 0;
+  std::uint32_t stream = 0;
+  std::uint8_t side = 0;
+  std::uint8_t age = 0;
+};
+
+// u = k / 2^32 for a 32-bit k from a counter-based generator (SplitMix64 finalisers over the key,
+// position and channel): the same key, position and channel give the same u everywhere.
+[[nodiscard]] double dither_uniform(const DitherKey& key, std::int64_t position, std::int64_t channel) noexcept;
+
+// The stochastically rounded code for the draw u in [0, 1): 0 when s == 0.
+[[nodiscard]] std::uint8_t stochastic_integer_code(float x, GroupParams p, int bits, double u);
+
+// Rigorous per-element radius of a stochastic code: |x - (z + s*c)| <= s*(1 + 2^-40) for every
+// u (the deterministic guard's radius), exact.
+[[nodiscard]] double stochastic_integer_radius(GroupParams p);
+
+// Bound on the mean of the error: |E_u[z + s*c] - x| <= s * 2^-30 (THEORY.md section 15.1).
+inline constexpr double kStochasticBiasFraction = 0x1p-30;
+
 // ---- Float formats -----------------------------------------------------------------------
 //
 // Stored by rounding the float to nearest, ties to even (float_to_half_bits /
@@ -186,8 +218,15 @@ void for_each_block_element(const Format& f, std::size_t row_begin, std::size_t 
 
 // x [rows, head_dim]; codes [rows, head_dim]; groups [block_group_count]. Throws exactly as
 // quantize_block does.
+//
+// With `dither` (stochastic rounding), integer codes are stochastic_integer_code of the draw
+// dither_uniform(dither->key, dither->first_position + row, column); float formats ignore it.
+struct BlockDither {
+  DitherKey key;
+  std::int64_t first_position = 0;  // the position of the block's row 0
+};
 void encode_block(const Format& f, std::span<const float> x, std::size_t rows, std::size_t head_dim,
-                  std::span<std::uint16_t> codes, std::span<GroupParams> groups);
+                  std::span<std::uint16_t> codes, std::span<GroupParams> groups, const BlockDither* dither = nullptr);
 
 // The exact stored value of an element: the fp16/bf16 value of its bit pattern, or z + s*code
 // of its group (p is ignored for float encodings).

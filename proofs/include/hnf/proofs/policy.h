@@ -43,6 +43,13 @@ struct HeadPolicy {
   ClassFormats values;
 };
 
+// How integer codes are rounded: to nearest (the reference quantizer), or stochastically with a
+// per-cache seed (format.h, THEORY.md section 15): the runtime draws its seed from the operating
+// system and never writes it; the calibration's S1 uses calibration_seed, recorded here.
+enum class Rounding : std::uint8_t { kNearest = 0, kStochastic = 1 };
+// Seeds are below 2^53 (a JSON number holds them exactly).
+inline constexpr std::uint64_t kSeedLimit = std::uint64_t{1} << 53;
+
 struct PrecisionPolicy {
   std::int64_t layers = 0;
   std::int64_t kv_heads = 0;
@@ -52,7 +59,13 @@ struct PrecisionPolicy {
   std::int64_t sink_pages = 0;    // >= 0
   std::int64_t recent_pages = 1;  // >= 1
   std::vector<HeadPolicy> entries;  // [layers * kv_heads], layer-major
+  Rounding rounding = Rounding::kNearest;
+  std::uint64_t calibration_seed = 0;  // stochastic rounding only: the calibration run's seed
 };
+
+// The draws of one (layer, kv head, K or V, age class) of a stochastic policy with this seed.
+[[nodiscard]] DitherKey dither_key(const PrecisionPolicy& policy, std::uint64_t seed, std::int64_t layer,
+                                   std::int64_t kv_head, bool values, AgeClass age) noexcept;
 
 // The age class of position t when `length` positions are stored (0 <= t < length).
 [[nodiscard]] AgeClass age_class(const PrecisionPolicy& policy, std::int64_t position, std::int64_t length) noexcept;
@@ -89,9 +102,9 @@ struct PrecisionPolicy {
                                              const ClassFormats& values);
 
 // The policy spec of the command line: space- or comma-separated `key=value` items
-//   page=16 sink=1 recent=1 (pages) k=fp16/fp16/int4-t16 v=fp16/fp16/int4-d64
+//   page=16 sink=1 recent=1 (pages) k=fp16/fp16/int4-t16 v=fp16/fp16/int4-d64 [rounding=stochastic seed=N]
 // (formats sink/recent/old; a single format means the same for every class). Defaults: page 16,
-// sink 1, recent 1. Every unit gets the same formats. Bad input naming `what` on anything else.
+// sink 1, recent 1, rounding nearest, seed 1. Every unit gets the same formats. Bad input naming `what` on anything else.
 [[nodiscard]] PrecisionPolicy parse_policy_spec(std::string_view spec, std::int64_t layers, std::int64_t kv_heads,
                                                 std::int64_t heads, std::int64_t head_dim, const std::string& what);
 

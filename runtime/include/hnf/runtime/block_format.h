@@ -78,14 +78,18 @@ void pack_codes(std::span<const std::uint8_t> codes, int bits, std::span<std::ui
 // Quantizes x [Count] (one group: a token's channels, or a channel's positions) with the
 // reference quantizer of proofs/. Throws proofs::Error (bad input) for values the format
 // cannot store, as proofs::integer_group_params does.
+// With `draws` [Count] (stochastic rounding, proofs::stochastic_integer_code), element i uses draws[i].
 template <int Bits, int Count>
-[[nodiscard]] IntegerGroup<Bits, Count> quantize_group(std::span<const float, Count> x) {
+[[nodiscard]] IntegerGroup<Bits, Count> quantize_group(std::span<const float, Count> x, const double* draws = nullptr) {
   IntegerGroup<Bits, Count> block{};
   const proofs::GroupParams p = proofs::integer_group_params(x, Bits);
   block.scale_f16 = p.scale_f16;
   block.zero_f16 = p.zero_f16;
   std::uint8_t codes[Count];
-  for (int i = 0; i < Count; ++i) codes[i] = proofs::integer_code(x[static_cast<std::size_t>(i)], p, Bits);
+  for (int i = 0; i < Count; ++i) {
+    const float v = x[static_cast<std::size_t>(i)];
+    codes[i] = draws ? proofs::stochastic_integer_code(v, p, Bits, draws[i]) : proofs::integer_code(v, p, Bits);
+  }
   pack_codes(codes, Bits, block.codes.bytes);
   return block;
 }

@@ -39,7 +39,8 @@ struct PageFormat {
   std::uint8_t bits;      // code bits: 16 (fp16, bf16), 32 (staging), 8, 4, 3, 2
   std::uint8_t origin;     // PageOrigin: what the page side was quantized from
   std::uint16_t group;    // channels (kAxisHeadDim) or positions (kAxisTokens) per group; 0 otherwise
-  std::uint16_t reserved2;
+  std::uint8_t rounding;   // integer codes: 0 rounded to nearest, 1 stochastically (radius s(1 + 2^-40))
+  std::uint8_t reserved;
 };
 static_assert(sizeof(PageFormat) == 8 && alignof(PageFormat) == 2, "PageFormat is 8 bytes, copied as bytes");
 
@@ -49,7 +50,7 @@ struct PageRef {
   PageFormat key_format;
   PageFormat value_format;
   std::int32_t rows;           // positions held, 1 .. page_size
-  std::int32_t reserved;
+  std::int32_t age;            // the age class (0 sink, 1 recent, 2 old) whose draws a stochastic page used
 };
 static_assert(sizeof(PageRef) == 40, "PageRef: two pointers, two formats, rows");
 

@@ -99,6 +99,9 @@ struct MixedKvCacheOptions {
   // A new one per cache when null.
   std::shared_ptr<DecodeMonitor> monitor;
   GuardMode guard = GuardMode::kOff;
+  // A stochastic policy's seed. Unset (always, outside tests): drawn from the operating system
+  // (std::random_device) when the cache is built, kept in memory only, never written.
+  std::optional<std::uint64_t> dither_seed;
   // The named opt-out: build the cache although the certificate's witnesses were neither
   // re-derived from its trace nor attested (CertifiedPrecisionMap::witnesses_verified() false).
   // Recorded in monitor().unverified_witnesses.

@@ -28,7 +28,9 @@ void append_policy_position(PageWriter& writer, std::vector<PageRef>& pages, con
 class OwnedPolicyStream {
  public:
   // head: the policy's entry for this stream; policy must be well formed (policy_problem empty).
-  OwnedPolicyStream(const proofs::PrecisionPolicy& policy, const proofs::HeadPolicy& head, int head_dim);
+  // A stochastic policy's codes use the draws of `seed` for stream layer * kv_heads + kv_head.
+  OwnedPolicyStream(const proofs::PrecisionPolicy& policy, const proofs::HeadPolicy& head, int head_dim,
+                    std::uint64_t seed = 0);
   OwnedPolicyStream(const OwnedPolicyStream&) = delete;
   OwnedPolicyStream& operator=(const OwnedPolicyStream&) = delete;
   // Appends the next position: key, value [head_dim].
