@@ -23,6 +23,7 @@ using proofs::div_up;
 using proofs::exp_down;
 using proofs::exp_up;
 using proofs::gamma_up;
+using proofs::log_up;
 using proofs::mul_down;
 using proofs::mul_up;
 using proofs::norm_up;
@@ -31,20 +32,40 @@ using proofs::sqrt_up;
 using proofs::sub_down;
 using proofs::sub_up;
 
-DecodeBoundTerms decode_error_bound_terms(const StreamView& stream, std::int64_t positions, const float* q,
-                                          const float* out) {
+namespace {
+
+// Theorem R (deterministic) and, when delta > 0, Theorem G (probabilistic, THEORY.md section 15)
+// in the same three passes over the stream.
+GuardBoundTerms guard_terms(const StreamView& stream, std::int64_t positions, const float* q, const float* out,
+                            double delta) {
   HNF_ASSERT(positions >= 1, "decode_error_bound needs a position");
   HNF_ASSERT(stream.head_dim >= 1, "decode_error_bound needs head_dim >= 1");
   constexpr double kInf = std::numeric_limits<double>::infinity();
-  const DecodeBoundTerms unbounded{kInf, kInf, kInf, kInf, kInf};
+  const DecodeBoundTerms unbounded_terms{kInf, kInf, kInf, kInf, kInf};
+  GuardBoundTerms unbounded;
+  unbounded.deterministic = unbounded_terms;
+  unbounded.probabilistic = kInf;
   const auto d = static_cast<std::size_t>(stream.head_dim);
   const auto n = static_cast<std::size_t>(positions);
   for (std::size_t c = 0; c < d; ++c) {
     if (!std::isfinite(q[c]) || !std::isfinite(out[c])) return unbounded;
   }
+  const bool probabilistic = delta > 0.0;
 
-  // The one allocation: rows of head_dim, then three rows of positions.
+  // The one allocation: rows of head_dim, then three rows of positions; the probabilistic part's
+  // rows after them.
   std::vector<double> buffer(12 * d + 3 * n, 0.0);
+  std::vector<double> law(probabilistic ? 7 * d + 3 * n : 0, 0.0);
+  double* const key_bias = law.data();
+  double* const key_proxy = key_bias + (probabilistic ? d : 0);
+  double* const value_bias = key_proxy + (probabilistic ? d : 0);
+  double* const value_proxy = value_bias + (probabilistic ? d : 0);
+  double* const value_random_acc = value_proxy + (probabilistic ? d : 0);  // S_i
+  double* const value_bias_acc = value_random_acc + (probabilistic ? d : 0);  // sum_t A_t b_ti
+  double* const bias_t = value_bias_acc + (probabilistic ? d : 0);            // B_t
+  double* const kappa_t = bias_t + (probabilistic ? n : 0);                   // kappa_t
+  double* const tau_t = kappa_t + (probabilistic ? n : 0);                    // tau_t >= |delta_t| on E_tau
+  double* const value_bias_max = tau_t + (probabilistic ? n : 0);             // max_t b_ti
   double* const qd = buffer.data();           // q as doubles (exact)
   double* const q_abs = qd + d;               // |q|
   double* const key = q_abs + d;              // read_position's outputs
@@ -72,8 +93,23 @@ DecodeBoundTerms decode_error_bound_terms(const StreamView& stream, std::int64_t
   const double c_hi = div_up(1.0, sqrt_down(static_cast<double>(d)));
   const double gamma_d = gamma_up(d);
   const double one_minus_gamma_d = sub_down(1.0, gamma_d);
+  const double inv_d = div_up(1.0, static_cast<double>(d));
   for (std::size_t t = 0; t < n; ++t) {
-    read_position(stream, static_cast<std::int64_t>(t), key, value, key_radius, value_radius);
+    if (probabilistic) {
+      read_position_law(stream, static_cast<std::int64_t>(t), {key, key_radius, key_bias, key_proxy},
+                        {value, value_radius, value_bias, value_proxy});
+      // B_t >= sum_i |q_i| b_ti / sqrt(d) and kappa_t >= sum_i q_i^2 sigma_ti^2 / d (nonnegative
+      // nearest sums, inflated below with the other sums of the probabilistic part).
+      double b = 0.0, k = 0.0;
+      for (std::size_t c = 0; c < d; ++c) {
+        b += q_abs[c] * key_bias[c];
+        k += qd[c] * qd[c] * key_proxy[c];
+      }
+      bias_t[t] = b * c_hi;
+      kappa_t[t] = k * inv_d;
+    } else {
+      read_position(stream, static_cast<std::int64_t>(t), key, value, key_radius, value_radius);
+    }
     double dot = 0.0, dot_magnitude = 0.0, radius_dot = 0.0;
     for (std::size_t c = 0; c < d; ++c) {
       const double p = qd[c] * key[c];
@@ -137,6 +173,30 @@ DecodeBoundTerms decode_error_bound_terms(const StreamView& stream, std::int64_t
   }
   const double big_z_lo = std::max({zl, exp_down(-eta_max), 0.0});
 
+  // (G1) Theorem G's events: E_tau (every |zeta_t| <= sqrt(2 kappa_t x_tau), union over n,
+  // failure delta/2) and four more, each failing with probability delta/8 (x = ln(8/delta)). The
+  // nearest sums of the probabilistic part are inflated by `inflate` (THEORY.md 15.4).
+  const double inflate = add_up(1.0, mul_up(4.0, gamma_up(n + 4 * d + 64)));
+  double x_one = 0.0, z_lo_p = 0.0;
+  if (probabilistic) {
+    const double x_tau = log_up(div_up(4.0 * static_cast<double>(n), delta));
+    x_one = log_up(div_up(8.0, delta));
+    double tau_max = 0.0, zsum = 0.0, bias_mean = 0.0, proxy_mean = 0.0;
+    for (std::size_t t = 0; t < n; ++t) {
+      bias_t[t] = mul_up(bias_t[t], inflate);
+      kappa_t[t] = mul_up(kappa_t[t], inflate);
+      tau_t[t] = add_up(sqrt_up(mul_up(2.0 * x_tau, kappa_t[t])), bias_t[t]);
+      tau_max = std::max(tau_max, tau_t[t]);
+      zsum = add_down(zsum, mul_down(e_lo[t], exp_down(-tau_t[t])));
+      bias_mean += e_hi[t] * bias_t[t];
+      proxy_mean += e_hi[t] * e_hi[t] * kappa_t[t];
+    }
+    // Jensen: Z >= exp(-sum a~ delta) with sum a~ zeta sub-Gaussian of proxy sum a~^2 kappa.
+    const double jensen = add_up(mul_up(bias_mean, inflate), sqrt_up(mul_up(2.0 * x_one, mul_up(proxy_mean, inflate))));
+    z_lo_p = std::max({zsum, exp_down(-tau_max), exp_down(-jensen), 0.0});
+  }
+  double trace_l = 0.0, key_bias_sum = 0.0, q_mean = 0.0, q_square = 0.0, q_max = 0.0, q_bias = 0.0;
+
   // (R5) Per position: G_t >= a~_t (e^{eta_t} - 1) and A_t >= a_t; accumulate per component
   // G_t m_ti (m_ti = nearest max(v^_ti - lo_i, hi_i - v^_ti) >= |v^_ti - o~_i| / (1 + u)) and
   // A_t rv_ti; the largest value radius per component; the convexity cap
@@ -149,7 +209,12 @@ DecodeBoundTerms decode_error_bound_terms(const StreamView& stream, std::int64_t
     const double growth = exp_up(eta[t]);  // >= e^{delta_t}
     const double g = mul_up(w_hi, sub_up(growth, 1.0));
     const double a_hi = big_z_lo > 0.0 ? std::min(1.0, mul_up(w_hi, div_up(growth, big_z_lo))) : 1.0;
-    read_position(stream, static_cast<std::int64_t>(t), key, value, key_radius, value_radius);
+    if (probabilistic) {
+      read_position_law(stream, static_cast<std::int64_t>(t), {key, key_radius, key_bias, key_proxy},
+                        {value, value_radius, value_bias, value_proxy});
+    } else {
+      read_position(stream, static_cast<std::int64_t>(t), key, value, key_radius, value_radius);
+    }
     for (std::size_t c = 0; c < d; ++c) {
       const double m = std::max(value[c] - lo[c], hi[c] - value[c]);
       scratch[c] = m;
@@ -158,6 +223,26 @@ DecodeBoundTerms decode_error_bound_terms(const StreamView& stream, std::int64_t
       radius_max[c] = std::max(radius_max[c], value_radius[c]);
     }
     cap = std::max(cap, add_up(norm_up(scratch, d, 1), norm_up(value_radius, d, 0)));
+    if (probabilistic) {
+      // (G2) rho_t >= ||v^_t - o~||; the key part's trace, bias and quadratic sums; the value
+      // part's proxies S_i with a_t <= A_t = min(1, w_t e^{tau_t} / Z_lo) (on the events).
+      const double rho = norm_up(scratch, d, 1);
+      const double grow = exp_up(tau_t[t]);
+      const double w = w_hi;
+      trace_l += w * w * kappa_t[t] * rho * rho;
+      key_bias_sum += w * bias_t[t] * rho;
+      const double omega = w * rho * grow;
+      q_mean += omega * kappa_t[t];
+      q_square += (omega * kappa_t[t]) * (omega * kappa_t[t]);
+      q_max = std::max(q_max, omega * kappa_t[t]);
+      q_bias += omega * bias_t[t] * bias_t[t];
+      const double a_p = z_lo_p > 0.0 ? std::min(1.0, div_up(w * grow, z_lo_p)) : 1.0;
+      for (std::size_t c = 0; c < d; ++c) {
+        value_random_acc[c] += a_p * a_p * value_proxy[c];
+        value_bias_acc[c] += a_p * value_bias[c];
+        value_bias_max[c] = std::max(value_bias_max[c], value_bias[c]);
+      }
+    }
   }
 
   // (R6) Sums of n nonnegative nearest products: exact <= (fl + n 2^-1074) / (1 - gamma_n); the
@@ -184,7 +269,49 @@ DecodeBoundTerms decode_error_bound_terms(const StreamView& stream, std::int64_t
   }
   terms.arithmetic = norm_up(scratch, d, 1);
   terms.total = add_up(terms.arithmetic, std::min(perturbation, cap));
-  return terms;
+  GuardBoundTerms guard;
+  guard.deterministic = terms;
+  if (!probabilistic) return guard;
+
+  // (G3) Laurent-Massart for the key part's linear term (lambda_max <= trace), its quadratic
+  // term and the value part's random term; the bias terms are deterministic.
+  const double lm = add_up(add_up(1.0, mul_up(2.0, sqrt_up(x_one))), mul_up(2.0, x_one));
+  guard.key_linear = sqrt_up(mul_up(mul_up(trace_l, inflate), lm));
+  guard.key_bias = mul_up(key_bias_sum, inflate);
+  guard.key_quadratic = mul_up(add_up(add_up(add_up(q_mean, mul_up(2.0, sqrt_up(mul_up(x_one, q_square)))),
+                                             mul_up(2.0 * x_one, q_max)),
+                                      q_bias),
+                               inflate);
+  double s_sum = 0.0, s_square = 0.0, s_max = 0.0;
+  for (std::size_t c = 0; c < d; ++c) {
+    const double s_c = mul_up(value_random_acc[c], inflate);
+    s_sum += s_c;
+    s_square += s_c * s_c;
+    s_max = std::max(s_max, s_c);
+    scratch[c] = std::min(mul_up(value_bias_acc[c], inflate), value_bias_max[c]);
+  }
+  guard.value_random = sqrt_up(mul_up(add_up(add_up(s_sum, mul_up(2.0, sqrt_up(mul_up(x_one, s_square)))), mul_up(2.0 * x_one, s_max)),
+                                      inflate));
+  guard.value_bias = norm_up(scratch, d, 0);
+  guard.normaliser_lo = z_lo_p;
+  const double key_part = z_lo_p > 0.0 ? div_up(add_up(add_up(guard.key_linear, guard.key_bias), guard.key_quadratic), z_lo_p)
+                                       : kInf;
+  const double part = add_up(add_up(key_part, guard.value_random), guard.value_bias);
+  guard.probabilistic = add_up(terms.arithmetic, std::min(part, cap));
+  return guard;
+}
+
+}  // namespace
+
+DecodeBoundTerms decode_error_bound_terms(const StreamView& stream, std::int64_t positions, const float* q,
+                                          const float* out) {
+  return guard_terms(stream, positions, q, out, 0.0).deterministic;
+}
+
+GuardBoundTerms decode_guard_terms(const StreamView& stream, std::int64_t positions, const float* q, const float* out,
+                                   double delta) {
+  HNF_ASSERT(delta > 0.0 && delta < 1.0, "a failure probability is in (0, 1)");
+  return guard_terms(stream, positions, q, out, delta);
 }
 
 double decode_error_bound(const StreamView& stream, std::int64_t positions, const float* q, const float* out) {

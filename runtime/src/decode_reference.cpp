@@ -121,6 +121,37 @@ void read_position(const StreamView& stream, std::int64_t t, double* key, double
   read_side(stream, t, Side::kValues, value, value_radius);
 }
 
+namespace {
+void read_side_law(const StreamView& stream, std::int64_t t, Side side, const SideRead& out) {
+  const PageRef& p = stream.pages[t / stream.page_size];
+  const auto row = static_cast<int>(t % stream.page_size);
+  const PageFormat& f = side == Side::kKeys ? p.key_format : p.value_format;
+  read_row(side == Side::kKeys ? p.keys : p.values, f, stream.page_size, stream.head_dim, row, out.value, out.radius);
+  const auto d = static_cast<std::size_t>(stream.head_dim);
+  const bool stochastic = f.rounding == 1;
+  for (std::size_t c = 0; c < d; ++c) {
+    // The own quantization: stochastic codes err by a random part in an interval of length s (the
+    // radius is s(1 + 2^-40) >= s) with a mean within s 2^-30; other formats' error is all bias.
+    const double own = out.radius[c];
+    out.proxy[c] = stochastic ? proofs::mul_up(proofs::mul_up(own, own), 0.25) : 0.0;
+    out.bias[c] = stochastic ? own * proofs::kStochasticBiasFraction : own;
+  }
+  if (f.origin == kOriginAppended) return;
+  std::vector<double> carried(out.radius, out.radius + d);
+  add_origin_radius(f, stream.head_dim, out.value, carried.data());  // own + the float rounding before it
+  for (std::size_t c = 0; c < d; ++c) {
+    out.bias[c] = proofs::add_up(out.bias[c], proofs::sub_up(carried[c], out.radius[c]));
+    out.radius[c] = carried[c];
+  }
+}
+}  // namespace
+
+void read_position_law(const StreamView& stream, std::int64_t t, const SideRead& key, const SideRead& value) {
+  HNF_ASSERT(t >= 0 && t / stream.page_size < stream.num_pages, "position is in the stream");
+  read_side_law(stream, t, Side::kKeys, key);
+  read_side_law(stream, t, Side::kValues, value);
+}
+
 void decode_attention_reference(const StreamView& stream, std::int64_t positions, const float* q, int group,
                                 float scale, float* out) {
   HNF_ASSERT(positions >= 1 && group >= 1, "decode needs a position and a query");

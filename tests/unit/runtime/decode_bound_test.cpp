@@ -19,6 +19,8 @@
 #include "hnf/runtime/decode_attention.h"
 #include "hnf/runtime/decode_bound.h"
 #include "hnf/runtime/page_codec.h"
+#include "hnf/runtime/policy_pages.h"
+#include "hnf/proofs/policy.h"
 
 namespace {
 
@@ -326,4 +328,57 @@ TEST_CASE("decode bound: one position, non-finite inputs") {
   out[0] = 0.0F;
   q[3] = std::numeric_limits<float>::infinity();
   CHECK(hnf::runtime::decode_error_bound(stream.view(), 1, q.data(), out.data()) == std::numeric_limits<double>::infinity());
+}
+
+// The probabilistic guard (THEORY.md section 15) on stochastically rounded policy streams: over
+// many seeds and rows, never below the actual error (at delta 1e-6 a violation would be a 1e-6
+// event per row: with about 2,000 rows, any violation fails the test), tighter than the
+// deterministic bound, and its random parts are needed (the bias parts alone fall below).
+TEST_CASE("probabilistic guard: sound against MPFR over seeds, tighter than the deterministic bound") {
+  using hnf::proofs::parse_format;
+  std::mt19937_64 rng(17);
+  std::vector<double> ratio_p, ratio_d;
+  std::size_t rows = 0, bias_only_below = 0;
+  for (const auto& [kname, vname] : {std::pair<const char*, const char*>{"int4-t16", "int4-d64"}, {"int3-t16", "int3-d32"},
+                                     {"int8-d64", "int8-d64"}, {"int2-t16", "int4-d64"}}) {
+    hnf::proofs::PrecisionPolicy policy = hnf::proofs::uniform_policy(
+        1, 1, 1, kDim, 16, 1, 1, {*parse_format("fp16"), *parse_format("fp16"), *parse_format(kname)},
+        {*parse_format("fp16"), *parse_format("fp16"), *parse_format(vname)});
+    policy.rounding = hnf::proofs::Rounding::kStochastic;
+    policy.calibration_seed = 1;
+    for (const std::int64_t n : {40, 200, 600}) {
+      const Rows r = make_rows(n, rng, true, n == 200);
+      for (std::uint64_t seed = 1; seed <= 12; ++seed) {
+        hnf::runtime::OwnedPolicyStream stream(policy, policy.entries[0], kDim, seed * 7919);
+        for (std::int64_t t = 0; t < n; ++t) {
+          stream.append(r.keys.data() + t * kDim, r.values.data() + t * kDim);
+        }
+        for (const float scale : {0.5F, 1.5F}) {
+          const auto q = make_query(rng, scale);
+          std::vector<float> out(kDim);
+          hnf::runtime::decode_attention_cpu(stream.view(), n, q.data(), 1, 1.0F / std::sqrt(static_cast<float>(kDim)), out.data());
+          const auto o = exact_attention(r, n, q);
+          const Actual actual = actual_error(out.data(), o);
+          const auto g = hnf::runtime::decode_guard_terms(stream.view(), n, q.data(), out.data(), 1e-6);
+          CAPTURE(kname);
+          CAPTURE(n);
+          CAPTURE(seed);
+          REQUIRE(g.probabilistic >= actual.error + actual.margin);
+          REQUIRE(g.deterministic.total >= actual.error + actual.margin);
+          CHECK(g.deterministic.total == hnf::runtime::decode_error_bound(stream.view(), n, q.data(), out.data()));
+          if (actual.error > 0.0) {
+            ratio_p.push_back(g.probabilistic / actual.error);
+            ratio_d.push_back(g.deterministic.total / actual.error);
+          }
+          bias_only_below += g.deterministic.arithmetic + g.key_bias + g.value_bias < actual.error ? 1 : 0;
+          ++rows;
+        }
+      }
+    }
+  }
+  MESSAGE("probabilistic guard, bound / actual median " << median(ratio_p) << " (deterministic " << median(ratio_d)
+                                                         << ") over " << rows << " rows");
+  CHECK(rows == 4u * 3u * 12u * 2u);
+  CHECK(median(ratio_p) < median(ratio_d));
+  CHECK(bias_only_below > rows / 2);  // the random parts carry the bound
 }

@@ -51,4 +51,17 @@ void decode_layer_cpu(const StreamView* streams, int kv_heads, std::int64_t posi
 void read_position(const StreamView& stream, std::int64_t t, double* key, double* value, double* key_radius,
                    double* value_radius);
 
+// One side of a stored position as the probabilistic guard reads it (THEORY.md section 15.2),
+// every array [head_dim]: the stored value; the radius (as read_position); a bound on the mean
+// of the error appended - stored (bias); and a sub-Gaussian variance proxy of the rest of the
+// error (proxy: s^2 (1 + 2^-40)^2 / 4 for stochastically rounded codes, whose random part lies in an
+// interval of length s, else 0: the whole error is then bias, bounded by the radius).
+struct SideRead {
+  double* value;
+  double* radius;
+  double* bias;
+  double* proxy;
+};
+void read_position_law(const StreamView& stream, std::int64_t t, const SideRead& key, const SideRead& value);
+
 }  // namespace hnf::runtime

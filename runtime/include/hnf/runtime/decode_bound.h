@@ -34,4 +34,24 @@ struct DecodeBoundTerms {
 [[nodiscard]] DecodeBoundTerms decode_error_bound_terms(const StreamView& stream, std::int64_t positions,
                                                         const float* q, const float* out);
 
+// The probabilistic guard (THEORY.md section 15, Theorem G): for stochastically rounded pages
+// (independent draws, inputs chosen independently of the seed), with probability at least
+// 1 - delta over the draws, ||out - o||_2 <= probabilistic. Elements not stochastically rounded
+// enter through their radii as bias, so on a stream without stochastic pages the statement holds
+// with probability 1 (and is looser than the deterministic bound). The deterministic bound of the
+// same row (decode_error_bound_terms) comes with it: the guard reports both.
+struct GuardBoundTerms {
+  DecodeBoundTerms deterministic;
+  double probabilistic = 0.0;  // arithmetic + min(key + value parts, cap), rounded up; +inf if unbounded
+  double key_linear = 0.0;     // the parts of probabilistic before the cap (upper bounds)
+  double key_bias = 0.0;
+  double key_quadratic = 0.0;
+  double value_random = 0.0;
+  double value_bias = 0.0;
+  double normaliser_lo = 0.0;  // Z_lo of the probabilistic part
+};
+// 0 < delta < 1.
+[[nodiscard]] GuardBoundTerms decode_guard_terms(const StreamView& stream, std::int64_t positions, const float* q,
+                                                 const float* out, double delta);
+
 }  // namespace hnf::runtime
