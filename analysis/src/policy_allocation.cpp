@@ -109,7 +109,8 @@ Queries sample_queries(const Trace& trace, const std::string& path, std::int64_t
 // error with that side quantized by the policy (aged states) and the other side exact.
 Unit measure_side(const StoredRows& keys, const StoredRows& values, bool key_side, const Queries& queries,
                   const std::vector<double>& exact, const proofs::PrecisionPolicy& rule, const PolicyAllocationOptions& o,
-                  const std::vector<Format>& candidates, double scale, std::int64_t tokens) {
+                  const std::vector<Format>& candidates, double scale, std::int64_t tokens, std::int64_t layer,
+                  std::int64_t kv_head) {
   const std::size_t d = keys.dim(), J = queries.positions.size();
   Unit unit;
   unit.error.assign(candidates.size(), 0.0);
@@ -117,7 +118,7 @@ Unit measure_side(const StoredRows& keys, const StoredRows& values, bool key_sid
 #pragma omp parallel for schedule(dynamic)
   for (std::size_t c = 0; c < candidates.size(); ++c) {
     const proofs::ClassFormats formats{o.sink_format, o.recent_format, candidates[c]};
-    const AgedRows aged(key_side ? keys : values, rule, formats);
+    const AgedRows aged(key_side ? keys : values, rule, formats, layer, kv_head, !key_side);
     std::vector<double> scores, out(d);
     double total = 0.0;
     for (std::size_t j = 0; j < J; ++j) {
@@ -202,7 +203,8 @@ PolicyAllocation allocate_policy(const std::string& trace_path, const PolicyAllo
   const TraceShape& s = trace.shape();
   proofs::PrecisionPolicy rule{.layers = s.num_layers, .kv_heads = s.num_kv_heads, .heads = s.num_heads,
                                .head_dim = s.head_dim, .page = o.page, .sink_pages = o.sink_pages,
-                               .recent_pages = o.recent_pages, .entries = {}};
+                               .recent_pages = o.recent_pages, .entries = {}, .rounding = o.rounding,
+                               .calibration_seed = o.rounding == proofs::Rounding::kStochastic ? o.calibration_seed : 0};
   PolicyAllocation result;
   for (const auto& l : attention_stats(trace, 1)) {
     result.output_norm_median.push_back(l.output_norm_median > 0.0 ? l.output_norm_median : 1.0);
@@ -224,8 +226,8 @@ PolicyAllocation allocate_policy(const std::string& trace_path, const PolicyAllo
         attention(queries.q.data() + j * d, keys, values, queries.positions[j] + 1, scores, exact.data() + j * d);
       }
       const double scale = result.output_norm_median[static_cast<std::size_t>(layer)];
-      units.push_back(measure_side(keys, values, true, queries, exact, rule, o, key_formats, scale, s.num_tokens));
-      units.push_back(measure_side(keys, values, false, queries, exact, rule, o, value_formats, scale, s.num_tokens));
+      units.push_back(measure_side(keys, values, true, queries, exact, rule, o, key_formats, scale, s.num_tokens, layer, kvh));
+      units.push_back(measure_side(keys, values, false, queries, exact, rule, o, value_formats, scale, s.num_tokens, layer, kvh));
     }
   }
   const double elements = 2.0 * static_cast<double>(s.num_layers * s.num_kv_heads * s.num_tokens * s.head_dim);

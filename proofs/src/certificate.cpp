@@ -164,6 +164,8 @@ Json certificate_body(const Certificate& c) {
   if (c.prediction) {
     const GuardPrediction& g = *c.prediction;
     body["prediction"] = {{"rule", g.rule},
+                          {"kind", g.kind},
+                          {"delta", g.delta},
                           {"eps_rel", g.eps_rel},
                           {"output_norm_median", g.output_norm_median},
                           {"calibration_rows", g.calibration_rows},
@@ -364,6 +366,9 @@ GuardPrediction parse_prediction(const Json& j, const std::string& file) {
   ObjectReader r(j, "prediction", file);
   GuardPrediction g;
   g.rule = r.string("rule");
+  g.kind = r.string("kind");
+  if (g.kind != "probabilistic" && g.kind != "deterministic") r.fail("kind", "is probabilistic or deterministic");
+  g.delta = r.number("delta", 0.0, 1.0);
   g.eps_rel = r.number("eps_rel", 0.0, 1e300);
   for (const auto& v : r.array("output_norm_median")) {
     const auto value = json_number(v, 0.0, 1e300);

@@ -44,13 +44,14 @@ bool reads_only_float_pages(const StreamView& view, std::int64_t positions) {
 std::vector<GuardRow> calibrate_guard(const proofs::PrecisionPolicy& policy, const proofs::HeadPolicy& head,
                                       const std::vector<float>& keys, const std::vector<float>& values,
                                       const std::vector<float>& queries, const std::vector<std::int64_t>& positions,
-                                      std::int64_t first_head) {
+                                      std::int64_t first_head, double delta) {
   const auto d = static_cast<std::size_t>(policy.head_dim);
   HNF_ASSERT(keys.size() == values.size() && keys.size() % d == 0, "keys and values are [tokens, d]");
   HNF_ASSERT(std::is_sorted(positions.begin(), positions.end()), "query positions are sorted");
   const std::size_t group = positions.empty() ? 0 : queries.size() / (positions.size() * d);
   HNF_ASSERT(queries.size() == group * positions.size() * d, "queries are [group, positions, d]");
-  OwnedPolicyStream stream(policy, head, static_cast<int>(d));
+  OwnedPolicyStream stream(policy, head, static_cast<int>(d), policy.calibration_seed);
+  const bool probabilistic = policy.rounding == proofs::Rounding::kStochastic;
   std::vector<GuardRow> rows;
   std::vector<float> out(d);
   std::vector<double> o(d);
@@ -69,9 +70,17 @@ std::vector<GuardRow> calibrate_guard(const proofs::PrecisionPolicy& policy, con
           err += (out[c] - o[c]) * (out[c] - o[c]);
           norm += o[c] * o[c];
         }
-        rows.push_back({.head = first_head + static_cast<std::int64_t>(g), .position = static_cast<std::int64_t>(t),
-                        .bound = decode_error_bound(stream.view(), n, q, out.data()), .actual = std::sqrt(err),
-                        .output_norm = std::sqrt(norm), .float_only = reads_only_float_pages(stream.view(), n)});
+        GuardRow row{.head = first_head + static_cast<std::int64_t>(g), .position = static_cast<std::int64_t>(t),
+                     .actual = std::sqrt(err), .output_norm = std::sqrt(norm),
+                     .float_only = reads_only_float_pages(stream.view(), n)};
+        if (probabilistic) {
+          const GuardBoundTerms terms = decode_guard_terms(stream.view(), n, q, out.data(), delta);
+          row.bound = terms.probabilistic;
+          row.deterministic = terms.deterministic.total;
+        } else {
+          row.bound = row.deterministic = decode_error_bound(stream.view(), n, q, out.data());
+        }
+        rows.push_back(row);
       }
       ++next;
     }

@@ -110,6 +110,9 @@ MixedKvCache::MixedKvCache(const proofs::CertifiedPrecisionMap& certified, const
                                             shape_text(shape.num_layers, shape.num_kv_heads, shape.num_heads, shape.head_dim));
   }
   page_size_ = map_.block;
+  if (!(options.guard_delta > 0.0 && options.guard_delta < 1.0)) {
+    throw proofs::bad_input("kv cache", "the guard's failure probability must be in (0, 1)");
+  }
   if (certified.policy()) {
     policy_ = certified.policy();
     HNF_ASSERT(policy_->page == page_size_, "a checked policy certificate's map is its expansion (block = page)");
@@ -286,18 +289,30 @@ void MixedKvCache::bound_rows(std::int64_t layer, const float* q, std::int64_t n
   const auto d = static_cast<std::size_t>(head_dim());
   const std::int64_t group = num_heads() / num_kv_heads();
   last_bounds_.resize(static_cast<std::size_t>(num_heads() * n));
+  last_deterministic_.resize(last_bounds_.size());
   const std::int64_t rows = num_heads() * n;
+  const bool probabilistic = guard_is_probabilistic();
 #pragma omp parallel for schedule(dynamic) if (rows > 1)
   for (std::int64_t r = 0; r < rows; ++r) {
     const std::int64_t h = r / n, i = r % n;
-    last_bounds_[static_cast<std::size_t>(r)] =
-        decode_error_bound(stream(layer, h / group), first + i + 1, q + static_cast<std::size_t>(r) * d, out + static_cast<std::size_t>(r) * d);
+    const auto at = static_cast<std::size_t>(r);
+    const float* q_row = q + at * d;
+    const float* out_row = out + at * d;
+    if (probabilistic) {
+      const GuardBoundTerms g = decode_guard_terms(stream(layer, h / group), first + i + 1, q_row, out_row, options_.guard_delta);
+      last_bounds_[at] = g.probabilistic;
+      last_deterministic_[at] = g.deterministic.total;
+    } else {
+      last_bounds_[at] = last_deterministic_[at] = decode_error_bound(stream(layer, h / group), first + i + 1, q_row, out_row);
+    }
   }
   GuardStatus status;
   status.rows = rows;
-  for (const double b : last_bounds_) {
-    status.within += b <= layer_eps_down_[static_cast<std::size_t>(layer)] ? 1 : 0;
-    status.max_bound = std::max(status.max_bound, b);
+  const double eps = layer_eps_down_[static_cast<std::size_t>(layer)];
+  for (std::size_t r = 0; r < last_bounds_.size(); ++r) {
+    status.within += last_bounds_[r] <= eps ? 1 : 0;
+    status.deterministic_within += last_deterministic_[r] <= eps ? 1 : 0;
+    status.max_bound = std::max(status.max_bound, last_bounds_[r]);
   }
   last_guard_ = status;
   monitor_->guard_seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
@@ -313,6 +328,9 @@ void MixedKvCache::observe(std::int64_t layer, const float* q, std::int64_t n, s
     if (options_.guard != GuardMode::kOff) {
       monitor_->guard_rows += last_guard_.rows;
       monitor_->guard_within += last_guard_.within;
+      monitor_->guard_deterministic_within += last_guard_.deterministic_within;
+      monitor_->guard_probabilistic = guard_is_probabilistic();
+      monitor_->guard_delta = guard_is_probabilistic() ? options_.guard_delta : 0.0;
       monitor_->guard_steps += 1;
       monitor_->guard_steps_held += last_guard_.held() ? 1 : 0;
     }
@@ -350,10 +368,11 @@ void MixedKvCache::observe(std::int64_t layer, const float* q, std::int64_t n, s
 }
 
 GuardStatus MixedKvCache::attend_guarded(std::int64_t layer, const float* q, std::int64_t n, float* out,
-                                         double* bounds) const {
+                                         double* bounds, double* deterministic_bounds) const {
   HNF_ASSERT(options_.guard != GuardMode::kOff, "attend_guarded needs a cache built with a guard");
   attend(layer, q, n, out);
   if (bounds) std::copy(last_bounds_.begin(), last_bounds_.end(), bounds);
+  if (deterministic_bounds) std::copy(last_deterministic_.begin(), last_deterministic_.end(), deterministic_bounds);
   return last_guard_;
 }
 

@@ -30,8 +30,8 @@ void ShadowedCache::do_append(std::int64_t layer, const float* k, const float* v
 }
 
 void ShadowedCache::do_attend(std::int64_t layer, const float* q, std::int64_t n, std::int64_t first, float* out) const {
-  std::vector<double> bounds(static_cast<std::size_t>(num_heads() * n));
-  (void)cache_->attend_guarded(layer, q, n, out, bounds.data());
+  std::vector<double> bounds(static_cast<std::size_t>(num_heads() * n)), deterministic(bounds.size());
+  (void)cache_->attend_guarded(layer, q, n, out, bounds.data(), deterministic.data());
   const auto start = std::chrono::steady_clock::now();
   const auto d = static_cast<std::size_t>(head_dim());
   const std::int64_t group = num_heads() / num_kv_heads();
@@ -49,6 +49,7 @@ void ShadowedCache::do_attend(std::int64_t layer, const float* q, std::int64_t n
       record_->samples.push_back({.layer = static_cast<std::int32_t>(layer),
                                   .float_only = reads_only_float_pages(cache_->stream(layer, h / group), first + i + 1),
                                   .bound = bounds[row],
+                                  .deterministic = deterministic[row],
                                   .actual = std::sqrt(squared)});
     }
   }

@@ -117,8 +117,9 @@ void print_summary(const CertifyCommandOptions& o, const CertifyResult& r, doubl
   if (c.prediction) {
     const auto& p = *c.prediction;
     const auto percent = [](std::int64_t a, std::int64_t b) { return b > 0 ? 100.0 * static_cast<double>(a) / static_cast<double>(b) : 0.0; };
-    std::printf("guard        forecast (deterministic bound): %.2f %% of %lld calibration rows within epsilon, %.2f %% of %lld "
+    std::printf("guard        forecast (%s bound%s): %.2f %% of %lld calibration rows within epsilon, %.2f %% of %lld "
                 "held-out rows (the expectation on unseen text); epsilon / median actual error %.3g\n",
+                p.kind.c_str(), p.kind == "probabilistic" ? fmt::format(", delta {:.3g} per row", p.delta).c_str() : "",
                 percent(p.calibration_within, p.calibration_rows), static_cast<long long>(p.calibration_rows),
                 percent(p.heldout_within, p.heldout_rows), static_cast<long long>(p.heldout_rows),
                 p.median_actual > 0.0 ? proofs::rational_to_double(c.eps) / p.median_actual : 0.0);
@@ -188,9 +189,17 @@ analysis::PolicyAllocationOptions auto_policy_options(const std::string& spec, d
         value = -1;
       }
     }
-    if (value < 0 || (key != "page" && key != "sink" && key != "recent")) {
-      throw proofs::bad_input("--policy", "'" + item + "': auto takes page=P, sink=S and recent=W (counts)");
+    if (key == "rounding" && eq != std::string::npos) {
+      const std::string how = item.substr(eq + 1);
+      if (how != "stochastic" && how != "nearest") throw proofs::bad_input("--policy", "rounding is stochastic or nearest");
+      a.rounding = how == "stochastic" ? proofs::Rounding::kStochastic : proofs::Rounding::kNearest;
+      continue;
     }
+    if (value < 0 || (key != "page" && key != "sink" && key != "recent" && key != "seed")) {
+      throw proofs::bad_input("--policy", "'" + item + "': auto takes page=P, sink=S, recent=W (counts), seed=N and "
+                                          "rounding=stochastic|nearest");
+    }
+    if (key == "seed") a.calibration_seed = static_cast<std::uint64_t>(std::min<std::int64_t>(value, (std::int64_t{1} << 52)));
     if (key == "page") a.page = static_cast<int>(std::min<std::int64_t>(value, 1 << 20));
     if (key == "sink") a.sink_pages = value;
     if (key == "recent") a.recent_pages = value;

@@ -129,13 +129,24 @@ double quantile_of(std::vector<double>& x, double q) {
   return x[std::min(x.size() - 1, static_cast<std::size_t>(q * static_cast<double>(x.size())))];
 }
 
+// bound / actual over the rows that read an integer page and whose actual error is above the
+// floor: rows, median, p90, p99, max, min.
+nlohmann::json ratio_json(std::vector<double> ratios) {
+  return {{"rows", ratios.size()},
+          {"median", quantile_of(ratios, 0.5)},
+          {"p90", quantile_of(ratios, 0.9)},
+          {"p99", quantile_of(ratios, 0.99)},
+          {"max", ratios.empty() ? 0.0 : ratios.back()},
+          {"min", ratios.empty() ? 0.0 : ratios.front()}};
+}
+
 // The guard's figures (docs/runtime.md): counts from the runtime's monitor, bound / actual from the
-// shadow exact copy's samples.
+// shadow exact copy's samples; the deterministic class beside a probabilistic one.
 nlohmann::json guard_json(const proofs::CertifiedPrecisionMap& map, const runtime::GuardRecord& record,
                           const runtime::DecodeMonitor& m, double candidate_seconds) {
   std::vector<double> eps;
   for (const auto& e : map.layer_eps()) eps.push_back(proofs::rational_to_double(e));
-  std::vector<double> ratios;
+  std::vector<double> ratios, deterministic_ratios;
   std::int64_t float_only = 0, below_floor = 0;
   double actual_max = 0.0, bound_max = 0.0;
   std::vector<std::int64_t> layer_rows(eps.size()), layer_within(eps.size());
@@ -151,27 +162,21 @@ nlohmann::json guard_json(const proofs::CertifiedPrecisionMap& map, const runtim
       ++below_floor;
     } else {
       ratios.push_back(s.bound / s.actual);
+      deterministic_ratios.push_back(s.deterministic / s.actual);
     }
   }
-  const std::size_t rated = ratios.size();
-  const nlohmann::json ratio{{"rows", rated},
-                             {"median", quantile_of(ratios, 0.5)},
-                             {"p90", quantile_of(ratios, 0.9)},
-                             {"p99", quantile_of(ratios, 0.99)},
-                             {"max", ratios.empty() ? 0.0 : ratios.back()},
-                             {"min", ratios.empty() ? 0.0 : ratios.front()}};
   nlohmann::json layers = nlohmann::json::array();
   for (std::size_t l = 0; l < eps.size(); ++l) {
     layers.push_back({{"layer", l}, {"eps", eps[l]}, {"rows", layer_rows[l]}, {"within_eps", layer_within[l]}});
   }
   const double rows = static_cast<double>(std::max<std::int64_t>(1, m.guard_rows));
   const double decode_seconds = candidate_seconds - m.guard_seconds - record.shadow_seconds;
-  const nlohmann::json deterministic{{"within_eps", m.guard_within},
-                                     {"within_fraction", static_cast<double>(m.guard_within) / rows},
-                                     {"bound_over_actual", ratio}};
-  return {{"kind", "deterministic"},
-          {"delta", 0.0},
-          {"union_delta", 0.0},
+  const nlohmann::json deterministic{{"within_eps", m.guard_deterministic_within},
+                                     {"within_fraction", static_cast<double>(m.guard_deterministic_within) / rows},
+                                     {"bound_over_actual", ratio_json(deterministic_ratios)}};
+  return {{"kind", m.guard_probabilistic ? "probabilistic" : "deterministic"},
+          {"delta", m.guard_delta},
+          {"union_delta", m.guard_delta * static_cast<double>(m.guard_rows)},
           {"rows", m.guard_rows},
           {"within_eps", m.guard_within},
           {"within_fraction", static_cast<double>(m.guard_within) / rows},
@@ -180,7 +185,7 @@ nlohmann::json guard_json(const proofs::CertifiedPrecisionMap& map, const runtim
           {"float_only_rows", float_only},
           {"floor_fraction_of_eps", kGuardFloorFraction},
           {"below_floor_rows", below_floor},
-          {"bound_over_actual", ratio},
+          {"bound_over_actual", ratio_json(ratios)},
           {"actual_max", actual_max},
           {"bound_max", bound_max},
           {"per_layer", layers},
@@ -193,9 +198,21 @@ nlohmann::json guard_json(const proofs::CertifiedPrecisionMap& map, const runtim
 
 std::string guard_text(const nlohmann::json& g) {
   const auto& r = g.at("bound_over_actual");
+  const bool probabilistic = g.at("kind") == "probabilistic";
   std::string out = fmt::format(
-      "  guard             {} of {} rows within eps ({:.2f} %), deterministic (holds for every residual within the stored radii)\n",
-      g.at("within_eps").get<std::int64_t>(), g.at("rows").get<std::int64_t>(), 100.0 * g.at("within_fraction").get<double>());
+      "  guard             {} of {} rows within eps ({:.2f} %), {}\n", g.at("within_eps").get<std::int64_t>(),
+      g.at("rows").get<std::int64_t>(), 100.0 * g.at("within_fraction").get<double>(),
+      probabilistic ? fmt::format("probabilistic: each row's bound holds with probability >= 1 - {:.3g} over the cache's "
+                                  "seed (union over the rows: {:.3g}); not a proof",
+                                  g.at("delta").get<double>(), g.at("union_delta").get<double>())
+                    : std::string("deterministic (holds for every residual within the stored radii)"));
+  if (probabilistic) {
+    const auto& det = g.at("deterministic");
+    const auto& dr = det.at("bound_over_actual");
+    out += fmt::format("  deterministic     {} rows within eps ({:.2f} %); bound / actual median {:.3g}, p99 {:.3g}\n",
+                       det.at("within_eps").get<std::int64_t>(), 100.0 * det.at("within_fraction").get<double>(),
+                       dr.at("median").get<double>(), dr.at("p99").get<double>());
+  }
   out += fmt::format("  bound / actual    median {:.3g}, p90 {:.3g}, p99 {:.3g}, max {:.3g} over {} rows (actual error above {} x eps; "
                      "{} rows reading only fp16/bf16 rows and {} below the floor left out)\n",
                      r.at("median").get<double>(), r.at("p90").get<double>(), r.at("p99").get<double>(),

@@ -20,6 +20,7 @@ CalibratedGuard calibrate_policy_guard(const std::string& trace_path, const proo
   for (const std::size_t i : indices) positions.push_back(trace.query_positions()[i]);
   const std::int64_t group = s.num_heads / s.num_kv_heads;
   CalibratedGuard out;
+  out.probabilistic = policy.rounding == proofs::Rounding::kStochastic;
   out.layers.resize(static_cast<std::size_t>(s.num_layers));
   for (std::int64_t l = 0; l < s.num_layers; ++l) {
     const auto& tl = trace.layers()[static_cast<std::size_t>(l)];
@@ -38,7 +39,7 @@ CalibratedGuard calibrate_policy_guard(const std::string& trace_path, const proo
         }
       }
       const auto& head = policy.entries[static_cast<std::size_t>(l * s.num_kv_heads + g)];
-      auto found = runtime::calibrate_guard(policy, head, keys, values, queries, positions, g * group);
+      auto found = runtime::calibrate_guard(policy, head, keys, values, queries, positions, g * group, kGuardDelta);
       auto& layer = out.layers[static_cast<std::size_t>(l)];
       layer.insert(layer.end(), found.begin(), found.end());
     }
@@ -69,6 +70,8 @@ proofs::GuardPrediction predict_guard(const CalibratedGuard& guard, const std::v
                                       const std::string& rule, double eps_rel) {
   proofs::GuardPrediction p;
   p.rule = rule;
+  p.kind = guard.probabilistic ? "probabilistic" : "deterministic";
+  p.delta = guard.probabilistic ? kGuardDelta : 0.0;
   p.eps_rel = eps_rel;
   p.output_norm_median = guard.output_norm_median;
   std::vector<double> actual;

@@ -15,11 +15,14 @@
 namespace hnf::verify::cli {
 
 struct CalibratedGuard {
+  bool probabilistic = false;
   std::vector<std::vector<runtime::GuardRow>> layers;  // [layers][rows]
   std::vector<double> output_norm_median;               // [layers] over the rows' ||o||
 };
 
 // The guard on every query the policy's S1 covers (analysis::policy_query_indices).
+// The guard's failure probability per row for a stochastic policy (the runtime's default too).
+inline constexpr double kGuardDelta = 1e-9;
 [[nodiscard]] CalibratedGuard calibrate_policy_guard(const std::string& trace_path, const proofs::PrecisionPolicy& policy,
                                                      std::int64_t dense_queries, std::int64_t beyond_stride);
 

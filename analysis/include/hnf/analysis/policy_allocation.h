@@ -28,6 +28,9 @@ struct PolicyAllocationOptions {
   proofs::Format sink_format{proofs::Encoding::kF16, proofs::GroupAxis::kNone, 0};
   proofs::Format recent_format{proofs::Encoding::kF16, proofs::GroupAxis::kNone, 0};
   std::int64_t query_stride = 8;  // sample every N-th recorded query (and the last)
+  // Stochastic rounding (the probabilistic guard's route) with this calibration seed, or nearest.
+  proofs::Rounding rounding = proofs::Rounding::kStochastic;
+  std::uint64_t calibration_seed = 1;
   std::function<void(std::string_view, double)> progress;
 };
 

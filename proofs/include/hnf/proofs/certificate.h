@@ -174,6 +174,8 @@ struct Scope {
 // 64-position blocks) was not used to choose epsilon.
 struct GuardPrediction {
   std::string rule;                        // how epsilon was chosen
+  std::string kind;                        // the guard's class: "probabilistic" or "deterministic"
+  double delta = 0.0;                      // its failure probability per row (0: deterministic)
   double eps_rel = 0.0;                    // epsilon / the layer's median ||o|| (0: epsilon was given)
   std::vector<double> output_norm_median;  // [layers] median ||o|| of the calibration's queries
   std::int64_t calibration_rows = 0;       // rows epsilon was chosen on

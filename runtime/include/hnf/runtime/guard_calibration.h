@@ -23,7 +23,8 @@ void exact_attention(const float* q, const float* keys, const float* values, std
 struct GuardRow {
   std::int64_t head = 0;      // query head
   std::int64_t position = 0;  // query position
-  double bound = 0.0;         // the guard's deterministic bound (decode_error_bound), rounded up
+  double bound = 0.0;         // the guard's bound of its class (probabilistic for a stochastic policy), rounded up
+  double deterministic = 0.0; // the deterministic bound (decode_error_bound)
   double actual = 0.0;        // ||out - o||, o the exact attention (nearest)
   double output_norm = 0.0;   // ||o|| (nearest)
   bool float_only = false;    // every page it read is fp16/bf16 or staged f32
@@ -31,10 +32,13 @@ struct GuardRow {
 
 // One (layer, kv head) of a policy cache: keys, values [tokens, d] appended in order; queries
 // [group, positions.size(), d] of the group's query heads (first_head, first_head + 1, ...) at the
-// sorted `positions`. Each query row is decoded by the CPU backend at its step and bounded.
+// sorted `positions`. Each query row is decoded by the CPU backend at its step and bounded; a
+// stochastic policy draws with its calibration seed and is bounded by the probabilistic guard at
+// failure probability delta per row.
 [[nodiscard]] std::vector<GuardRow> calibrate_guard(const proofs::PrecisionPolicy& policy, const proofs::HeadPolicy& head,
                                                     const std::vector<float>& keys, const std::vector<float>& values,
                                                     const std::vector<float>& queries,
-                                                    const std::vector<std::int64_t>& positions, std::int64_t first_head);
+                                                    const std::vector<std::int64_t>& positions, std::int64_t first_head,
+                                                    double delta);
 
 }  // namespace hnf::runtime

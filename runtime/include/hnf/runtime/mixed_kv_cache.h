@@ -66,6 +66,9 @@ struct DecodeMonitor {
   // whose every row held; time in the attention itself and in the guard's bounds.
   std::int64_t guard_rows = 0;
   std::int64_t guard_within = 0;
+  std::int64_t guard_deterministic_within = 0;
+  bool guard_probabilistic = false;  // the guard's class: probabilistic (stochastic policy) or deterministic
+  double guard_delta = 0.0;          // its failure probability per row (0: deterministic)
   std::int64_t guard_steps = 0;
   std::int64_t guard_steps_held = 0;
   double attend_seconds = 0.0;
@@ -83,9 +86,13 @@ struct DecodeMonitor {
 enum class GuardMode { kOff, kMonitor, kEnforce };
 
 // The guard's verdict on one attend() call (one decode step of one layer).
+// The guard's class is probabilistic for a stochastic policy (its bound holds with probability
+// at least 1 - delta per row over the cache's seed, THEORY.md section 15) and deterministic
+// otherwise; the deterministic bound is computed beside the probabilistic one.
 struct GuardStatus {
   std::int64_t rows = 0;    // attention rows bounded
-  std::int64_t within = 0;  // rows whose bound is <= the layer's epsilon
+  std::int64_t within = 0;  // rows whose bound (the guard's class) is <= the layer's epsilon
+  std::int64_t deterministic_within = 0;  // rows whose deterministic bound is <= epsilon
   double max_bound = 0.0;
   [[nodiscard]] bool held() const noexcept { return within == rows; }
 };
@@ -102,6 +109,8 @@ struct MixedKvCacheOptions {
   // A stochastic policy's seed. Unset (always, outside tests): drawn from the operating system
   // (std::random_device) when the cache is built, kept in memory only, never written.
   std::optional<std::uint64_t> dither_seed;
+  // The probabilistic guard's failure probability per row (stochastic policies).
+  double guard_delta = 1e-9;
   // The named opt-out: build the cache although the certificate's witnesses were neither
   // re-derived from its trace nor attested (CertifiedPrecisionMap::witnesses_verified() false).
   // Recorded in monitor().unverified_witnesses.
@@ -139,9 +148,13 @@ class MixedKvCache final : public KvCache {
   void attend_with_bounds(std::int64_t layer, const float* q, std::int64_t n, float* out, double* bounds) const;
 
   // attend() and the guard's status of that step (options.guard must not be kOff); bounds, when
-  // not null, receives every row's bound [heads, n].
-  GuardStatus attend_guarded(std::int64_t layer, const float* q, std::int64_t n, float* out,
-                             double* bounds = nullptr) const;
+  // not null, receives every row's bound of the guard's class [heads, n], deterministic_bounds
+  // the deterministic bounds.
+  GuardStatus attend_guarded(std::int64_t layer, const float* q, std::int64_t n, float* out, double* bounds = nullptr,
+                             double* deterministic_bounds = nullptr) const;
+  [[nodiscard]] bool guard_is_probabilistic() const noexcept {
+    return policy_ && policy_->rounding == proofs::Rounding::kStochastic;
+  }
   // The certificate's epsilon of a layer, rounded down (a bound <= it is within the exact budget).
   [[nodiscard]] double layer_eps_down(std::int64_t layer) const { return layer_eps_down_.at(static_cast<std::size_t>(layer)); }
 
@@ -172,6 +185,7 @@ class MixedKvCache final : public KvCache {
   std::vector<double> layer_eps_down_;  // [layers], rounded down
   mutable GuardStatus last_guard_;      // the guard's verdict on the latest attend()
   mutable std::vector<double> last_bounds_;  // [heads, n] of the latest attend(), when bounded
+  mutable std::vector<double> last_deterministic_;  // [heads, n] deterministic bounds of the latest attend()
   S2Reference s2_;
   std::vector<std::unique_ptr<Stream>> streams_;  // [layers * kv_heads]
   std::shared_ptr<DecodeMonitor> monitor_;  // never null; written by the const attend()

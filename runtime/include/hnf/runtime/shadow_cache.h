@@ -18,7 +18,8 @@ namespace hnf::runtime {
 struct GuardSample {
   std::int32_t layer = 0;
   bool float_only = false;  // every row it read is stored as fp16/bf16 or staged f32
-  double bound = 0.0;       // the guard's deterministic bound (rounded up)
+  double bound = 0.0;       // the guard's bound, of its class (rounded up)
+  double deterministic = 0.0;  // the deterministic bound (rounded up)
   double actual = 0.0;      // ||out - o|| against the shadow exact rows (nearest)
 };
 
