@@ -11,6 +11,9 @@
 // newest token when it was written, as during tracing. The certificate's S1 scope does not
 // cover those positions; the a-posteriori bound and the S2 counter below do, at run time.
 //
+// Under a certified precision policy (proofs/policy.h) a position's format is its age class's
+// instead, and pages are re-quantized as they age (policy_pages.h; docs/runtime.md).
+//
 // Memory: pages live in fixed-size slabs allocated on demand per stream (nothing is reserved
 // for capacity up front); memory() reports the bytes by category.
 #pragma once
