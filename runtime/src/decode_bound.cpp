@@ -8,6 +8,7 @@
 #include <cmath>
 #include <cstddef>
 #include <limits>
+#include <optional>
 #include <vector>
 
 #include "hnf/proofs/directed.h"
@@ -36,8 +37,31 @@ namespace {
 
 // Theorem R (deterministic) and, when delta > 0, Theorem G (probabilistic, THEORY.md section 15)
 // in the same three passes over the stream.
+// The stored rows of a stream's first n positions with their radii, biases and proxies
+// (read_position_law), decoded once and shared by every query row bounded against them.
+struct DecodedRows {
+  std::size_t n = 0, d = 0;
+  std::vector<double> data;  // [8][n, d]: key, value, key radius, value radius, key bias, key proxy, value bias, value proxy
+  [[nodiscard]] const double* at(std::size_t part, std::size_t t) const noexcept { return data.data() + (part * n + t) * d; }
+};
+
+// Decoding once costs 64 n d bytes: above this many elements per stream the rows are read per pass.
+constexpr std::size_t kDecodeOnceLimit = std::size_t{1} << 22;
+
+DecodedRows decode_rows(const StreamView& stream, std::size_t n) {
+  DecodedRows rows;
+  rows.n = n;
+  rows.d = static_cast<std::size_t>(stream.head_dim);
+  rows.data.assign(8 * n * rows.d, 0.0);
+  for (std::size_t t = 0; t < n; ++t) {
+    const auto p = [&](std::size_t part) { return rows.data.data() + (part * n + t) * rows.d; };
+    read_position_law(stream, static_cast<std::int64_t>(t), {p(0), p(2), p(4), p(5)}, {p(1), p(3), p(6), p(7)});
+  }
+  return rows;
+}
+
 GuardBoundTerms guard_terms(const StreamView& stream, std::int64_t positions, const float* q, const float* out,
-                            double delta) {
+                            double delta, const DecodedRows* decoded) {
   HNF_ASSERT(positions >= 1, "decode_error_bound needs a position");
   HNF_ASSERT(stream.head_dim >= 1, "decode_error_bound needs head_dim >= 1");
   constexpr double kInf = std::numeric_limits<double>::infinity();
@@ -56,11 +80,11 @@ GuardBoundTerms guard_terms(const StreamView& stream, std::int64_t positions, co
   // rows after them.
   std::vector<double> buffer(12 * d + 3 * n, 0.0);
   std::vector<double> law(probabilistic ? 7 * d + 3 * n : 0, 0.0);
-  double* const key_bias = law.data();
-  double* const key_proxy = key_bias + (probabilistic ? d : 0);
-  double* const value_bias = key_proxy + (probabilistic ? d : 0);
-  double* const value_proxy = value_bias + (probabilistic ? d : 0);
-  double* const value_random_acc = value_proxy + (probabilistic ? d : 0);  // S_i
+  double* const key_bias_buffer = law.data();
+  double* const key_proxy_buffer = key_bias_buffer + (probabilistic ? d : 0);
+  double* const value_bias_buffer = key_proxy_buffer + (probabilistic ? d : 0);
+  double* const value_proxy_buffer = value_bias_buffer + (probabilistic ? d : 0);
+  double* const value_random_acc = value_proxy_buffer + (probabilistic ? d : 0);  // S_i
   double* const value_bias_acc = value_random_acc + (probabilistic ? d : 0);  // sum_t A_t b_ti
   double* const bias_t = value_bias_acc + (probabilistic ? d : 0);            // B_t
   double* const kappa_t = bias_t + (probabilistic ? n : 0);                   // kappa_t
@@ -68,11 +92,11 @@ GuardBoundTerms guard_terms(const StreamView& stream, std::int64_t positions, co
   double* const value_bias_max = tau_t + (probabilistic ? n : 0);             // max_t b_ti
   double* const qd = buffer.data();           // q as doubles (exact)
   double* const q_abs = qd + d;               // |q|
-  double* const key = q_abs + d;              // read_position's outputs
-  double* const value = key + d;
-  double* const key_radius = value + d;
-  double* const value_radius = key_radius + d;
-  double* const lo = value_radius + d;        // numerator, then the enclosure of o~
+  double* const key_buffer = q_abs + d;       // read_position's outputs (when not decoded once)
+  double* const value_buffer = key_buffer + d;
+  double* const key_radius_buffer = value_buffer + d;
+  double* const value_radius_buffer = key_radius_buffer + d;
+  double* const lo = value_radius_buffer + d;  // numerator, then the enclosure of o~
   double* const hi = lo + d;
   double* const magnitude = hi + d;
   double* const key_acc = magnitude + d;      // sum_t G_t m_ti (nearest)
@@ -85,6 +109,25 @@ GuardBoundTerms guard_terms(const StreamView& stream, std::int64_t positions, co
     qd[c] = q[c];
     q_abs[c] = std::fabs(qd[c]);
   }
+  // The rows of position t: from the rows decoded once, or read now (with the law when
+  // probabilistic).
+  const double *key = nullptr, *value = nullptr, *key_radius = nullptr, *value_radius = nullptr;
+  const double *key_bias = nullptr, *key_proxy = nullptr, *value_bias = nullptr, *value_proxy = nullptr;
+  auto load = [&](std::size_t t) {
+    if (decoded) {
+      key = decoded->at(0, t), value = decoded->at(1, t), key_radius = decoded->at(2, t), value_radius = decoded->at(3, t);
+      key_bias = decoded->at(4, t), key_proxy = decoded->at(5, t), value_bias = decoded->at(6, t), value_proxy = decoded->at(7, t);
+      return;
+    }
+    key = key_buffer, value = value_buffer, key_radius = key_radius_buffer, value_radius = value_radius_buffer;
+    if (probabilistic) {
+      read_position_law(stream, static_cast<std::int64_t>(t), {key_buffer, key_radius_buffer, key_bias_buffer, key_proxy_buffer},
+                        {value_buffer, value_radius_buffer, value_bias_buffer, value_proxy_buffer});
+      key_bias = key_bias_buffer, key_proxy = key_proxy_buffer, value_bias = value_bias_buffer, value_proxy = value_proxy_buffer;
+    } else {
+      read_position(stream, static_cast<std::int64_t>(t), key_buffer, value_buffer, key_radius_buffer, value_radius_buffer);
+    }
+  };
 
   // (R1) Scores of the stored keys and the key radii. 1/sqrt(d) is enclosed by [c_lo, c_hi].
   // The dot products have d nonzero terms none of which is subnormal (THEORY.md section 0), so
@@ -95,9 +138,8 @@ GuardBoundTerms guard_terms(const StreamView& stream, std::int64_t positions, co
   const double one_minus_gamma_d = sub_down(1.0, gamma_d);
   const double inv_d = div_up(1.0, static_cast<double>(d));
   for (std::size_t t = 0; t < n; ++t) {
+    load(t);
     if (probabilistic) {
-      read_position_law(stream, static_cast<std::int64_t>(t), {key, key_radius, key_bias, key_proxy},
-                        {value, value_radius, value_bias, value_proxy});
       // B_t >= sum_i |q_i| b_ti / sqrt(d) and kappa_t >= sum_i q_i^2 sigma_ti^2 / d (nonnegative
       // nearest sums, inflated below with the other sums of the probabilistic part).
       double b = 0.0, k = 0.0;
@@ -107,8 +149,6 @@ GuardBoundTerms guard_terms(const StreamView& stream, std::int64_t positions, co
       }
       bias_t[t] = b * c_hi;
       kappa_t[t] = k * inv_d;
-    } else {
-      read_position(stream, static_cast<std::int64_t>(t), key, value, key_radius, value_radius);
     }
     double dot = 0.0, dot_magnitude = 0.0, radius_dot = 0.0;
     for (std::size_t c = 0; c < d; ++c) {
@@ -144,7 +184,7 @@ GuardBoundTerms guard_terms(const StreamView& stream, std::int64_t positions, co
   // (R3) o~ = N / Z~ with N_i = sum_t e^{s~_t - shift} v^_ti (Theorem E (d), (e)).
   const double underflow = mul_up(static_cast<double>(n), std::numeric_limits<double>::denorm_min());
   for (std::size_t t = 0; t < n; ++t) {
-    read_position(stream, static_cast<std::int64_t>(t), key, value, key_radius, value_radius);
+    load(t);
     const double el = e_lo[t];
     const double eh = e_hi[t];
     for (std::size_t c = 0; c < d; ++c) {
@@ -209,12 +249,7 @@ GuardBoundTerms guard_terms(const StreamView& stream, std::int64_t positions, co
     const double growth = exp_up(eta[t]);  // >= e^{delta_t}
     const double g = mul_up(w_hi, sub_up(growth, 1.0));
     const double a_hi = big_z_lo > 0.0 ? std::min(1.0, mul_up(w_hi, div_up(growth, big_z_lo))) : 1.0;
-    if (probabilistic) {
-      read_position_law(stream, static_cast<std::int64_t>(t), {key, key_radius, key_bias, key_proxy},
-                        {value, value_radius, value_bias, value_proxy});
-    } else {
-      read_position(stream, static_cast<std::int64_t>(t), key, value, key_radius, value_radius);
-    }
+    load(t);
     for (std::size_t c = 0; c < d; ++c) {
       const double m = std::max(value[c] - lo[c], hi[c] - value[c]);
       scratch[c] = m;
@@ -305,13 +340,26 @@ GuardBoundTerms guard_terms(const StreamView& stream, std::int64_t positions, co
 
 DecodeBoundTerms decode_error_bound_terms(const StreamView& stream, std::int64_t positions, const float* q,
                                           const float* out) {
-  return guard_terms(stream, positions, q, out, 0.0).deterministic;
+  return guard_terms(stream, positions, q, out, 0.0, nullptr).deterministic;
 }
 
 GuardBoundTerms decode_guard_terms(const StreamView& stream, std::int64_t positions, const float* q, const float* out,
                                    double delta) {
   HNF_ASSERT(delta > 0.0 && delta < 1.0, "a failure probability is in (0, 1)");
-  return guard_terms(stream, positions, q, out, delta);
+  return guard_terms(stream, positions, q, out, delta, nullptr);
+}
+
+void decode_guard_group(const StreamView& stream, std::int64_t positions, const float* q, const float* out, int group,
+                        double delta, GuardBoundTerms* terms) {
+  HNF_ASSERT(delta >= 0.0 && delta < 1.0 && group >= 1 && positions >= 1, "a group of rows and a failure probability in [0, 1)");
+  const auto d = static_cast<std::size_t>(stream.head_dim);
+  const auto n = static_cast<std::size_t>(positions);
+  std::optional<DecodedRows> decoded;
+  if (n * d <= kDecodeOnceLimit) decoded = decode_rows(stream, n);
+  for (int g = 0; g < group; ++g) {
+    const std::size_t at = static_cast<std::size_t>(g) * d;
+    terms[g] = guard_terms(stream, positions, q + at, out + at, delta, decoded ? &*decoded : nullptr);
+  }
 }
 
 double decode_error_bound(const StreamView& stream, std::int64_t positions, const float* q, const float* out) {

@@ -53,7 +53,6 @@ std::vector<GuardRow> calibrate_guard(const proofs::PrecisionPolicy& policy, con
   OwnedPolicyStream stream(policy, head, static_cast<int>(d), policy.calibration_seed);
   const bool probabilistic = policy.rounding == proofs::Rounding::kStochastic;
   std::vector<GuardRow> rows;
-  std::vector<float> out(d);
   std::vector<double> o(d);
   const float scale = static_cast<float>(1.0 / std::sqrt(static_cast<double>(d)));
   std::size_t next = 0;
@@ -61,25 +60,27 @@ std::vector<GuardRow> calibrate_guard(const proofs::PrecisionPolicy& policy, con
     stream.append(keys.data() + t * d, values.data() + t * d);
     while (next < positions.size() && positions[next] == static_cast<std::int64_t>(t)) {
       const auto n = static_cast<std::int64_t>(t + 1);
+      std::vector<float> q_rows(group * d), out_rows(group * d);  // [group, d]
       for (std::size_t g = 0; g < group; ++g) {
-        const float* q = queries.data() + (g * positions.size() + next) * d;
-        decode_attention_cpu(stream.view(), n, q, 1, scale, out.data());
+        std::copy_n(queries.data() + (g * positions.size() + next) * d, d, q_rows.data() + g * d);
+        decode_attention_cpu(stream.view(), n, q_rows.data() + g * d, 1, scale, out_rows.data() + g * d);
+      }
+      std::vector<GuardBoundTerms> terms(group);
+      decode_guard_group(stream.view(), n, q_rows.data(), out_rows.data(), static_cast<int>(group),
+                         probabilistic ? delta : 0.0, terms.data());
+      for (std::size_t g = 0; g < group; ++g) {
+        const float* q = q_rows.data() + g * d;
         exact_attention(q, keys.data(), values.data(), n, static_cast<std::int64_t>(d), o.data());
         double err = 0.0, norm = 0.0;
         for (std::size_t c = 0; c < d; ++c) {
-          err += (out[c] - o[c]) * (out[c] - o[c]);
+          err += (out_rows[g * d + c] - o[c]) * (out_rows[g * d + c] - o[c]);
           norm += o[c] * o[c];
         }
         GuardRow row{.head = first_head + static_cast<std::int64_t>(g), .position = static_cast<std::int64_t>(t),
                      .actual = std::sqrt(err), .output_norm = std::sqrt(norm),
                      .float_only = reads_only_float_pages(stream.view(), n)};
-        if (probabilistic) {
-          const GuardBoundTerms terms = decode_guard_terms(stream.view(), n, q, out.data(), delta);
-          row.bound = terms.probabilistic;
-          row.deterministic = terms.deterministic.total;
-        } else {
-          row.bound = row.deterministic = decode_error_bound(stream.view(), n, q, out.data());
-        }
+        row.deterministic = terms[g].deterministic.total;
+        row.bound = probabilistic ? terms[g].probabilistic : row.deterministic;
         rows.push_back(row);
       }
       ++next;

@@ -292,18 +292,25 @@ void MixedKvCache::bound_rows(std::int64_t layer, const float* q, std::int64_t n
   last_deterministic_.resize(last_bounds_.size());
   const std::int64_t rows = num_heads() * n;
   const bool probabilistic = guard_is_probabilistic();
-#pragma omp parallel for schedule(dynamic) if (rows > 1)
-  for (std::int64_t r = 0; r < rows; ++r) {
-    const std::int64_t h = r / n, i = r % n;
-    const auto at = static_cast<std::size_t>(r);
-    const float* q_row = q + at * d;
-    const float* out_row = out + at * d;
-    if (probabilistic) {
-      const GuardBoundTerms g = decode_guard_terms(stream(layer, h / group), first + i + 1, q_row, out_row, options_.guard_delta);
-      last_bounds_[at] = g.probabilistic;
-      last_deterministic_[at] = g.deterministic.total;
-    } else {
-      last_bounds_[at] = last_deterministic_[at] = decode_error_bound(stream(layer, h / group), first + i + 1, q_row, out_row);
+  // One item per (kv head, query position): its group of query heads, the stream decoded once.
+  const std::int64_t items = num_kv_heads() * n;
+#pragma omp parallel for schedule(dynamic) if (items > 1)
+  for (std::int64_t item = 0; item < items; ++item) {
+    const std::int64_t g = item / n, i = item % n;
+    std::vector<float> q_rows(static_cast<std::size_t>(group) * d), out_rows(q_rows.size());  // [group, head_dim]
+    for (std::int64_t r = 0; r < group; ++r) {
+      const auto at = static_cast<std::size_t>((g * group + r) * n + i) * d;
+      std::copy_n(q + at, d, q_rows.data() + static_cast<std::size_t>(r) * d);
+      std::copy_n(out + at, d, out_rows.data() + static_cast<std::size_t>(r) * d);
+    }
+    std::vector<GuardBoundTerms> terms(static_cast<std::size_t>(group));
+    decode_guard_group(stream(layer, g), first + i + 1, q_rows.data(), out_rows.data(), static_cast<int>(group),
+                       probabilistic ? options_.guard_delta : 0.0, terms.data());
+    for (std::int64_t r = 0; r < group; ++r) {
+      const auto at = static_cast<std::size_t>((g * group + r) * n + i);
+      const auto& t = terms[static_cast<std::size_t>(r)];
+      last_deterministic_[at] = t.deterministic.total;
+      last_bounds_[at] = probabilistic ? t.probabilistic : t.deterministic.total;
     }
   }
   GuardStatus status;

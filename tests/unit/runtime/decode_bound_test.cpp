@@ -366,6 +366,14 @@ TEST_CASE("probabilistic guard: sound against MPFR over seeds, tighter than the 
           REQUIRE(g.probabilistic >= actual.error + actual.margin);
           REQUIRE(g.deterministic.total >= actual.error + actual.margin);
           CHECK(g.deterministic.total == hnf::runtime::decode_error_bound(stream.view(), n, q.data(), out.data()));
+          // The group form (the stream decoded once for several rows) gives the same doubles.
+          std::vector<float> q2(q), out2(out);
+          q2.insert(q2.end(), q.begin(), q.end());
+          out2.insert(out2.end(), out.begin(), out.end());
+          hnf::runtime::GuardBoundTerms pair[2];
+          hnf::runtime::decode_guard_group(stream.view(), n, q2.data(), out2.data(), 2, 1e-6, pair);
+          CHECK(pair[1].probabilistic == g.probabilistic);
+          CHECK(pair[0].deterministic.total == g.deterministic.total);
           if (actual.error > 0.0) {
             ratio_p.push_back(g.probabilistic / actual.error);
             ratio_d.push_back(g.deterministic.total / actual.error);

@@ -54,4 +54,11 @@ struct GuardBoundTerms {
 [[nodiscard]] GuardBoundTerms decode_guard_terms(const StreamView& stream, std::int64_t positions, const float* q,
                                                  const float* out, double delta);
 
+// Both bounds of `group` rows over the same stream and positions (the query heads of one kv head
+// at one step), the stream's stored rows decoded once for all of them. q, out [group, head_dim],
+// terms [group]. delta == 0: the deterministic bound only (terms[g].probabilistic is 0). The
+// same doubles as decode_guard_terms / decode_error_bound_terms row by row.
+void decode_guard_group(const StreamView& stream, std::int64_t positions, const float* q, const float* out, int group,
+                        double delta, GuardBoundTerms* terms);
+
 }  // namespace hnf::runtime
