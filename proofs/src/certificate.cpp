@@ -172,7 +172,9 @@ Json certificate_body(const Certificate& c) {
                           {"calibration_within", g.calibration_within},
                           {"heldout_rows", g.heldout_rows},
                           {"heldout_within", g.heldout_within},
-                          {"median_actual", g.median_actual}};
+                          {"median_actual", g.median_actual},
+                          {"layer_rows", g.layer_rows},
+                          {"layer_within", g.layer_within}};
   }
   return body;
 }
@@ -380,6 +382,12 @@ GuardPrediction parse_prediction(const Json& j, const std::string& file) {
   g.heldout_rows = r.integer("heldout_rows", 0, kMaxCount);
   g.heldout_within = r.integer("heldout_within", 0, g.heldout_rows);
   g.median_actual = r.number("median_actual", 0.0, 1e300);
+  g.layer_rows = r.integers("layer_rows", 0, kMaxCount);
+  g.layer_within = r.integers("layer_within", 0, kMaxCount);
+  if (g.layer_rows.size() != g.layer_within.size()) r.fail("layer_within", "must have one entry per layer_rows entry");
+  for (std::size_t l = 0; l < g.layer_rows.size(); ++l) {
+    if (g.layer_within[l] > g.layer_rows[l]) r.fail("layer_within", "has more rows within epsilon than rows");
+  }
   r.finish();
   return g;
 }

@@ -273,6 +273,44 @@ Rows quality_rows(const EvalFacts& e) {
   return rows;
 }
 
+// Per layer: epsilon, the guarded fraction the certificate predicted on its calibration trace and
+// the one measured (eval --json attached), when either exists. Header first.
+std::vector<std::vector<std::string>> guard_table(const ReportInput& in) {
+  const auto& c = in.certificate;
+  const bool predicted = c.prediction && !c.prediction->layer_rows.empty();
+  const bool measured = in.eval && in.eval->guard;
+  if (!predicted && !measured) return {};
+  const auto fraction = [](std::int64_t within, std::int64_t rows) {
+    return rows > 0 ? fmt::format("{:.2f} % of {}", 100.0 * static_cast<double>(within) / static_cast<double>(rows), rows) : std::string("-");
+  };
+  std::vector<std::vector<std::string>> t{{"layer", "epsilon", "median ||o|| (calibration)", "guarded, predicted (calibration)",
+                                           "guarded, measured (eval)"}};
+  for (std::size_t l = 0; l < c.layer_eps.size(); ++l) {
+    std::vector<std::string> row{std::to_string(l), sci(proofs::rational_to_double(c.layer_eps[l]))};
+    row.push_back(predicted && l < c.prediction->output_norm_median.size() ? sci(c.prediction->output_norm_median[l]) : "-");
+    row.push_back(predicted && l < c.prediction->layer_rows.size() ? fraction(c.prediction->layer_within[l], c.prediction->layer_rows[l]) : "-");
+    row.push_back(measured && l < in.eval->guard->layer_rows.size()
+                      ? fraction(in.eval->guard->layer_within[l], in.eval->guard->layer_rows[l])
+                      : "-");
+    t.push_back(std::move(row));
+  }
+  return t;
+}
+
+std::string guard_class_text(const ReportInput& in) {
+  std::string kind = in.certificate.prediction ? in.certificate.prediction->kind : (in.eval && in.eval->guard ? in.eval->guard->kind : "");
+  const double delta = in.certificate.prediction ? in.certificate.prediction->delta : (in.eval && in.eval->guard ? in.eval->guard->delta : 0.0);
+  std::string s = kind == "probabilistic"
+                      ? fmt::format("The guard is probabilistic: each row's bound holds with probability at least 1 - {:.3g} over the "
+                                    "cache's random seed (stochastic rounding, THEORY.md section 15); it is not a proof. ", delta)
+                      : "The guard is deterministic: each row's bound holds for every residual within the stored radii. ";
+  if (in.eval && in.eval->guard) {
+    s += fmt::format("Measured bound / actual error on {}: median {:.3g}, p99 {:.3g}.", in.eval->text, in.eval->guard->ratio_median,
+                     in.eval->guard->ratio_p99);
+  }
+  return s;
+}
+
 // Prose shared by both documents (plain text; the HTML escapes it).
 std::string obstruction_text(const ObstructionFacts& ob) {
   return fmt::format("Over {} key positions (all layers and kv heads): the obstruction needs at least {:.3f} precision bits on "
@@ -431,6 +469,26 @@ EvalFacts parse_eval_json(const std::string& text, const std::string& file, cons
   f.top1_agreement = number(cache, "top1_agreement", "cache");
   f.measured_bits = number(cache, "bits_per_element", "cache");
   if (cache.contains("decode_bound")) f.decode_bound_max = number(cache.at("decode_bound"), "max", "cache.decode_bound");
+  if (cache.contains("guard")) {
+    const auto& g = cache.at("guard");
+    EvalFacts::Guard guard;
+    const auto& kind = need(g, "kind", "cache.guard");
+    guard.kind = kind.is_string() && kind.get<std::string>() == "probabilistic" ? "probabilistic" : "deterministic";
+    guard.delta = number(g, "delta", "cache.guard");
+    const auto& ratio = need(g, "bound_over_actual", "cache.guard");
+    guard.ratio_median = number(ratio, "median", "cache.guard.bound_over_actual");
+    guard.ratio_p99 = number(ratio, "p99", "cache.guard.bound_over_actual");
+    const auto& layers = need(g, "per_layer", "cache.guard");
+    if (!layers.is_array() || layers.size() > 65536) throw proofs::bad_input(file, "cache.guard.per_layer is not a list of layers");
+    for (const auto& l : layers) {
+      const auto rows = proofs::json_integer(need(l, "rows", "cache.guard.per_layer[]"), 0, std::numeric_limits<std::int64_t>::max());
+      const auto within = proofs::json_integer(need(l, "within_eps", "cache.guard.per_layer[]"), 0, rows.value_or(0));
+      if (!rows || !within) throw proofs::bad_input(file, "cache.guard.per_layer[] rows and within_eps are counts, within <= rows");
+      guard.layer_rows.push_back(*rows);
+      guard.layer_within.push_back(*within);
+    }
+    f.guard = guard;
+  }
   return f;
 }
 
@@ -524,6 +582,12 @@ std::string render_markdown(const ReportInput& in, const ReportFacts& f) {
     s += "No measured evaluation attached (`--eval FILE` with the output of `hnf-verify eval --cache CERT --json`).\n\n";
   }
 
+  if (const auto t = guard_table(in); !t.empty()) {
+    s += "## The runtime guard\n\n" + guard_class_text(in) + "\n\n";
+    MarkdownTable g({{t[0][0]}, {t[0][1], Align::kRight}, {t[0][2], Align::kRight}, {t[0][3], Align::kRight}, {t[0][4], Align::kRight}});
+    for (std::size_t i = 1; i < t.size(); ++i) g.add_row(t[i]);
+    s += g.render() + "\n";
+  }
   s += "## Re-check and reproduce\n\n```sh\n";
   for (const auto& cmd : recheck_commands(in)) s += cmd + "\n";
   s += "```\n\n";
@@ -587,6 +651,18 @@ std::string render_html(const ReportInput& in, const ReportFacts& f) {
          "--json</code>).</p>\n";
   }
 
+  if (const auto t = guard_table(in); !t.empty()) {
+    s += "<h2>The runtime guard</h2>\n<p id=\"guard\">" + xml_escape(guard_class_text(in)) + "</p>\n<table id=\"guard-layers\">\n";
+    std::vector<std::string> header;
+    for (const auto& h : t[0]) header.push_back(xml_escape(h));
+    s += html_row(header, true);
+    for (std::size_t i = 1; i < t.size(); ++i) {
+      std::vector<std::string> row;
+      for (const auto& v : t[i]) row.push_back(xml_escape(v));
+      s += html_row(row);
+    }
+    s += "</table>\n";
+  }
   s += "<h2>Re-check and reproduce</h2>\n<pre id=\"commands\">";
   for (const auto& cmd : recheck_commands(in)) s += xml_escape(cmd) + "\n";
   s += "</pre>\n";

@@ -17,14 +17,21 @@ namespace hnf::reports {
 namespace {
 
 // The CSV's columns, in order; the header line is exactly these joined by commas.
-constexpr std::array<const char*, 16> kCsvColumns = {
+constexpr std::array<const char*, 17> kCsvColumns = {
+    "genre",      "method",        "family",         "ours",        "budget_bits",      "setting",
+    "ran",        "error",         "tokens",         "perplexity",  "ppl_change_percent", "mean_kl",
+    "top1_agreement", "bits_per_element", "bytes_per_element", "compression_vs_fp16", "seconds"};
+// The columns before issue 18 (no "ours"): still read, "ours" following from the family.
+constexpr std::array<const char*, 16> kLegacyCsvColumns = {
     "genre",      "method",        "family",         "budget_bits", "setting",          "ran",
     "error",      "tokens",        "perplexity",     "ppl_change_percent", "mean_kl",   "top1_agreement",
     "bits_per_element", "bytes_per_element", "compression_vs_fp16", "seconds"};
 // Columns from here on are measurements: empty when the method did not run.
-constexpr std::size_t kFirstMetricColumn = 7;
+constexpr std::size_t kFirstMetricColumn = 8;
 
-constexpr std::array<const char*, 6> kFamilies = {"fp16", "uniform", "kivi", "h2o", "curvature", "certified"};
+constexpr std::array<const char*, 7> kFamilies = {"fp16", "uniform", "kivi", "h2o", "curvature", "certified", "policy"};
+// Our methods (the CSV's "ours" column): allocations, certified maps and certified policies.
+bool is_ours(const std::string& family) { return family == "curvature" || family == "certified" || family == "policy"; }
 
 // Target 1: a cache of at most 3 bits per element whose quality is indistinguishable in practice.
 constexpr double kLowBitsMax = 3.0;          // bits per element
@@ -101,7 +108,7 @@ TargetCheck low_bits_target(const std::vector<QualityRow>& rows, const std::stri
   TargetCheck t{"<= 3.0 bits: ppl within 1 %, KL <= 0.01", genre, false, ""};
   const QualityRow* ours = nullptr;
   for (const auto* r : rows_of(rows, genre)) {
-    const bool ours_family = r->family == "curvature" || r->family == "certified";
+    const bool ours_family = is_ours(r->family);
     if (!ours_family || !r->ran || !(r->bits_per_element <= kLowBitsMax)) continue;
     if (ours == nullptr || kl_less(*r, *ours)) ours = r;
   }
@@ -165,8 +172,8 @@ std::string csv_field(const std::string& s) {
 std::string exact(double v) { return fmt::format("{:.17g}", v); }
 
 std::vector<std::string> csv_fields(const QualityRow& r) {
-  std::vector<std::string> f = {r.genre, r.method, r.family, r.budget_bits ? exact(*r.budget_bits) : "",
-                                r.setting, r.ran ? "1" : "0", r.error};
+  std::vector<std::string> f = {r.genre, r.method, r.family, is_ours(r.family) ? "1" : "0",
+                                r.budget_bits ? exact(*r.budget_bits) : "", r.setting, r.ran ? "1" : "0", r.error};
   if (!r.ran) {
     f.resize(kCsvColumns.size());
     return f;
@@ -309,21 +316,22 @@ QualityRow row_from_record(const CsvRecord& record, const std::string& what) {
   r.method = in.non_empty(1);
   r.family = in.text(2);
   if (std::find(kFamilies.begin(), kFamilies.end(), r.family) == kFamilies.end()) {
-    in.fail(fmt::format("family '{}' is not one of fp16, uniform, kivi, h2o, curvature, certified", r.family));
+    in.fail(fmt::format("family '{}' is not one of fp16, uniform, kivi, h2o, curvature, certified, policy", r.family));
   }
-  if (!in.text(3).empty()) r.budget_bits = in.number(3);
-  r.setting = in.text(4);
-  r.ran = in.flag(5);
-  r.error = in.text(6);
-  r.tokens = in.metric_integer(7, r.ran);
-  r.perplexity = in.metric(8, r.ran);
-  r.ppl_change_percent = in.metric(9, r.ran);
-  r.mean_kl = in.metric(10, r.ran);
-  r.top1_agreement = in.metric(11, r.ran);
-  r.bits_per_element = in.metric(12, r.ran);
-  (void)in.metric(13, r.ran);  // bytes_per_element and compression_vs_fp16 follow from the bits
-  (void)in.metric(14, r.ran);
-  r.seconds = in.metric(15, r.ran);
+  if (in.flag(3) != is_ours(r.family)) in.fail(fmt::format("ours must be {} for family '{}'", is_ours(r.family) ? 1 : 0, r.family));
+  if (!in.text(4).empty()) r.budget_bits = in.number(4);
+  r.setting = in.text(5);
+  r.ran = in.flag(6);
+  r.error = in.text(7);
+  r.tokens = in.metric_integer(8, r.ran);
+  r.perplexity = in.metric(9, r.ran);
+  r.ppl_change_percent = in.metric(10, r.ran);
+  r.mean_kl = in.metric(11, r.ran);
+  r.top1_agreement = in.metric(12, r.ran);
+  r.bits_per_element = in.metric(13, r.ran);
+  (void)in.metric(14, r.ran);  // bytes_per_element and compression_vs_fp16 follow from the bits
+  (void)in.metric(15, r.ran);
+  r.seconds = in.metric(16, r.ran);
   return r;
 }
 
@@ -614,7 +622,7 @@ std::string pareto_plot(const PlotData& d, const std::string& file, const std::s
 
 bool in_readme(const QualityRow& r) {
   if (r.family == "uniform") return ends_with(r.method, "-d64");
-  return r.family == "fp16" || r.family == "kivi" || r.family == "h2o" || r.family == "curvature" || r.family == "certified";
+  return r.family == "fp16" || r.family == "kivi" || r.family == "h2o" || is_ours(r.family);
 }
 
 struct ReadmeRow {
@@ -667,8 +675,19 @@ std::vector<QualityRow> parse_quality_csv(const std::string& text, const std::st
     if (!blank(record)) records.push_back(std::move(record));
   }
   if (records.empty()) throw proofs::bad_input(what, "line 1: no header line (the file is empty)");
-  if (!std::equal(records.front().fields.begin(), records.front().fields.end(), kCsvColumns.begin(), kCsvColumns.end())) {
+  const auto& header = records.front().fields;
+  const bool legacy = std::equal(header.begin(), header.end(), kLegacyCsvColumns.begin(), kLegacyCsvColumns.end());
+  if (!legacy && !std::equal(header.begin(), header.end(), kCsvColumns.begin(), kCsvColumns.end())) {
     csv_fail(what, records.front().line, "wrong header, expected " + csv_header());
+  }
+  if (legacy) {  // the "ours" column follows from the family
+    for (std::size_t i = 1; i < records.size(); ++i) {
+      auto& f = records[i].fields;
+      if (f.size() != kLegacyCsvColumns.size()) {
+        csv_fail(what, records[i].line, fmt::format("{} fields, expected {}", f.size(), kLegacyCsvColumns.size()));
+      }
+      f.insert(f.begin() + 3, f[2] == "curvature" || f[2] == "certified" ? "1" : "0");
+    }
   }
   std::vector<QualityRow> rows;
   std::set<std::pair<std::string, std::string>> seen;  // (genre, method)

@@ -3,6 +3,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
 #include "hnf/analysis/trace.h"
@@ -327,4 +328,18 @@ TEST_CASE("eval --cache with a policy certificate: token-by-token decode and the
   CHECK(g["bound_max"].get<double>() >= g["actual_max"].get<double>());
   CHECK(g["deterministic"]["within_eps"] == g["within_eps"]);
   CHECK(g["overhead_fraction"].get<double>() > 0.0);
+
+  // The audit report shows the guard per layer, measured from the attached eval JSON.
+  TempDir dir;
+  write_file(dir / "eval.json", run.out);
+  const Run report = hnf_verify("report " + quote(policy_cert) + " --model " + quote(kModel) + attested + " --eval " +
+                                quote(dir / "eval.json") + " --md " + quote(dir / "report.md"));
+  REQUIRE_MESSAGE(report.exit_code == 0, report.err);
+  const std::string md = read_file(dir / "report.md");
+  CHECK(contains(md, "## The runtime guard"));
+  CHECK(contains(md, "The guard is deterministic"));
+  const auto& layer0 = g["per_layer"][0];
+  const double measured = 100.0 * static_cast<double>(layer0["within_eps"].get<std::int64_t>()) /
+                          static_cast<double>(layer0["rows"].get<std::int64_t>());
+  CHECK(contains(md, fmt::format("{:.2f} % of {}", measured, layer0["rows"].get<std::int64_t>())));
 }

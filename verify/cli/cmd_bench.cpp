@@ -22,6 +22,8 @@
 #include "commands.h"
 #include "hnf/analysis/analyze.h"
 #include "hnf/analysis/witnesses.h"
+#include "guard_prediction.h"
+#include "hnf/analysis/policy_allocation.h"
 #include "hnf/baselines/methods.h"
 #include "hnf/proofs/certificate.h"
 #include "hnf/proofs/error.h"
@@ -164,6 +166,9 @@ struct Unavailable {
 
 struct MethodSet {
   std::vector<baselines::Method> methods;
+  // Methods whose stored rows depend on the step (certified policies: ages, migrations): run
+  // token by token, each query at its own step, against an fp16 cache run the same way.
+  std::vector<baselines::Method> decode_methods;
   std::vector<Unavailable> unavailable;
 };
 
@@ -298,7 +303,68 @@ void add_certified(MethodSet& set, const QualityOptions& o, const std::string& t
         std::make_shared<const proofs::CertifiedPrecisionMap>(*std::move(report.certified))));
   }
 }
+// Policy rows: certify --policy auto --bits B (stochastic rounding; epsilon where 99.9 % of the
+// calibration rows are guarded), the exact checker with re-derived witnesses, the runtime cache.
+void add_policies(MethodSet& set, const QualityOptions& o, const std::string& trace) {
+  for (const double budget : o.budgets) {
+    const std::string name = fmt::format("policy {:g} bits", budget);
+    const auto start = std::chrono::steady_clock::now();
+    analysis::PolicyAllocationOptions allocation;
+    allocation.bits = budget;
+    CertifyOptions options;
+    try {
+      options.analysis.policy = analysis::allocate_policy(trace, allocation).policy;
+    } catch (const proofs::Error& e) {
+      set.unavailable.push_back({name, "policy", fmt::format("certify --policy auto --bits {:g}", budget), budget, e.what()});
+      log(fmt::format("{}: {}", name, e.what()));
+      continue;
+    }
+    const auto guard = calibrate_policy_guard(trace, *options.analysis.policy, options.analysis.dense_queries,
+                                              options.analysis.beyond_stride);
+    GuardedBudgets budgets = guarded_budgets(guard, 0.999);
+    options.layer_eps = budgets.layer_eps;
+    options.eps = *std::max_element(budgets.layer_eps.begin(), budgets.layer_eps.end());
+    options.prediction = std::move(budgets.prediction);
+    options.model_dir = o.model;
+    options.tool_version = "hnf-verify " HNF_VERSION;
+    const auto result = certify(trace, options);
+    const fs::path file = fs::path(o.work) / fmt::format("certificate-policy-{:g}-bits.json", budget);
+    proofs::write_text_atomically(file.string(), proofs::certificate_to_json(result.certificate));
+    proofs::CheckOptions check;
+    check.model_dir = o.model;
+    check.trace = trace;
+    check.recompute = [trace, model = o.model](const proofs::Certificate& c) {
+      return analysis::recompute_witnesses(c, trace, std::filesystem::path(model));
+    };
+    auto report = proofs::check_certificate(file, check, "hnf-verify " HNF_VERSION);
+    const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    if (!report.problems.empty() || !report.certified) {
+      const std::string why = !report.problems.empty() ? "rejected: " + report.problems.front() : "verdict " + report.verdict;
+      set.unavailable.push_back({name, "policy", fmt::format("certify --policy auto --bits {:g}", budget), budget, why});
+      log(fmt::format("{}: {}", name, why));
+      continue;
+    }
+    const double bits = proofs::policy_bits_per_element(*report.certified->policy(), report.certified->map().tokens);
+    log(fmt::format("{}: certified policy of {:.4f} bits per element at the calibration length ({:.1f} s, {})", name, bits,
+                    seconds, file.string()));
+    auto method = baselines::certified_method(
+        name, fmt::format("certify --policy auto --bits {:g}: stochastic rounding, {:.4f} bits at {} tokens, checked; "
+                          "runtime MixedKvCache, token-by-token decode", budget, bits, report.certified->map().tokens),
+        std::make_shared<const proofs::CertifiedPrecisionMap>(*std::move(report.certified)));
+    method.family = "policy";
+    method.budget_bits = budget;
+    set.decode_methods.push_back(std::move(method));
+  }
+}
 #else
+void add_policies(MethodSet& set, const QualityOptions& o, const std::string&) {
+  for (const double budget : o.budgets) {
+    set.unavailable.push_back({fmt::format("policy {:g} bits", budget), "policy",
+                               fmt::format("certify --policy auto --bits {:g}", budget), budget,
+                               "this hnf-verify was built without Z3 (-DHNF_ENABLE_Z3=OFF)"});
+  }
+}
+
 void add_certified(MethodSet& set, const QualityOptions& o, const std::string&) {
   for (const auto& eps_text : o.eps) {
     set.unavailable.push_back({"certified eps " + eps_text, "certified", "certify --eps " + eps_text, std::nullopt,
@@ -315,6 +381,7 @@ MethodSet build_methods(const QualityOptions& o, const runtime::KvCacheShape& sh
   for (const double budget : o.budgets) set.methods.push_back(baselines::h2o_method(budget, o.eval.context, shape.head_dim));
   add_curvature(set, o, trace);
   add_certified(set, o, trace);
+  add_policies(set, o, trace);
   return set;
 }
 
@@ -342,20 +409,36 @@ reports::GenreText run_genre(const Genre& genre, const QualityOptions& o, const 
   if (static_cast<std::int64_t>(ids.size()) > o.tokens) ids.resize(static_cast<std::size_t>(o.tokens));
   if (ids.size() < 2) throw proofs::bad_input(genre.path, "has fewer than 2 tokens");
   for (auto& m : set.methods) *m.meter = baselines::StorageMeter{};
+  for (auto& m : set.decode_methods) *m.meter = baselines::StorageMeter{};
   const baselines::Method reference = baselines::fp16_method();
-  std::vector<runtime::CacheFactory> candidates;
-  for (const auto& m : set.methods) candidates.push_back(m.make);
-  log(fmt::format("{}: {} tokens of {}, {} methods against the fp16 cache", genre.name, ids.size(), genre.path,
-                  set.methods.size()));
-  Progress progress("bench quality " + genre.name, 0);
-  const auto result = runtime::compare_caches(dir.model, ids, dir.tokenizer.bos_id(), o.eval, reference.make, candidates,
-                                              [&](std::int64_t done, std::int64_t total) {
-                                                progress.update(static_cast<std::uint64_t>(done),
-                                                                static_cast<std::uint64_t>(total));
-                                              });
+  const auto run = [&](const std::vector<baselines::Method>& methods, bool decode) {
+    std::vector<runtime::CacheFactory> candidates;
+    for (const auto& m : methods) candidates.push_back(m.make);
+    log(fmt::format("{}: {} tokens of {}, {} methods against the fp16 cache{}", genre.name, ids.size(), genre.path,
+                    methods.size(), decode ? " (token by token)" : ""));
+    Progress progress("bench quality " + genre.name, 0);
+    runtime::EvalOptions eval = o.eval;
+    eval.decode = decode;
+    return runtime::compare_caches(dir.model, ids, dir.tokenizer.bos_id(), eval, reference.make, candidates,
+                                   [&](std::int64_t done, std::int64_t total) {
+                                     progress.update(static_cast<std::uint64_t>(done), static_cast<std::uint64_t>(total));
+                                   });
+  };
+  auto result = run(set.methods, false);
+  const std::size_t prefill_methods = set.methods.size();
+  std::vector<double> reference_perplexity(prefill_methods, result.reference.perplexity);
+  if (!set.decode_methods.empty()) {
+    const auto decoded = run(set.decode_methods, true);
+    result.candidates.insert(result.candidates.end(), decoded.candidates.begin(), decoded.candidates.end());
+    result.seconds.insert(result.seconds.end(), decoded.seconds.begin(), decoded.seconds.end());
+    reference_perplexity.resize(prefill_methods + set.decode_methods.size(), decoded.reference.perplexity);
+  }
+  std::vector<const baselines::Method*> all;
+  for (const auto& m : set.methods) all.push_back(&m);
+  for (const auto& m : set.decode_methods) all.push_back(&m);
   const double fp16_perplexity = result.reference.perplexity;
-  for (std::size_t i = 0; i < set.methods.size(); ++i) {
-    const auto& m = set.methods[i];
+  for (std::size_t i = 0; i < all.size(); ++i) {
+    const auto& m = *all[i];
     const auto& c = result.candidates[i];
     reports::QualityRow row;
     row.genre = genre.name;
@@ -365,7 +448,7 @@ reports::GenreText run_genre(const Genre& genre, const QualityOptions& o, const 
     row.setting = m.setting;
     row.tokens = result.reference.tokens;
     row.perplexity = c.perplexity;
-    row.ppl_change_percent = 100.0 * (c.perplexity / fp16_perplexity - 1.0);
+    row.ppl_change_percent = 100.0 * (c.perplexity / reference_perplexity[i] - 1.0);
     row.mean_kl = c.mean_kl;
     row.top1_agreement = c.top1_agreement;
     row.bits_per_element = m.meter->bits_per_element();
@@ -399,6 +482,10 @@ std::vector<std::string> method_notes(const QualityOptions& o) {
           ") whose map is the largest within the storage budget, format ids included, its eps found by bisection; "
           "not certified. Certified rows: certify --eps with the same analysis settings and --model, then the exact "
           "checker; the certificates are in " + o.work + ".",
+      "Policy rows (ours): certify --policy auto --bits B on the calibration trace (a precision policy: fp16 sink and "
+      "recent pages, old pages' formats chosen per (layer, kv head, K or V); stochastic rounding; epsilon where 99.9 % "
+      "of the calibration rows are guarded), checked with re-derived witnesses, run in the runtime's MixedKvCache token "
+      "by token (each query at its own step), their KL against an fp16 cache run token by token too.",
       "H2O rows keep, per (layer, kv head), the positions a cache of the budget's bytes holds at " +
           std::to_string(o.eval.context) +
           " positions (half of them the most recent); shorter windows hold fewer. A method that cannot run says why in "

@@ -236,22 +236,23 @@ void choose_budgets(CertifyCommandOptions& o, bool bits_given) {
     const CalibratedGuard guard = calibrate_policy_guard(o.trace, *o.certify.analysis.policy,
                                                          o.certify.analysis.dense_queries, o.certify.analysis.beyond_stride);
     std::vector<double> layer_eps;
-    std::string rule;
-    double r = eps_rel;
     if (!o.eps.empty()) {
       layer_eps = o.certify.layer_eps.empty() ? std::vector<double>(guard.layers.size(), o.certify.eps) : o.certify.layer_eps;
-      rule = "given";
-    } else {
-      if (o.eps_rel.empty()) r = smallest_guarded_eps_rel(guard, 0.999);
-      for (const double m : guard.output_norm_median) layer_eps.push_back(proofs::mul_down(r, m));
-      rule = o.eps_rel.empty() ? fmt::format("r x median ||o|| of the layer, r = {:.4g} the smallest ratio with 99.9 % "
-                                             "of the calibration split's rows guarded", r)
-                               : fmt::format("--eps-rel {} x median ||o|| of the layer", o.eps_rel);
-      o.budget_rule = rule;
-      o.certify.layer_eps = layer_eps;
-      o.certify.eps = *std::max_element(layer_eps.begin(), layer_eps.end());
+      o.certify.prediction = predict_guard(guard, layer_eps, "given", 0.0);
+      return;
     }
-    o.certify.prediction = predict_guard(guard, layer_eps, rule, r);
+    if (o.eps_rel.empty()) {
+      GuardedBudgets b = guarded_budgets(guard, 0.999);
+      layer_eps = b.layer_eps;
+      o.budget_rule = b.rule;
+      o.certify.prediction = std::move(b.prediction);
+    } else {
+      for (const double m : guard.output_norm_median) layer_eps.push_back(proofs::mul_down(eps_rel, m));
+      o.budget_rule = fmt::format("--eps-rel {} x median ||o|| of the layer", o.eps_rel);
+      o.certify.prediction = predict_guard(guard, layer_eps, o.budget_rule, eps_rel);
+    }
+    o.certify.layer_eps = layer_eps;
+    o.certify.eps = *std::max_element(layer_eps.begin(), layer_eps.end());
     return;
   }
   if (bits_given) o.certify.bits = o.bits;

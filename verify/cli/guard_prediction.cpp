@@ -6,6 +6,9 @@
 #include "hnf/analysis/analyze.h"
 #include "hnf/analysis/kv_rows.h"
 #include "hnf/analysis/trace.h"
+#include <fmt/format.h>
+
+#include "hnf/proofs/directed.h"
 #include "hnf/proofs/error.h"
 
 namespace hnf::verify::cli {
@@ -66,6 +69,17 @@ double smallest_guarded_eps_rel(const CalibratedGuard& guard, double fraction) {
   return std::nextafter(std::nextafter(ratios[std::min(k, ratios.size() - 1)], INFINITY), INFINITY);
 }
 
+GuardedBudgets guarded_budgets(const CalibratedGuard& guard, double fraction) {
+  GuardedBudgets b;
+  b.eps_rel = smallest_guarded_eps_rel(guard, fraction);
+  for (const double m : guard.output_norm_median) b.layer_eps.push_back(proofs::mul_down(b.eps_rel, m));
+  b.rule = fmt::format("r x median ||o|| of the layer, r = {:.4g} the smallest ratio with {:g} % of the calibration split's "
+                       "rows guarded",
+                       b.eps_rel, 100.0 * fraction);
+  b.prediction = predict_guard(guard, b.layer_eps, b.rule, b.eps_rel);
+  return b;
+}
+
 proofs::GuardPrediction predict_guard(const CalibratedGuard& guard, const std::vector<double>& layer_eps,
                                       const std::string& rule, double eps_rel) {
   proofs::GuardPrediction p;
@@ -75,9 +89,13 @@ proofs::GuardPrediction predict_guard(const CalibratedGuard& guard, const std::v
   p.eps_rel = eps_rel;
   p.output_norm_median = guard.output_norm_median;
   std::vector<double> actual;
+  p.layer_rows.assign(guard.layers.size(), 0);
+  p.layer_within.assign(guard.layers.size(), 0);
   for (std::size_t l = 0; l < guard.layers.size(); ++l) {
     for (const auto& r : guard.layers[l]) {
       const bool within = r.bound <= layer_eps.at(l);
+      ++p.layer_rows[l];
+      p.layer_within[l] += within ? 1 : 0;
       if (in_fit_split(r)) {
         ++p.calibration_rows;
         p.calibration_within += within ? 1 : 0;

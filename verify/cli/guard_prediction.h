@@ -32,6 +32,17 @@ inline constexpr double kGuardDelta = 1e-9;
 // The smallest r with at least `fraction` of the fit split's rows guarded at epsilon_l = r * m_l.
 [[nodiscard]] double smallest_guarded_eps_rel(const CalibratedGuard& guard, double fraction);
 
+// Budgets chosen for a storage size (certify --policy auto --bits B without --eps):
+// epsilon_l = r x median ||o||_l, r the smallest ratio at which `fraction` of the calibration
+// split's rows are guarded, with the forecast at those budgets.
+struct GuardedBudgets {
+  std::vector<double> layer_eps;  // [layers], rounded down
+  double eps_rel = 0.0;           // r
+  std::string rule;
+  proofs::GuardPrediction prediction;
+};
+[[nodiscard]] GuardedBudgets guarded_budgets(const CalibratedGuard& guard, double fraction);
+
 // The forecast at these per-layer budgets.
 [[nodiscard]] proofs::GuardPrediction predict_guard(const CalibratedGuard& guard, const std::vector<double>& layer_eps,
                                                     const std::string& rule, double eps_rel);

@@ -66,8 +66,12 @@ void expect_bad_csv(const std::string& text, const std::string& message) {
   CHECK_THROWS_WITH_AS((void)parse_quality_csv(text, "q.csv"), doctest::Contains(message.c_str()), hnf::proofs::Error);
 }
 
+// The header before issue 18 (still read: "ours" follows from the family), and the current one.
 const std::string kHeader =
     "genre,method,family,budget_bits,setting,ran,error,tokens,perplexity,ppl_change_percent,mean_kl,top1_agreement,"
+    "bits_per_element,bytes_per_element,compression_vs_fp16,seconds";
+const std::string kOursHeader =
+    "genre,method,family,ours,budget_bits,setting,ran,error,tokens,perplexity,ppl_change_percent,mean_kl,top1_agreement,"
     "bits_per_element,bytes_per_element,compression_vs_fp16,seconds";
 
 }  // namespace
@@ -85,9 +89,10 @@ TEST_CASE("quality CSV: RFC 4180 quoting, exact doubles, empty metrics for a row
   const std::vector<QualityRow> rows = {fp16, kivi, curvature, h2o};
 
   const std::string csv = quality_csv(rows);
-  CHECK(csv.rfind(kHeader + "\n", 0) == 0);
-  CHECK(contains(csv, "\nprose,KIVI-2,kivi,,\"K per-channel, V per-token \"\"g32\"\"\",1,,1000,13.25,6,0.125,0.875,2,0.25,8,2.5\n"));
-  CHECK(contains(csv, "\ncode,H2O 3 bits,h2o,3,,0,\"out of memory, \"\"cache\"\" full\",,,,,,,,,\n"));
+  CHECK(csv.rfind(kOursHeader + "\n", 0) == 0);
+  CHECK(contains(csv, "\nprose,KIVI-2,kivi,0,,\"K per-channel, V per-token \"\"g32\"\"\",1,,1000,13.25,6,0.125,0.875,2,0.25,8,2.5\n"));
+  CHECK(contains(csv, "\ncode,H2O 3 bits,h2o,0,3,,0,\"out of memory, \"\"cache\"\" full\",,,,,,,,,\n"));
+  CHECK(contains(csv, "\ncode,curvature 2.5 bits,curvature,1,"));  // ours
   CHECK(contains(csv, ",\"two\nlines\",1,,"));
   CHECK(contains(csv, ",0.10000000000000001,0.33333333333333331,"));  // 17 significant digits
 
@@ -118,6 +123,21 @@ TEST_CASE("quality CSV: RFC 4180 quoting, exact doubles, empty metrics for a row
   std::string crlf;
   for (char c : quality_csv({fp16})) crlf += c == '\n' ? std::string("\r\n") : std::string(1, c);
   CHECK(parse_quality_csv(crlf + "\r\n", "q.csv").size() == 1);
+}
+
+TEST_CASE("quality CSV: the ours column, and files written before it") {
+  QualityRow policy = row("prose", "policy 4 bits", "policy", 4.0, 0.001, 0.2);
+  const std::string csv = quality_csv({policy});
+  CHECK(contains(csv, "\nprose,policy 4 bits,policy,1,"));
+  CHECK(parse_quality_csv(csv, "q.csv").front().family == "policy");
+  // ours must agree with the family.
+  std::string wrong = csv;
+  wrong.replace(wrong.find(",policy,1,"), 10, ",policy,0,");
+  expect_bad_csv(wrong, "ours must be 1 for family 'policy'");
+  // A file with the old header reads, ours following from the family.
+  const auto old_rows = parse_quality_csv(kHeader + "\nprose,curvature 3,curvature,3,s,1,,10,1.5,0,0,1,3,0.375,5.3,0.5\n", "q.csv");
+  REQUIRE(old_rows.size() == 1);
+  CHECK(quality_csv(old_rows).find(",curvature,1,3,") != std::string::npos);
 }
 
 TEST_CASE("quality CSV errors name the file and the line") {

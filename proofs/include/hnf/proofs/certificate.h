@@ -183,6 +183,8 @@ struct GuardPrediction {
   std::int64_t heldout_rows = 0;
   std::int64_t heldout_within = 0;         // the fraction expected on unseen text
   double median_actual = 0.0;              // median actual error of the calibration rows that read an integer page
+  std::vector<std::int64_t> layer_rows;    // [layers] rows of both splits
+  std::vector<std::int64_t> layer_within;  // [layers] of those, within the layer's epsilon
 };
 
 struct Certificate {

@@ -69,6 +69,14 @@ struct EvalFacts {
   double top1_agreement = 0.0;
   double measured_bits = 0.0;
   std::optional<double> decode_bound_max;  // a-posteriori bound, when eval ran with --bounds
+  // cache.guard, when eval guarded the cache: its class, and per layer rows and rows within epsilon.
+  struct Guard {
+    std::string kind;
+    double delta = 0.0;
+    std::vector<std::int64_t> layer_rows, layer_within;
+    double ratio_median = 0.0, ratio_p99 = 0.0;  // bound / actual
+  };
+  std::optional<Guard> guard;
 };
 [[nodiscard]] EvalFacts parse_eval_json(const std::string& text, const std::string& file, const std::string& map_sha256);
 

@@ -20,7 +20,7 @@ namespace hnf::reports {
 struct QualityRow {
   std::string genre;    // "prose", "code", "dialogue" (any non-empty string; order of first appearance is the display order)
   std::string method;   // display name, unique within a genre, e.g. "fp16", "int4-d64", "KIVI-2", "H2O 3 bits", "curvature 3 bits", "certified eps 0.1"
-  std::string family;   // one of "fp16", "uniform", "kivi", "h2o", "curvature", "certified"
+  std::string family;   // one of "fp16", "uniform", "kivi", "h2o", "curvature", "certified", "policy" (ours: the last three)
   std::optional<double> budget_bits;  // bits per element the method was configured for (h2o, curvature), else nullopt
   std::string setting;  // short free text describing the configuration, e.g. "K,V per-token groups of 64"
   bool ran = true;      // false: the method could not run on this genre; `error` says why; metrics are then meaningless
@@ -71,7 +71,7 @@ struct TargetCheck {
 };
 [[nodiscard]] std::vector<TargetCheck> evaluate_quality_targets(const std::vector<QualityRow>& rows);
 
-// CSV with a header line: genre,method,family,budget_bits,setting,ran,error,tokens,perplexity,ppl_change_percent,
+// CSV with a header line: genre,method,family,ours,budget_bits,setting,ran,error,tokens,perplexity,ppl_change_percent,
 // mean_kl,top1_agreement,bits_per_element,bytes_per_element,compression_vs_fp16,seconds. RFC 4180 quoting
 // (fields with comma, quote or newline quoted, quotes doubled), records ended by "\n". Doubles with 17
 // significant digits ({:.17g}, so they read back exactly); budget_bits empty when nullopt; ran as 1/0; the
