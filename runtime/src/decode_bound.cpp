@@ -332,7 +332,8 @@ GuardBoundTerms guard_terms(const StreamView& stream, std::int64_t positions, co
   const double key_part = z_lo_p > 0.0 ? div_up(add_up(add_up(guard.key_linear, guard.key_bias), guard.key_quadratic), z_lo_p)
                                        : kInf;
   const double part = add_up(add_up(key_part, guard.value_random), guard.value_bias);
-  guard.probabilistic = add_up(terms.arithmetic, std::min(part, cap));
+  // The deterministic bound holds always: the smaller of the two holds with probability >= 1 - delta.
+  guard.probabilistic = std::min(add_up(terms.arithmetic, std::min(part, cap)), terms.total);
   return guard;
 }
 
