@@ -68,6 +68,7 @@ std::vector<GuardRow> calibrate_guard(const proofs::PrecisionPolicy& policy, con
       std::vector<GuardBoundTerms> terms(group);
       decode_guard_group(stream.view(), n, q_rows.data(), out_rows.data(), static_cast<int>(group),
                          probabilistic ? delta : 0.0, terms.data());
+      const bool float_only = reads_only_float_pages(stream.view(), n);  // the same for every head of the group
       for (std::size_t g = 0; g < group; ++g) {
         const float* q = q_rows.data() + g * d;
         exact_attention(q, keys.data(), values.data(), n, static_cast<std::int64_t>(d), o.data());
@@ -78,7 +79,7 @@ std::vector<GuardRow> calibrate_guard(const proofs::PrecisionPolicy& policy, con
         }
         GuardRow row{.head = first_head + static_cast<std::int64_t>(g), .position = static_cast<std::int64_t>(t),
                      .actual = std::sqrt(err), .output_norm = std::sqrt(norm),
-                     .float_only = reads_only_float_pages(stream.view(), n)};
+                     .float_only = float_only};
         row.deterministic = terms[g].deterministic.total;
         row.bound = probabilistic ? terms[g].probabilistic : row.deterministic;
         rows.push_back(row);

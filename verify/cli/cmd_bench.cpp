@@ -269,6 +269,27 @@ void add_curvature(MethodSet& set, const QualityOptions& o, const std::string& t
 }
 
 #ifdef HNF_HAVE_Z3
+// Certifies, writes the certificate to `file` and checks it against the model and trace with
+// the witnesses re-derived (the runtime cache takes only re-derived or attested witnesses).
+proofs::CheckReport certify_and_check(const std::string& trace, const CertifyOptions& options, const QualityOptions& o,
+                                      const fs::path& file) {
+  const auto result = certify(trace, options);
+  proofs::write_text_atomically(file.string(), proofs::certificate_to_json(result.certificate));
+  proofs::CheckOptions check;
+  check.model_dir = o.model;
+  check.trace = trace;
+  check.recompute = [trace, model = o.model](const proofs::Certificate& c) {
+    return analysis::recompute_witnesses(c, trace, std::filesystem::path(model));
+  };
+  return proofs::check_certificate(file, check, "hnf-verify " HNF_VERSION);
+}
+
+// Why a checked certificate builds no cache ("rejected: ...", "verdict ..."), or empty.
+std::string not_certified(const proofs::CheckReport& report) {
+  if (!report.problems.empty()) return "rejected: " + report.problems.front();
+  return report.certified ? std::string() : "verdict " + report.verdict;
+}
+
 void add_certified(MethodSet& set, const QualityOptions& o, const std::string& trace) {
   for (const auto& eps_text : o.eps) {
     const std::string name = "certified eps " + eps_text;
@@ -278,20 +299,10 @@ void add_certified(MethodSet& set, const QualityOptions& o, const std::string& t
     options.model_dir = o.model;
     options.tool_version = "hnf-verify " HNF_VERSION;
     const auto start = std::chrono::steady_clock::now();
-    const auto result = certify(trace, options);
     const fs::path file = fs::path(o.work) / ("certificate-eps-" + eps_text + ".json");
-    proofs::write_text_atomically(file.string(), proofs::certificate_to_json(result.certificate));
-    proofs::CheckOptions check;
-    check.model_dir = o.model;
-    check.trace = trace;
-    // The runtime cache takes only re-derived (or attested) witnesses: re-derive them here.
-    check.recompute = [trace, model = o.model](const proofs::Certificate& c) {
-      return analysis::recompute_witnesses(c, trace, std::filesystem::path(model));
-    };
-    auto report = proofs::check_certificate(file, check, "hnf-verify " HNF_VERSION);
+    auto report = certify_and_check(trace, options, o, file);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    if (!report.problems.empty() || !report.certified) {
-      const std::string why = !report.problems.empty() ? "rejected: " + report.problems.front() : "verdict " + report.verdict;
+    if (const std::string why = not_certified(report); !why.empty()) {
       set.unavailable.push_back({name, "certified", "certify --eps " + eps_text, std::nullopt, why});
       log(fmt::format("{}: {}", name, why));
       continue;
@@ -327,19 +338,10 @@ void add_policies(MethodSet& set, const QualityOptions& o, const std::string& tr
     options.prediction = std::move(budgets.prediction);
     options.model_dir = o.model;
     options.tool_version = "hnf-verify " HNF_VERSION;
-    const auto result = certify(trace, options);
     const fs::path file = fs::path(o.work) / fmt::format("certificate-policy-{:g}-bits.json", budget);
-    proofs::write_text_atomically(file.string(), proofs::certificate_to_json(result.certificate));
-    proofs::CheckOptions check;
-    check.model_dir = o.model;
-    check.trace = trace;
-    check.recompute = [trace, model = o.model](const proofs::Certificate& c) {
-      return analysis::recompute_witnesses(c, trace, std::filesystem::path(model));
-    };
-    auto report = proofs::check_certificate(file, check, "hnf-verify " HNF_VERSION);
+    auto report = certify_and_check(trace, options, o, file);
     const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-    if (!report.problems.empty() || !report.certified) {
-      const std::string why = !report.problems.empty() ? "rejected: " + report.problems.front() : "verdict " + report.verdict;
+    if (const std::string why = not_certified(report); !why.empty()) {
       set.unavailable.push_back({name, "policy", fmt::format("certify --policy auto --bits {:g}", budget), budget, why});
       log(fmt::format("{}: {}", name, why));
       continue;
